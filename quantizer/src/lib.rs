@@ -1,0 +1,63 @@
+//! Kinglet's host tool: imports float ONNX models, calibrates them on real data, quantizes them
+//! to the int8 model file the `kinglet` runtime executes, and validates the result against tract.
+
+pub mod calibrate;
+pub mod float_eval;
+pub mod import;
+pub mod ir;
+pub mod npy;
+pub mod oracle;
+pub mod plan;
+pub mod quantize;
+pub mod validate;
+pub mod writer;
+
+use anyhow::{Context, Result};
+use std::path::Path;
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a
+/// failed write never leaves a half-written file behind.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file path", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes)
+        .with_context(|| format!("cannot write {} (directory {})", path.display(), dir.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!("cannot move {} into place as {}: {e}", tmp.display(), path.display())
+    })
+}
+
+/// The whole host pipeline: import, calibrate, quantize, plan, write.
+pub struct Quantized {
+    /// The model file.
+    pub bytes: Vec<u8>,
+    /// The int8 program (for summaries).
+    pub program: quantize::QModel,
+    /// Arena bytes the plan needs (without the 15 bytes of alignment slack).
+    pub plan_bytes: usize,
+    /// What a plan without reuse would need.
+    pub naive_bytes: usize,
+}
+
+/// Imports `onnx`, calibrates it on `calib` and returns the int8 model file.
+pub fn quantize_model(onnx: &Path, calib: &npy::ArrayF32, input_shape: Option<&[usize]>) -> Result<Quantized> {
+    let imported = import::import(onnx, input_shape)
+        .with_context(|| format!("importing {}", onnx.display()))?;
+    let ranges = calibrate::calibrate(&imported.graph, calib)?;
+    let mut program = quantize::quantize(&imported.graph, &ranges, &quantize::Options::default())?;
+    let plan_bytes = plan::plan(&mut program);
+    let naive_bytes = plan::naive_bytes(&program);
+    let bytes = writer::write(&program, plan_bytes)?;
+    Ok(Quantized { bytes, program, plan_bytes, naive_bytes })
+}

@@ -1,0 +1,271 @@
+//! `kinglet`: quantize float ONNX models to Kinglet's int8 model file, validate them against
+//! tract, run and inspect them.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand};
+use kinglet_quantizer::{npy, validate, write_atomic};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "kinglet", version, about = "Int8 models for microcontrollers: quantize, validate against tract, run, inspect.")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Quantize a float ONNX model into an int8 model file, calibrating on real samples.
+    Quantize {
+        /// Float ONNX model (float32 or float16), as exported by torch.onnx.export.
+        model: PathBuf,
+        /// Calibration data: float32 .npy `[N, ...]`, each sample in the model's input shape.
+        #[arg(long)]
+        calib: PathBuf,
+        /// Output model file (.kgl).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Input shape for models with dynamic dims, e.g. `1,49,40`.
+        #[arg(long, value_delimiter = ',')]
+        input_shape: Option<Vec<usize>>,
+        /// Print a JSON summary instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare the int8 file (Kinglet) with the float ONNX (tract) on the same inputs.
+    Validate {
+        /// Float ONNX model.
+        model: PathBuf,
+        /// Int8 model file.
+        kgl: PathBuf,
+        /// Inputs: float32 .npy `[N, ...]`.
+        #[arg(long)]
+        data: PathBuf,
+        /// Integer class labels `[N]` (or `[N, T]` for per-step outputs).
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Regression targets `[N, ...]`, compared with output 0.
+        #[arg(long)]
+        targets: Option<PathBuf>,
+        /// Use only the first N samples.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Exit non-zero when the worst SQNR (dB) is below this.
+        #[arg(long)]
+        min_sqnr: Option<f64>,
+        /// Exit non-zero when top-1 agreement is below this (0..1).
+        #[arg(long)]
+        min_agreement: Option<f64>,
+    },
+    /// Run an int8 model file on float inputs (quantized on the way in, dequantized out).
+    Run {
+        /// Int8 model file.
+        kgl: PathBuf,
+        /// Inputs: float32 .npy `[N, ...]`.
+        #[arg(long)]
+        input: PathBuf,
+        /// Output .npy (output 0, float32 `[N, ...]`).
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Show a model file's ops, tensors, quantization and arena plan.
+    Inspect {
+        /// Int8 model file.
+        kgl: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Quantize the bundled model, validate it against tract and run it.
+    Demo {
+        /// Folder with model.onnx, calib.npy, test.npy and labels.npy or targets.npy.
+        #[arg(long, default_value = "models/fixtures/gru_legacy_o17")]
+        dir: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = real_main(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn read_file(p: &Path) -> Result<Vec<u8>> {
+    std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+}
+
+fn real_main(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Quantize { model, calib, output, input_shape, json } => {
+            let calib = npy::read_f32(&calib)?;
+            let q = kinglet_quantizer::quantize_model(&model, &calib, input_shape.as_deref())?;
+            write_atomic(&output, &q.bytes)?;
+            let parsed = kinglet::Model::parse(&q.bytes).map_err(|e| anyhow!("internal: written file does not parse: {e}"))?;
+            if json {
+                let ops: Vec<_> = q.program.ops.iter().map(|o| serde_json::json!({"name": o.name, "op": kinglet::op_name(o.opcode)})).collect();
+                println!("{}", serde_json::json!({
+                    "model_bytes": q.bytes.len(),
+                    "arena_bytes": parsed.arena_bytes(),
+                    "const_bytes": parsed.const_bytes(),
+                    "streamable": q.program.streamable,
+                    "ops": ops,
+                }));
+            } else {
+                println!("wrote {} ({} bytes; weights and tables {} bytes)", output.display(), q.bytes.len(), parsed.const_bytes());
+                println!("arena: {} bytes (plan {} + 15 alignment; without reuse {} bytes)", parsed.arena_bytes(), q.plan_bytes, q.naive_bytes);
+                match &q.program.not_streamable_reason {
+                    None => println!("streaming: yes, {} steps of {} bytes", q.program.seq_len, parsed.input(0).map_or(0, |t| t.nbytes()) / q.program.seq_len.max(1)),
+                    Some(why) => println!("streaming: no ({why})"),
+                }
+                println!("{:<4} {:<12} {}", "#", "op", "node");
+                for (i, o) in q.program.ops.iter().enumerate() {
+                    println!("{:<4} {:<12} {}", i, kinglet::op_name(o.opcode), o.name);
+                }
+            }
+        }
+        Cmd::Validate { model, kgl, data, labels, targets, limit, json, min_sqnr, min_agreement } => {
+            let data = npy::read_f32(&data)?;
+            let labels = labels.map(|p| npy::read_i64(&p)).transpose()?;
+            let targets = targets.map(|p| npy::read_f32(&p)).transpose()?;
+            let bytes = read_file(&kgl)?;
+            let r = validate::validate(&model, &bytes, &data, labels.as_ref().map(|l| l.1.as_slice()), targets.as_ref(), limit)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!("samples          {}", r.samples);
+                println!("SQNR (worst)     {:.2} dB", r.sqnr_db);
+                println!("relative MSE     {:.3e}", r.rel_mse);
+                println!("top-1 agreement  {:.4}", r.top1_agreement);
+                if let (Some(f), Some(q)) = (r.accuracy_float, r.accuracy_int8) {
+                    println!("accuracy         float {:.2}%  int8 {:.2}%", f * 100.0, q * 100.0);
+                }
+                if let (Some(f), Some(q)) = (r.mse_float, r.mse_int8) {
+                    println!("MSE              float {f:.5}  int8 {q:.5}");
+                }
+                if let (Some(f), Some(q)) = (r.mae_float, r.mae_int8) {
+                    println!("MAE              float {f:.5}  int8 {q:.5}");
+                }
+                println!("model / arena    {} / {} bytes", r.model_bytes, r.arena_bytes);
+            }
+            if let Some(m) = min_sqnr {
+                if r.sqnr_db < m {
+                    bail!("SQNR {:.2} dB is below --min-sqnr {m}", r.sqnr_db);
+                }
+            }
+            if let Some(m) = min_agreement {
+                if r.top1_agreement < m {
+                    bail!("top-1 agreement {:.4} is below --min-agreement {m}", r.top1_agreement);
+                }
+            }
+        }
+        Cmd::Run { kgl, input, output } => {
+            let file = std::fs::File::open(&kgl).with_context(|| format!("cannot open {}", kgl.display()))?;
+            // SAFETY-free: memmap2's map is unsafe only if the file is changed while mapped;
+            // read it instead when that cannot be ruled out.
+            let bytes = read_file(&kgl)?;
+            drop(file);
+            let data = npy::read_f32(&input)?;
+            let mut host = validate::HostModel::new(&bytes)?;
+            let per = host.input_len();
+            if data.sample_len() != per {
+                bail!("{} has {} values per sample; the model input needs {per}", input.display(), data.sample_len());
+            }
+            let mut out = Vec::new();
+            let mut out_len = 0;
+            for s in 0..data.samples() {
+                let y = host.run(data.sample(s))?;
+                out_len = y[0].len();
+                out.extend_from_slice(&y[0]);
+            }
+            npy::write_f32(&output, &[data.samples(), out_len], &out)?;
+            println!("wrote {} ({} samples × {out_len})", output.display(), data.samples());
+        }
+        Cmd::Inspect { kgl, json } => {
+            let bytes = read_file(&kgl)?;
+            let m = kinglet::Model::parse(&bytes).map_err(|e| anyhow!("{}: invalid model file: {e}", kgl.display()))?;
+            inspect(&m, json);
+        }
+        Cmd::Demo { dir } => demo(&dir)?,
+    }
+    Ok(())
+}
+
+fn inspect(m: &kinglet::Model<'_>, json: bool) {
+    let tensors: Vec<_> = (0..m.n_tensors())
+        .filter_map(|i| m.tensor(i))
+        .map(|t| {
+            serde_json::json!({
+                "name": t.name(), "dtype": format!("{:?}", t.dtype()), "kind": format!("{:?}", t.kind()),
+                "dims": &t.dims()[..t.rank()], "offset": t.offset(), "bytes": t.nbytes(),
+                "scale": t.scale(), "zero_point": t.zero_point(),
+            })
+        })
+        .collect();
+    let ops: Vec<_> = (0..m.n_ops())
+        .filter_map(|i| m.op(i))
+        .map(|o| serde_json::json!({"op": o.name(), "tensors": o.tensors().collect::<Vec<_>>()}))
+        .collect();
+    if json {
+        println!("{}", serde_json::json!({
+            "file_bytes": m.file_len(), "const_bytes": m.const_bytes(), "arena_bytes": m.arena_bytes(),
+            "streamable": m.is_streamable(), "seq_len": m.seq_len(), "tensors": tensors, "ops": ops,
+        }));
+        return;
+    }
+    println!("file {} bytes, constants {} bytes, arena {} bytes, seq_len {}, streamable {}", m.file_len(), m.const_bytes(), m.arena_bytes(), m.seq_len(), m.is_streamable());
+    println!("\nops:");
+    for (i, o) in ops.iter().enumerate() {
+        println!("  {i:<3} {:<12} tensors {}", o["op"].as_str().unwrap_or("?"), o["tensors"]);
+    }
+    println!("\ntensors:");
+    println!("  {:<3} {:<32} {:<5} {:<10} {:<18} {:>7} {:>7} {:>12} {:>5}", "#", "name", "dtype", "kind", "dims", "offset", "bytes", "scale", "zp");
+    for (i, t) in tensors.iter().enumerate() {
+        println!("  {i:<3} {:<32} {:<5} {:<10} {:<18} {:>7} {:>7} {:>12.6} {:>5}",
+            t["name"].as_str().unwrap_or(""), t["dtype"].as_str().unwrap_or(""), t["kind"].as_str().unwrap_or(""),
+            t["dims"].to_string(), t["offset"], t["bytes"], t["scale"].as_f64().unwrap_or(0.0), t["zero_point"]);
+    }
+}
+
+fn demo(dir: &Path) -> Result<()> {
+    let onnx = dir.join("model.onnx");
+    println!("== quantize {}", onnx.display());
+    let calib = npy::read_f32(&dir.join("calib.npy"))?;
+    let q = kinglet_quantizer::quantize_model(&onnx, &calib, None)?;
+    let out = dir.join("model.kgl");
+    write_atomic(&out, &q.bytes)?;
+    let model = kinglet::Model::parse(&q.bytes).map_err(|e| anyhow!("{e}"))?;
+    println!("   {} calibration samples -> {} ({} bytes, arena {} bytes)", calib.samples(), out.display(), q.bytes.len(), model.arena_bytes());
+    println!("== validate against tract");
+    let test = npy::read_f32(&dir.join("test.npy"))?;
+    let labels = dir.join("labels.npy");
+    let labels = if labels.exists() { Some(npy::read_i64(&labels)?) } else { None };
+    let targets = dir.join("targets.npy");
+    let targets = if targets.exists() { Some(npy::read_f32(&targets)?) } else { None };
+    let r = validate::validate(&onnx, &q.bytes, &test, labels.as_ref().map(|l| l.1.as_slice()), targets.as_ref(), None)?;
+    println!("   {} test samples: SQNR {:.1} dB, top-1 agreement {:.3}", r.samples, r.sqnr_db, r.top1_agreement);
+    if let (Some(f), Some(i)) = (r.accuracy_float, r.accuracy_int8) {
+        println!("   accuracy: float (tract) {:.2}%, int8 (Kinglet) {:.2}%", f * 100.0, i * 100.0);
+    }
+    if let (Some(f), Some(i)) = (r.mse_float, r.mse_int8) {
+        println!("   MSE: float (tract) {f:.5}, int8 (Kinglet) {i:.5}");
+    }
+    println!("== run on the host (reference kernels)");
+    let mut host = validate::HostModel::new(&q.bytes)?;
+    let mut times = Vec::new();
+    for s in 0..test.samples().min(200) {
+        let t0 = Instant::now();
+        host.run(test.sample(s))?;
+        times.push(t0.elapsed().as_secs_f64() * 1e6);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let median = times.get(times.len() / 2).copied().unwrap_or(0.0);
+    println!("   median latency {median:.1} µs per inference over {} runs (this build, one thread)", times.len());
+    println!("   model {} bytes, arena {} bytes", q.bytes.len(), model.arena_bytes());
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! Validation: tract runs the float ONNX, Kinglet runs the int8 file on the host, same inputs.
+
+use crate::npy::ArrayF32;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+
+/// Runs a model file over samples on the host, float in and float out (int8 inside).
+pub struct HostModel<'a> {
+    model: kinglet::Model<'a>,
+    arena: Vec<u8>,
+}
+
+impl<'a> HostModel<'a> {
+    /// Parses `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Result<Self> {
+        let model = kinglet::Model::parse(bytes).map_err(|e| anyhow!("invalid model file: {e}"))?;
+        let arena = vec![0u8; model.arena_bytes()];
+        Ok(Self { model, arena })
+    }
+
+    /// The parsed model.
+    pub fn model(&self) -> &kinglet::Model<'a> {
+        &self.model
+    }
+
+    /// Elements of input 0.
+    pub fn input_len(&self) -> usize {
+        self.model.input(0).map_or(0, |t| t.nbytes())
+    }
+
+    /// Runs one sample (the first input); returns every output dequantized.
+    pub fn run(&mut self, x: &[f32]) -> Result<Vec<Vec<f32>>> {
+        let input = self.model.input(0).ok_or_else(|| anyhow!("the model has no input"))?;
+        if x.len() != input.nbytes() {
+            bail!(
+                "a sample has {} values but the model input {:?} needs {}",
+                x.len(),
+                input.name(),
+                input.nbytes()
+            );
+        }
+        let mut session = kinglet::Session::new(&self.model, &mut self.arena)
+            .map_err(|e| anyhow!("{e}"))?;
+        input.quantize(x, session.input_mut(0).map_err(|e| anyhow!("{e}"))?);
+        session.invoke().map_err(|e| anyhow!("{e}"))?;
+        let mut outs = Vec::new();
+        for i in 0..self.model.n_outputs() {
+            let info = self.model.output(i).ok_or_else(|| anyhow!("output {i} missing"))?;
+            let q = session.output(i).map_err(|e| anyhow!("{e}"))?;
+            let mut y = vec![0f32; q.len()];
+            info.dequantize(q, &mut y);
+            outs.push(y);
+        }
+        Ok(outs)
+    }
+}
+
+/// What `validate --json` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Samples compared.
+    pub samples: usize,
+    /// Worst SQNR over outputs, int8 against float, in dB.
+    pub sqnr_db: f64,
+    /// Worst relative MSE over outputs: Σ(f − q)² / Σ f².
+    pub rel_mse: f64,
+    /// Fraction of rows (last axis) of output 0 whose argmax agrees.
+    pub top1_agreement: f64,
+    /// Per output: SQNR in dB.
+    pub sqnr_db_per_output: Vec<f64>,
+    /// Float accuracy against labels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy_float: Option<f64>,
+    /// Int8 accuracy against labels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy_int8: Option<f64>,
+    /// Float MSE against targets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mse_float: Option<f64>,
+    /// Int8 MSE against targets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mse_int8: Option<f64>,
+    /// Float MAE against targets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mae_float: Option<f64>,
+    /// Int8 MAE against targets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mae_int8: Option<f64>,
+    /// Model file bytes.
+    pub model_bytes: usize,
+    /// Arena bytes the session needs.
+    pub arena_bytes: usize,
+}
+
+fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Compares `float` and `int8` outputs (per sample, per output) and scores them.
+pub fn compare(
+    float: &[Vec<Vec<f32>>],
+    int8: &[Vec<Vec<f32>>],
+    labels: Option<&[i64]>,
+    targets: Option<&ArrayF32>,
+    model_bytes: usize,
+    arena_bytes: usize,
+) -> Result<Report> {
+    let samples = float.len();
+    let n_out = float.first().map_or(0, |o| o.len());
+    let mut sqnr = Vec::new();
+    let mut worst_rel = 0f64;
+    for o in 0..n_out {
+        let (mut sig, mut noise) = (0f64, 0f64);
+        for s in 0..samples {
+            let (f, q) = (&float[s][o], &int8[s][o]);
+            if f.len() != q.len() {
+                bail!("output {o}: tract gives {} values, Kinglet {}", f.len(), q.len());
+            }
+            for (a, b) in f.iter().zip(q) {
+                sig += (*a as f64).powi(2);
+                noise += (*a as f64 - *b as f64).powi(2);
+            }
+        }
+        let rel = if sig > 0.0 { noise / sig } else { noise };
+        worst_rel = worst_rel.max(rel);
+        sqnr.push(if noise == 0.0 { 200.0 } else { 10.0 * (sig / noise).log10() });
+    }
+    let classes = float
+        .first()
+        .and_then(|o| o.first())
+        .map_or(1, |v| v.len());
+    let _ = classes;
+    // Argmax over the last axis of output 0: one row per sample unless it is a sequence.
+    let row = |s: usize| -> usize { float[s][0].len() };
+    let _ = row;
+    let mut rows_total = 0usize;
+    let mut agree = 0usize;
+    let mut correct_f = 0usize;
+    let mut correct_q = 0usize;
+    let labels_per_sample = labels.map(|l| l.len() / samples.max(1)).unwrap_or(1).max(1);
+    if let Some(l) = labels {
+        if l.len() % samples.max(1) != 0 {
+            bail!("{} labels for {samples} samples", l.len());
+        }
+    }
+    for s in 0..samples {
+        let f = &float[s][0];
+        let q = &int8[s][0];
+        let width = f.len() / labels_per_sample;
+        if width == 0 || f.len() % labels_per_sample != 0 {
+            bail!("output 0 has {} values, which does not split into {labels_per_sample} rows", f.len());
+        }
+        for r in 0..labels_per_sample {
+            let (af, aq) = (argmax(&f[r * width..(r + 1) * width]), argmax(&q[r * width..(r + 1) * width]));
+            rows_total += 1;
+            agree += (af == aq) as usize;
+            if let Some(l) = labels {
+                let lab = l[s * labels_per_sample + r];
+                correct_f += (af as i64 == lab) as usize;
+                correct_q += (aq as i64 == lab) as usize;
+            }
+        }
+    }
+    let mut report = Report {
+        samples,
+        sqnr_db: sqnr.iter().copied().fold(f64::INFINITY, f64::min),
+        rel_mse: worst_rel,
+        top1_agreement: agree as f64 / rows_total.max(1) as f64,
+        sqnr_db_per_output: sqnr,
+        accuracy_float: labels.map(|_| correct_f as f64 / rows_total.max(1) as f64),
+        accuracy_int8: labels.map(|_| correct_q as f64 / rows_total.max(1) as f64),
+        mse_float: None,
+        mse_int8: None,
+        mae_float: None,
+        mae_int8: None,
+        model_bytes,
+        arena_bytes,
+    };
+    if let Some(t) = targets {
+        if t.samples() < samples {
+            bail!("{} targets for {samples} samples", t.samples());
+        }
+        let (mut mf, mut mq, mut af, mut aq, mut n) = (0f64, 0f64, 0f64, 0f64, 0usize);
+        for s in 0..samples {
+            let truth = t.sample(s);
+            let (f, q) = (&float[s][0], &int8[s][0]);
+            if truth.len() != f.len() {
+                bail!("targets have {} values per sample, output 0 has {}", truth.len(), f.len());
+            }
+            for i in 0..truth.len() {
+                let (tv, fv, qv) = (truth[i] as f64, f[i] as f64, q[i] as f64);
+                mf += (fv - tv).powi(2);
+                mq += (qv - tv).powi(2);
+                af += (fv - tv).abs();
+                aq += (qv - tv).abs();
+                n += 1;
+            }
+        }
+        let n = n.max(1) as f64;
+        report.mse_float = Some(mf / n);
+        report.mse_int8 = Some(mq / n);
+        report.mae_float = Some(af / n);
+        report.mae_int8 = Some(aq / n);
+    }
+    Ok(report)
+}
+
+/// Runs both engines over `data` and compares.
+pub fn validate(
+    onnx: &std::path::Path,
+    kgl_bytes: &[u8],
+    data: &ArrayF32,
+    labels: Option<&[i64]>,
+    targets: Option<&ArrayF32>,
+    limit: Option<usize>,
+) -> Result<Report> {
+    let imported = crate::import::import(onnx, None)
+        .with_context(|| format!("importing {}", onnx.display()))?;
+    let g = &imported.graph;
+    let input = g.inputs.first().copied().ok_or_else(|| anyhow!("the ONNX model has no input"))?;
+    let shape = g.values[input].shape.clone();
+    crate::calibrate::check_sample_shape(data, &shape, "the validation data")?;
+    let tract = crate::oracle::TractModel::load(onnx, &shape, imported.input_f16)?;
+    let mut host = HostModel::new(kgl_bytes)?;
+    let n = limit.map_or(data.samples(), |l| l.min(data.samples()));
+    let mut float = Vec::with_capacity(n);
+    let mut int8 = Vec::with_capacity(n);
+    for s in 0..n {
+        float.push(tract.run(data.sample(s))?);
+        int8.push(host.run(data.sample(s))?);
+    }
+    let labels = labels.map(|l| &l[..(l.len() / data.samples().max(1)) * n]);
+    compare(&float, &int8, labels, targets, kgl_bytes.len(), host.model().arena_bytes())
+}

@@ -1,0 +1,258 @@
+//! The model file, version 1: the on-disk structures shared by the quantizer (which writes
+//! them) and the runtime (which reads them in place). `docs/format.md` is the prose version of
+//! this module; the two must agree.
+//!
+//! Everything is little-endian. The file is a 64-byte [`Header`], then a table of
+//! [`TensorEntry`] (48 bytes each), a table of [`OpEntry`] (24 bytes each), a list of `u16`
+//! input/output tensor indices, and a data section holding constant tensors (weights, biases,
+//! requantization pairs, lookup tables), the per-op tensor lists and the per-op parameter words.
+//! Every section and every constant tensor starts at a multiple of 16 bytes from the start of the
+//! file, so a file placed at a 16-byte-aligned address (flash or RAM) can be read in place.
+
+use zerocopy::little_endian::{F32, I32, U16, U32};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+/// `b"KGLT"`: the first four bytes of every model file.
+pub const MAGIC: [u8; 4] = *b"KGLT";
+/// The major version this runtime reads. A file with another major version is refused.
+pub const VERSION_MAJOR: u16 = 1;
+/// The minor version this runtime writes; files with a higher minor version are still read
+/// (minor versions only add flags and op codes that old files do not use).
+pub const VERSION_MINOR: u16 = 0;
+/// Alignment of every section and constant tensor, in bytes, relative to the file start.
+pub const FILE_ALIGN: usize = 16;
+/// Alignment of every arena tensor offset, in bytes, relative to the (aligned) arena base.
+pub const ARENA_ALIGN: usize = 16;
+/// The CRC covers `bytes[CRC_START..file_len]`: everything after the checksum field.
+pub const CRC_START: usize = 16;
+/// Maximum rank of a tensor.
+pub const MAX_RANK: usize = 4;
+/// `time_axis` value for a tensor without a time axis.
+pub const NO_TIME_AXIS: u8 = 0xFF;
+
+/// Header flag: the model can be driven one time step at a time with `Session::step`.
+pub const FLAG_STREAMABLE: u32 = 1;
+
+/// Fixed 64-byte file header at offset 0.
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct Header {
+    /// [`MAGIC`].
+    pub magic: [u8; 4],
+    /// [`VERSION_MAJOR`].
+    pub version_major: U16,
+    /// [`VERSION_MINOR`].
+    pub version_minor: U16,
+    /// Total length of the file in bytes; trailing bytes beyond it are refused.
+    pub file_len: U32,
+    /// CRC-32/ISO-HDLC (the zlib / PNG CRC) of `bytes[16..file_len]`.
+    pub crc32: U32,
+    /// `FLAG_*` bits; unknown bits are refused.
+    pub flags: U32,
+    /// Bytes of arena the static plan uses (a multiple of [`ARENA_ALIGN`]).
+    pub arena_bytes: U32,
+    /// Number of entries in the tensor table.
+    pub n_tensors: U32,
+    /// File offset of the tensor table.
+    pub tensors_off: U32,
+    /// Number of entries in the op table.
+    pub n_ops: U32,
+    /// File offset of the op table.
+    pub ops_off: U32,
+    /// Number of model inputs.
+    pub n_inputs: U16,
+    /// Number of model outputs.
+    pub n_outputs: U16,
+    /// File offset of `n_inputs + n_outputs` `u16` tensor indices (inputs first).
+    pub io_off: U32,
+    /// File offset of the data section.
+    pub data_off: U32,
+    /// Length of the data section in bytes.
+    pub data_len: U32,
+    /// Number of time steps `T` of the model's sequence input (1 if it has none).
+    pub seq_len: U32,
+    /// Reserved, must be zero.
+    pub reserved: U32,
+}
+
+/// Element type of a tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum DType {
+    /// Signed 8-bit.
+    I8 = 1,
+    /// Signed 16-bit.
+    I16 = 2,
+    /// Signed 32-bit.
+    I32 = 3,
+}
+
+impl DType {
+    /// Decode the on-disk code.
+    pub const fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Self::I8),
+            2 => Some(Self::I16),
+            3 => Some(Self::I32),
+            _ => None,
+        }
+    }
+    /// Bytes per element.
+    pub const fn size(self) -> usize {
+        match self {
+            Self::I8 => 1,
+            Self::I16 => 2,
+            Self::I32 => 4,
+        }
+    }
+}
+
+/// Where a tensor's bytes live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TensorKind {
+    /// In the arena; its contents are meaningful only while it is live in the plan.
+    Activation = 0,
+    /// In the file's data section (read in place from flash).
+    Const = 1,
+    /// In the arena, persistent across `step` calls (recurrent state). Reset to `zero_point`
+    /// (for i8) or 0 (for i16 / i32) by `reset` and at the start of every `run`.
+    State = 2,
+}
+
+impl TensorKind {
+    /// Decode the on-disk code.
+    pub const fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Self::Activation),
+            1 => Some(Self::Const),
+            2 => Some(Self::State),
+            _ => None,
+        }
+    }
+}
+
+/// One tensor: 48 bytes.
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct TensorEntry {
+    /// [`DType`] code.
+    pub dtype: u8,
+    /// [`TensorKind`] code.
+    pub kind: u8,
+    /// Number of dims in use (0..=4); unused dims are 1.
+    pub rank: u8,
+    /// Index of the time axis in `dims`, or [`NO_TIME_AXIS`]. A tensor with a time axis has
+    /// only size-1 dims before it, so one time step is a contiguous `nbytes / T` slice.
+    pub time_axis: u8,
+    /// Shape, outermost first.
+    pub dims: [U32; MAX_RANK],
+    /// Arena offset (Activation, State; multiple of [`ARENA_ALIGN`]) or offset into the data
+    /// section (Const; multiple of [`FILE_ALIGN`] from the file start).
+    pub offset: U32,
+    /// Size in bytes; equals the product of dims times the element size.
+    pub nbytes: U32,
+    /// Real value = `scale * (q - zero_point)`; 0.0 when the tensor is not affine-quantized
+    /// (biases, multipliers, tables). Used only by the optional float helpers, never by kernels.
+    pub scale: F32,
+    /// Zero point of the affine quantization.
+    pub zero_point: I32,
+    /// Offset into the data section of the tensor's UTF-8 name (for `inspect` and errors).
+    pub name_off: U32,
+    /// Length of the name in bytes (0 = unnamed).
+    pub name_len: U32,
+}
+
+/// Op flag: in streaming (`step`) mode the op's first parameter word (`steps`) is replaced by 1.
+pub const OP_FLAG_PER_STEP: u16 = 1;
+
+/// One op: 24 bytes. Ops run in table order.
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct OpEntry {
+    /// `OP_*` code.
+    pub opcode: U16,
+    /// `OP_FLAG_*` bits.
+    pub flags: U16,
+    /// Number of tensor indices in the op's tensor list.
+    pub n_tensors: U16,
+    /// Number of `i32` parameter words.
+    pub n_params: U16,
+    /// Data-section offset of the op's `u16` tensor indices (2-byte aligned).
+    pub tensors_off: U32,
+    /// Data-section offset of the op's `i32` parameter words (4-byte aligned).
+    pub params_off: U32,
+    /// Reserved, must be zero.
+    pub reserved: [U32; 2],
+}
+
+/// Fully connected: `y[s, m, n] = clamp(zp_y + rq(bias[n] + Σ_k w[n, k] · x[s, m, k], rq[n]))`.
+///
+/// Tensors: `[x i8, w i8 [N, K], bias i32 [N], rq i32 [N, 2], y i8]`.
+/// Params: `[steps, rows_per_step, k, n, y_zp, act_min, act_max]`.
+/// The input zero point is folded into `bias` by the quantizer (`bias -= zp_x · Σ_k w[n, k]`).
+pub const OP_FC: u16 = 1;
+/// LSTM, one direction, ONNX gate order `i, o, f, c`.
+///
+/// Tensors: `[x i8 [T, I], w i8 [4H, I], r i8 [4H, H], bias_x i32 [4H], bias_h i32 [4H],
+/// rq_x i32 [4H, 2], rq_h i32 [4H, 2], sigmoid i16 [513], tanh i16 [513], h i8 [H] (State),
+/// c i16 [H] (State), y i8 [T, H], scratch i16 [4H]]`.
+/// Params: `[steps, input, hidden, reverse, h_zp, cell_exp, hq_mult, hq_shift]`.
+pub const OP_LSTM: u16 = 2;
+/// GRU, one direction, ONNX gate order `z, r, h`, `linear_before_reset = 1`.
+///
+/// Tensors: `[x i8 [T, I], w i8 [3H, I], r i8 [3H, H], bias_x i32 [3H], bias_h i32 [3H],
+/// rq_x i32 [3H, 2], rq_h i32 [3H, 2], sigmoid i16 [513], tanh i16 [513], h i8 [H] (State),
+/// y i8 [T, H], scratch i16 [6H]]`.
+/// Params: `[steps, input, hidden, reverse, h_zp, hin_mult, hin_shift, hq_mult, hq_shift]`.
+pub const OP_GRU: u16 = 3;
+/// Vanilla RNN, one direction: `h' = act(W x + b_w + R h + b_r)`.
+///
+/// Tensors: `[x i8 [T, I], w i8 [H, I], r i8 [H, H], bias_x i32 [H], bias_h i32 [H],
+/// rq_x i32 [H, 2], rq_h i32 [H, 2], tanh i16 [513], h i8 [H] (State), y i8 [T, H]]`.
+/// Params: `[steps, input, hidden, reverse, h_zp, hq_mult, hq_shift, act]` (`act`: 0 tanh,
+/// 1 relu).
+pub const OP_RNN: u16 = 4;
+/// Elementwise int8 → int8 lookup: `y[i] = table[x[i] + 128]`.
+///
+/// Tensors: `[x i8, table i8 [256], y i8]`. Params: `[steps, len_per_step]`.
+pub const OP_LUT8: u16 = 5;
+/// Elementwise add with rescaling:
+/// `y = clamp(y_zp + rshift_round((a - a_zp) · a_mult + (b - b_zp) · b_mult, shift))`, in i64.
+///
+/// Tensors: `[a i8, b i8, y i8]`. `b` has `len_per_step` elements, or `b_len` elements
+/// repeated (broadcast over leading dims) when `b_len < len_per_step`.
+/// Params: `[steps, len_per_step, b_len, a_zp, b_zp, y_zp, a_mult, b_mult, shift, act_min,
+/// act_max]`.
+pub const OP_ADD: u16 = 6;
+/// Softmax over the last axis: int8 in, int8 out at scale 1/256, zero point -128.
+/// `e[i] = table[max - x[i]]` (table: `round(exp(-s_x · d) · 2^16)` for d in 0..=255),
+/// `y[i] = clamp((e[i] · 256 + sum / 2) / sum - 128)`.
+///
+/// Tensors: `[x i8, table i32 [256], y i8]`. Params: `[steps, rows_per_step, len]`.
+pub const OP_SOFTMAX: u16 = 7;
+/// Strided copy (transpose, slice, gather): for each step `s` and index `(i0..i3)` of the
+/// output's per-step shape `out_dims`, `y[s, i] = x[s · in_step + in_offset + Σ i_k · in_strides[k]]`
+/// (strides and offsets in elements, non-negative).
+///
+/// Tensors: `[x, y]` (same dtype). Params: `[steps, elem_size, in_step, in_offset,
+/// out_dims[4], in_strides[4]]`.
+pub const OP_COPY: u16 = 8;
+/// Selects the last of `steps` rows: `y = x[(steps - 1) · row_len ..][..row_len]`.
+/// In streaming mode (`steps` = 1) it passes the single step through.
+///
+/// Tensors: `[x, y]` (same dtype). Params: `[steps, row_bytes]`.
+pub const OP_SELECT_LAST: u16 = 9;
+/// Concatenation: each input is `[outer, chunk_j]` per step, the output
+/// `[outer, Σ chunk_j]`; all share one quantization.
+///
+/// Tensors: `[in_0, .., in_{n-1}, y]`. Params: `[steps, outer, elem_size, n, chunk_0 .. chunk_{n-1}]`
+/// (chunks in elements).
+pub const OP_CONCAT: u16 = 10;
+/// Requantize int8 → int8: `y = clamp(y_zp + rq(x - x_zp, (mult, shift)))`.
+///
+/// Tensors: `[x i8, y i8]`. Params: `[steps, len_per_step, x_zp, y_zp, mult, shift]`.
+pub const OP_REQUANT: u16 = 11;
+
+/// Length of the int16 sigmoid / tanh tables: 512 segments over Q3.12 `[-8, 8)` plus the end.
+pub const ACT_TABLE_LEN: usize = 513;
