@@ -2,6 +2,7 @@
 //! to the int8 model file the `kinglet` runtime executes, and validates the result against tract.
 
 pub mod calibrate;
+pub mod features;
 pub mod float_eval;
 pub mod import;
 pub mod ir;

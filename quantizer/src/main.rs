@@ -86,6 +86,8 @@ enum Cmd {
         #[arg(long, default_value = "models/fixtures/gru_legacy_o17")]
         dir: PathBuf,
     },
+    /// Compute log-mel features from 16 kHz WAV files (the runtime's front-end).
+    Features(kinglet_quantizer::features::FeaturesArgs),
 }
 
 fn main() {
@@ -192,6 +194,7 @@ fn real_main(cli: Cli) -> Result<()> {
             inspect(&m, json);
         }
         Cmd::Demo { dir } => demo(&dir)?,
+        Cmd::Features(args) => kinglet_quantizer::features::features_cmd(args)?,
     }
     Ok(())
 }

@@ -90,17 +90,30 @@ pub fn read_i64(path: &Path) -> Result<(Vec<usize>, Vec<i64>)> {
     Ok((shape, data))
 }
 
-/// Writes a float32 `.npy`.
-pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
-    let mut out = Vec::new();
-    {
-        let mut w = npyz::WriteOptions::new()
-            .default_dtype()
-            .shape(&shape.iter().map(|&d| d as u64).collect::<Vec<_>>())
-            .writer(&mut out)
-            .begin_nd()?;
-        w.extend(data.iter().copied())?;
-        w.finish()?;
+/// The bytes of a float32 `.npy` (format 1.0, little-endian, C order).
+pub fn f32_npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_str = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_str}, }}");
+    // Magic (6) + version (2) + header length (2) + header + newline, padded to 64.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
     }
-    crate::write_atomic(path, &out)
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + 4 * data.len());
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Writes a float32 `.npy` (through a temporary file and a rename).
+pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
+    crate::write_atomic(path, &f32_npy_bytes(shape, data))
 }

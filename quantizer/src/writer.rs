@@ -135,7 +135,11 @@ pub fn write(m: &QModel, plan_bytes: usize) -> Result<Vec<u8>> {
     pad_to(&mut out, FILE_ALIGN);
     debug_assert_eq!(out.len(), data_off);
     out.extend_from_slice(&data);
-    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&out[format::CRC_START..]);
+    let crc_algo = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+    let mut digest = crc_algo.digest();
+    digest.update(&out[..format::CRC_FIELD]);
+    digest.update(&out[format::CRC_START..]);
+    let crc = digest.finalize();
     out[12..16].copy_from_slice(&crc.to_le_bytes());
     Ok(out)
 }

@@ -23,7 +23,10 @@ pub const VERSION_MINOR: u16 = 0;
 pub const FILE_ALIGN: usize = 16;
 /// Alignment of every arena tensor offset, in bytes, relative to the (aligned) arena base.
 pub const ARENA_ALIGN: usize = 16;
-/// The CRC covers `bytes[CRC_START..file_len]`: everything after the checksum field.
+/// The CRC covers `bytes[..CRC_FIELD]` followed by `bytes[CRC_START..file_len]`: every byte of
+/// the file except the checksum field itself.
+pub const CRC_FIELD: usize = 12;
+/// First byte after the checksum field.
 pub const CRC_START: usize = 16;
 /// Maximum rank of a tensor.
 pub const MAX_RANK: usize = 4;
@@ -45,7 +48,7 @@ pub struct Header {
     pub version_minor: U16,
     /// Total length of the file in bytes; trailing bytes beyond it are refused.
     pub file_len: U32,
-    /// CRC-32/ISO-HDLC (the zlib / PNG CRC) of `bytes[16..file_len]`.
+    /// CRC-32/ISO-HDLC (the zlib / PNG CRC) of `bytes[0..12] ++ bytes[16..file_len]`.
     pub crc32: U32,
     /// `FLAG_*` bits; unknown bits are refused.
     pub flags: U32,
@@ -161,6 +164,8 @@ pub struct TensorEntry {
     pub name_off: U32,
     /// Length of the name in bytes (0 = unnamed).
     pub name_len: U32,
+    /// Reserved, must be zero.
+    pub reserved: U32,
 }
 
 /// Op flag: in streaming (`step`) mode the op's first parameter word (`steps`) is replaced by 1.

@@ -1,0 +1,1091 @@
+//! Op decoding and dispatch: turns an op entry into a kernel call.
+//!
+//! [`decode`] is the single place that knows each op's tensor list and parameter layout. It
+//! checks counts, dtypes, kinds, byte sizes against the parameters, requantization ranges and
+//! arena overlap, and produces the kernel parameters plus the arena regions to borrow. `parse`
+//! runs it on every op once; the session runs it again per op (it is a handful of integer
+//! checks), so that executing can never index out of bounds even in principle.
+//!
+//! [`carve`] hands out disjoint `&[u8]` / `&mut [u8]` regions of the one arena with
+//! `split_at_mut`, no `unsafe`: reads may overlap each other, writes may overlap nothing.
+
+use crate::error::Error;
+use crate::format::{
+    DType, TensorKind, ACT_TABLE_LEN, OP_ADD, OP_CONCAT, OP_COPY, OP_FC, OP_GRU, OP_LSTM, OP_LUT8,
+    OP_REQUANT, OP_RNN, OP_SELECT_LAST, OP_SOFTMAX,
+};
+use crate::kernels::reference::{
+    add::{add_i8, AddParams},
+    concat::concat_part,
+    copy::{copy_strided, select_last, CopyParams},
+    fc::{fc_i8, FcParams},
+    gru::{gru_i8, GruParams},
+    lstm::{lstm_i8, LstmParams},
+    lut::lut8_i8,
+    requant::{requant_i8, RequantParams},
+    rnn::{rnn_i8, RnnParams},
+    softmax::{softmax_i8, SoftmaxParams},
+    ActTable, ActTables, GateWeights,
+};
+use crate::model::{Model, OpInfo, TensorInfo};
+use zerocopy::little_endian::{I32, U16};
+use zerocopy::FromBytes;
+
+/// Longest dot product: `K · 128 · 128 < 2^31`.
+const MAX_DOT: usize = 1 << 17;
+
+/// An arena byte range: `len` bytes used by this run (a prefix in streaming mode), `full` bytes
+/// of the tensor (for the overlap check).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Region {
+    pub off: usize,
+    pub len: usize,
+    pub full: usize,
+}
+
+/// A decoded op, ready to run.
+pub(crate) enum Exec<'a> {
+    Fc {
+        p: FcParams,
+        x: Region,
+        w: &'a [i8],
+        bias: &'a [I32],
+        rq: &'a [I32],
+        y: Region,
+    },
+    Lstm {
+        p: LstmParams,
+        wt: GateWeights<'a>,
+        tabs: ActTables<'a>,
+        x: Region,
+        h: Region,
+        c: Region,
+        y: Region,
+        scratch: Region,
+    },
+    Gru {
+        p: GruParams,
+        wt: GateWeights<'a>,
+        tabs: ActTables<'a>,
+        x: Region,
+        h: Region,
+        y: Region,
+        scratch: Region,
+    },
+    Rnn {
+        p: RnnParams,
+        wt: GateWeights<'a>,
+        tanh: &'a ActTable,
+        x: Region,
+        h: Region,
+        y: Region,
+    },
+    Lut8 {
+        table: &'a [i8; 256],
+        x: Region,
+        y: Region,
+    },
+    Add {
+        p: AddParams,
+        a: Region,
+        b: Region,
+        y: Region,
+    },
+    Softmax {
+        p: SoftmaxParams,
+        table: &'a [I32; 256],
+        x: Region,
+        y: Region,
+    },
+    Copy {
+        p: CopyParams,
+        x: Region,
+        y: Region,
+    },
+    SelectLast {
+        steps: usize,
+        x: Region,
+        y: Region,
+    },
+    Concat {
+        rows: usize,
+        elem: usize,
+        inputs: &'a [U16],
+        chunks: &'a [I32],
+        y: Region,
+    },
+    Requant {
+        p: RequantParams,
+        x: Region,
+        y: Region,
+    },
+}
+
+const READ: &[TensorKind] = &[TensorKind::Activation, TensorKind::State];
+const WRITE: &[TensorKind] = &[TensorKind::Activation];
+const STATE: &[TensorKind] = &[TensorKind::State];
+
+struct Ctx<'m, 'a> {
+    m: &'m Model<'a>,
+    op: OpInfo<'a>,
+    streaming: bool,
+}
+
+impl<'a> Ctx<'_, 'a> {
+    fn bad(&self, what: &'static str) -> Error {
+        Error::BadOp {
+            op: self.op.index(),
+            what,
+        }
+    }
+
+    fn counts(&self, tensors: usize, params: usize) -> Result<(), Error> {
+        if self.op.n_tensors() != tensors {
+            return Err(self.bad("wrong number of tensors"));
+        }
+        if self.op.n_params() != params {
+            return Err(self.bad("wrong number of parameters"));
+        }
+        Ok(())
+    }
+
+    fn p(&self, i: usize) -> i32 {
+        self.op.param(i).unwrap_or(0)
+    }
+
+    /// Parameter `i` as a size `≥ 1`.
+    fn size(&self, i: usize, what: &'static str) -> Result<usize, Error> {
+        match usize::try_from(self.p(i)) {
+            Ok(v) if v >= 1 => Ok(v),
+            _ => Err(self.bad(what)),
+        }
+    }
+
+    /// Parameter `i` as a dot-product length in `[1, 2^17)`.
+    fn size_dot(&self, i: usize, what: &'static str) -> Result<usize, Error> {
+        let v = self.size(i, what)?;
+        if v >= MAX_DOT {
+            return Err(self.bad(what));
+        }
+        Ok(v)
+    }
+
+    /// Parameter `i` as a non-negative count (0 allowed).
+    fn count(&self, i: usize, what: &'static str) -> Result<usize, Error> {
+        usize::try_from(self.p(i)).map_err(|_| self.bad(what))
+    }
+
+    fn zp(&self, i: usize) -> Result<i32, Error> {
+        let v = self.p(i);
+        if !(-128..=127).contains(&v) {
+            return Err(self.bad("zero point outside [-128, 127]"));
+        }
+        Ok(v)
+    }
+
+    fn flag(&self, i: usize, what: &'static str) -> Result<bool, Error> {
+        match self.p(i) {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(self.bad(what)),
+        }
+    }
+
+    fn act_range(&self, i: usize) -> Result<(i32, i32), Error> {
+        let (lo, hi) = (self.p(i), self.p(i + 1));
+        if !(-128 <= lo && lo <= hi && hi <= 127) {
+            return Err(self.bad("activation range outside [-128, 127] or empty"));
+        }
+        Ok((lo, hi))
+    }
+
+    fn pair(&self, i: usize) -> Result<(i32, i32), Error> {
+        let (m, s) = (self.p(i), self.p(i + 1));
+        if m < 0 || !(-30..=31).contains(&s) {
+            return Err(self.bad("requantization pair out of range"));
+        }
+        Ok((m, s))
+    }
+
+    /// `(steps in the file, steps this run)`.
+    fn steps(&self) -> Result<(usize, usize), Error> {
+        let steps = self.size(0, "steps must be ≥ 1")?;
+        let run = if self.streaming && self.op.per_step() {
+            1
+        } else {
+            steps
+        };
+        Ok((steps, run))
+    }
+
+    fn mul(&self, a: usize, b: usize) -> Result<usize, Error> {
+        a.checked_mul(b).ok_or(self.bad("size overflow"))
+    }
+
+    fn tensor(&self, slot: usize) -> Result<TensorInfo<'a>, Error> {
+        self.op
+            .tensor(slot)
+            .and_then(|t| self.m.tensor(t))
+            .ok_or(self.bad("tensor index out of range"))
+    }
+
+    /// An arena tensor of `dtype`, one of `kinds`, exactly `nbytes` bytes, of which this run
+    /// uses the first `run` bytes.
+    fn arena(
+        &self,
+        slot: usize,
+        dtype: DType,
+        kinds: &[TensorKind],
+        nbytes: usize,
+        run: usize,
+        what: &'static str,
+    ) -> Result<Region, Error> {
+        let t = self.tensor(slot)?;
+        if t.dtype() != dtype || !kinds.contains(&t.kind()) || t.nbytes() != nbytes || run > nbytes
+        {
+            return Err(self.bad(what));
+        }
+        Ok(Region {
+            off: t.offset(),
+            len: run,
+            full: nbytes,
+        })
+    }
+
+    fn konst(
+        &self,
+        slot: usize,
+        dtype: DType,
+        elems: usize,
+        what: &'static str,
+    ) -> Result<&'a [u8], Error> {
+        let t = self.tensor(slot)?;
+        if t.dtype() != dtype
+            || t.kind() != TensorKind::Const
+            || Some(t.nbytes()) != elems.checked_mul(dtype.size())
+        {
+            return Err(self.bad(what));
+        }
+        self.m.const_data(&t).ok_or(self.bad(what))
+    }
+
+    fn konst_i8(&self, slot: usize, elems: usize, what: &'static str) -> Result<&'a [i8], Error> {
+        let b = self.konst(slot, DType::I8, elems, what)?;
+        <[i8]>::ref_from_bytes(b).map_err(|_| self.bad(what))
+    }
+
+    fn konst_i32(&self, slot: usize, elems: usize, what: &'static str) -> Result<&'a [I32], Error> {
+        let b = self.konst(slot, DType::I32, elems, what)?;
+        <[I32]>::ref_from_bytes(b).map_err(|_| self.bad(what))
+    }
+
+    /// `[n, 2]` requantization pairs, each with `mult ∈ [0, 2^31)` and `shift ∈ [-30, 31]`.
+    fn konst_rq(&self, slot: usize, n: usize, what: &'static str) -> Result<&'a [I32], Error> {
+        let pairs = self.konst_i32(slot, self.mul(n, 2)?, what)?;
+        for p in pairs.chunks_exact(2) {
+            if p[0].get() < 0 || !(-30..=31).contains(&p[1].get()) {
+                return Err(self.bad("requantization pair out of range"));
+            }
+        }
+        Ok(pairs)
+    }
+
+    fn table16(&self, slot: usize, what: &'static str) -> Result<&'a ActTable, Error> {
+        let b = self.konst(slot, DType::I16, ACT_TABLE_LEN, what)?;
+        <ActTable>::ref_from_bytes(b).map_err(|_| self.bad(what))
+    }
+
+    /// Writes must not overlap each other or any read (a state tensor is only listed as a
+    /// write: its op reads and writes it, which is its purpose).
+    fn disjoint(&self, writes: &[Region], reads: &[Region]) -> Result<(), Error> {
+        let hit = |a: &Region, b: &Region| a.off < b.off + b.full && b.off < a.off + a.full;
+        for (i, w) in writes.iter().enumerate() {
+            if reads.iter().any(|r| hit(w, r)) {
+                return Err(self.bad("an output overlaps an input in the arena"));
+            }
+            if writes[i + 1..].iter().any(|v| hit(w, v)) {
+                return Err(self.bad("two outputs overlap in the arena"));
+            }
+        }
+        Ok(())
+    }
+
+    fn gate_weights(
+        &self,
+        gates: usize,
+        input: usize,
+        hidden: usize,
+    ) -> Result<GateWeights<'a>, Error> {
+        let gh = self.mul(gates, hidden)?;
+        Ok(GateWeights {
+            w: self.konst_i8(1, self.mul(gh, input)?, "w must be int8 constant [G·H, I]")?,
+            r: self.konst_i8(2, self.mul(gh, hidden)?, "r must be int8 constant [G·H, H]")?,
+            bias_x: self.konst_i32(3, gh, "bias_x must be int32 constant [G·H]")?,
+            bias_h: self.konst_i32(4, gh, "bias_h must be int32 constant [G·H]")?,
+            rq_x: self.konst_rq(5, gh, "rq_x must be int32 constant [G·H, 2]")?,
+            rq_h: self.konst_rq(6, gh, "rq_h must be int32 constant [G·H, 2]")?,
+        })
+    }
+
+    /// The common recurrent prefix: `(steps, run, input, hidden, reverse, h_zp)` and `x`, `y`
+    /// regions (`y` in tensor slot `y_slot`).
+    #[allow(clippy::type_complexity)]
+    fn recurrent(
+        &self,
+        y_slot: usize,
+    ) -> Result<(usize, usize, usize, usize, bool, i32, Region, Region), Error> {
+        let (steps, run) = self.steps()?;
+        let input = self.size_dot(1, "input size must be in [1, 2^17)")?;
+        let hidden = self.size_dot(2, "hidden size must be in [1, 2^17)")?;
+        let reverse = self.flag(3, "reverse must be 0 or 1")?;
+        let h_zp = self.zp(4)?;
+        let x = self.arena(
+            0,
+            DType::I8,
+            READ,
+            self.mul(steps, input)?,
+            self.mul(run, input)?,
+            "x must be int8 [steps, input]",
+        )?;
+        let y = self.arena(
+            y_slot,
+            DType::I8,
+            WRITE,
+            self.mul(steps, hidden)?,
+            self.mul(run, hidden)?,
+            "y must be an int8 activation [steps, hidden]",
+        )?;
+        Ok((steps, run, input, hidden, reverse, h_zp, x, y))
+    }
+
+    fn h_state(&self, slot: usize, hidden: usize, h_zp: i32) -> Result<Region, Error> {
+        let h = self.arena(
+            slot,
+            DType::I8,
+            STATE,
+            hidden,
+            hidden,
+            "h must be int8 state [hidden]",
+        )?;
+        if self.tensor(slot)?.zero_point() != h_zp {
+            return Err(self.bad("h state's zero point differs from h_zp"));
+        }
+        Ok(h)
+    }
+}
+
+/// Decodes and validates op `i` of `m`. `streaming`: the op runs as part of `step` (ops with
+/// `PER_STEP` get `steps = 1`). Sizes are always checked against the file's `steps`.
+pub(crate) fn decode<'a>(m: &Model<'a>, i: usize, streaming: bool) -> Result<Exec<'a>, Error> {
+    let op = m.op(i).ok_or(Error::BadOp {
+        op: i,
+        what: "op entry out of range",
+    })?;
+    let c = Ctx { m, op, streaming };
+    match op.opcode() {
+        OP_FC => {
+            c.counts(5, 7)?;
+            let (steps, run) = c.steps()?;
+            let rows_ps = c.size(1, "rows_per_step must be ≥ 1")?;
+            let k = c.size_dot(2, "k must be in [1, 2^17)")?;
+            let n = c.size(3, "n must be ≥ 1")?;
+            let y_zp = c.zp(4)?;
+            let (act_min, act_max) = c.act_range(5)?;
+            let (rows, rows_run) = (c.mul(steps, rows_ps)?, c.mul(run, rows_ps)?);
+            let x = c.arena(
+                0,
+                DType::I8,
+                READ,
+                c.mul(rows, k)?,
+                c.mul(rows_run, k)?,
+                "FC x must be int8 [steps·rows, k]",
+            )?;
+            let w = c.konst_i8(1, c.mul(n, k)?, "FC w must be int8 constant [n, k]")?;
+            let bias = c.konst_i32(2, n, "FC bias must be int32 constant [n]")?;
+            let rq = c.konst_rq(3, n, "FC rq must be int32 constant [n, 2]")?;
+            let y = c.arena(
+                4,
+                DType::I8,
+                WRITE,
+                c.mul(rows, n)?,
+                c.mul(rows_run, n)?,
+                "FC y must be an int8 activation [steps·rows, n]",
+            )?;
+            c.disjoint(&[y], &[x])?;
+            let p = FcParams {
+                rows: rows_run,
+                k,
+                n,
+                y_zp,
+                act_min,
+                act_max,
+            };
+            Ok(Exec::Fc {
+                p,
+                x,
+                w,
+                bias,
+                rq,
+                y,
+            })
+        }
+        OP_LSTM => {
+            c.counts(13, 8)?;
+            let (_, run, input, hidden, reverse, h_zp, x, y) = c.recurrent(11)?;
+            let cell_exp = c.p(5);
+            if !(0..=15).contains(&cell_exp) {
+                return Err(c.bad("cell_exp outside [0, 15]"));
+            }
+            let (hq_mult, hq_shift) = c.pair(6)?;
+            let wt = c.gate_weights(4, input, hidden)?;
+            let tabs = ActTables {
+                sig: c.table16(7, "sigmoid must be an int16 constant [513]")?,
+                tanh: c.table16(8, "tanh must be an int16 constant [513]")?,
+            };
+            let h = c.h_state(9, hidden, h_zp)?;
+            let cb = c.mul(hidden, 2)?;
+            let cs = c.arena(
+                10,
+                DType::I16,
+                STATE,
+                cb,
+                cb,
+                "c must be int16 state [hidden]",
+            )?;
+            let sb = c.mul(hidden, 8)?;
+            let scratch = c.arena(
+                12,
+                DType::I16,
+                WRITE,
+                sb,
+                sb,
+                "scratch must be an int16 activation [4·hidden]",
+            )?;
+            c.disjoint(&[h, cs, y, scratch], &[x])?;
+            let p = LstmParams {
+                steps: run,
+                input,
+                hidden,
+                reverse,
+                h_zp,
+                cell_exp: cell_exp as u32,
+                hq_mult,
+                hq_shift,
+            };
+            Ok(Exec::Lstm {
+                p,
+                wt,
+                tabs,
+                x,
+                h,
+                c: cs,
+                y,
+                scratch,
+            })
+        }
+        OP_GRU => {
+            c.counts(12, 9)?;
+            let (_, run, input, hidden, reverse, h_zp, x, y) = c.recurrent(10)?;
+            let (hin_mult, hin_shift) = c.pair(5)?;
+            let (hq_mult, hq_shift) = c.pair(7)?;
+            let wt = c.gate_weights(3, input, hidden)?;
+            let tabs = ActTables {
+                sig: c.table16(7, "sigmoid must be an int16 constant [513]")?,
+                tanh: c.table16(8, "tanh must be an int16 constant [513]")?,
+            };
+            let h = c.h_state(9, hidden, h_zp)?;
+            let sb = c.mul(hidden, 12)?;
+            let scratch = c.arena(
+                11,
+                DType::I16,
+                WRITE,
+                sb,
+                sb,
+                "scratch must be an int16 activation [6·hidden]",
+            )?;
+            c.disjoint(&[h, y, scratch], &[x])?;
+            let p = GruParams {
+                steps: run,
+                input,
+                hidden,
+                reverse,
+                h_zp,
+                hin_mult,
+                hin_shift,
+                hq_mult,
+                hq_shift,
+            };
+            Ok(Exec::Gru {
+                p,
+                wt,
+                tabs,
+                x,
+                h,
+                y,
+                scratch,
+            })
+        }
+        OP_RNN => {
+            c.counts(10, 8)?;
+            let (_, run, input, hidden, reverse, h_zp, x, y) = c.recurrent(9)?;
+            let (hq_mult, hq_shift) = c.pair(5)?;
+            let relu = c.flag(7, "act must be 0 (tanh) or 1 (relu)")?;
+            let wt = c.gate_weights(1, input, hidden)?;
+            let tanh = c.table16(7, "tanh must be an int16 constant [513]")?;
+            let h = c.h_state(8, hidden, h_zp)?;
+            c.disjoint(&[h, y], &[x])?;
+            let p = RnnParams {
+                steps: run,
+                input,
+                hidden,
+                reverse,
+                h_zp,
+                hq_mult,
+                hq_shift,
+                relu,
+            };
+            Ok(Exec::Rnn {
+                p,
+                wt,
+                tanh,
+                x,
+                h,
+                y,
+            })
+        }
+        OP_LUT8 => {
+            c.counts(3, 2)?;
+            let (steps, run) = c.steps()?;
+            let len = c.size(1, "len_per_step must be ≥ 1")?;
+            let x = c.arena(
+                0,
+                DType::I8,
+                READ,
+                c.mul(steps, len)?,
+                c.mul(run, len)?,
+                "LUT8 x must be int8 [steps, len]",
+            )?;
+            let tb = c.konst_i8(1, 256, "LUT8 table must be an int8 constant [256]")?;
+            let table = <&[i8; 256]>::try_from(tb).map_err(|_| c.bad("LUT8 table"))?;
+            let y = c.arena(
+                2,
+                DType::I8,
+                WRITE,
+                c.mul(steps, len)?,
+                c.mul(run, len)?,
+                "LUT8 y must be an int8 activation [steps, len]",
+            )?;
+            c.disjoint(&[y], &[x])?;
+            Ok(Exec::Lut8 { table, x, y })
+        }
+        OP_ADD => {
+            c.counts(3, 11)?;
+            let (steps, run) = c.steps()?;
+            let len = c.size(1, "len_per_step must be ≥ 1")?;
+            let b_len = c.size(2, "b_len must be ≥ 1")?;
+            if len % b_len != 0 {
+                return Err(c.bad("b_len does not divide len_per_step"));
+            }
+            let (a_zp, b_zp, y_zp) = (c.zp(3)?, c.zp(4)?, c.zp(5)?);
+            let (a_mult, b_mult) = (c.p(6), c.p(7));
+            let shift = c.p(8);
+            if !(1..=62).contains(&shift) {
+                return Err(c.bad("ADD shift outside [1, 62]"));
+            }
+            let (act_min, act_max) = c.act_range(9)?;
+            let a = c.arena(
+                0,
+                DType::I8,
+                READ,
+                c.mul(steps, len)?,
+                c.mul(run, len)?,
+                "ADD a must be int8 [steps, len]",
+            )?;
+            let bt = c.tensor(1)?;
+            let (b, b_step) = if bt.nbytes() == b_len {
+                (
+                    c.arena(1, DType::I8, READ, b_len, b_len, "ADD b must be int8")?,
+                    0,
+                )
+            } else if b_len == len {
+                (
+                    c.arena(
+                        1,
+                        DType::I8,
+                        READ,
+                        c.mul(steps, len)?,
+                        c.mul(run, len)?,
+                        "ADD b must be int8 [b_len] or [steps, len]",
+                    )?,
+                    len,
+                )
+            } else {
+                return Err(c.bad("ADD b must be int8 [b_len] or [steps, len]"));
+            };
+            let y = c.arena(
+                2,
+                DType::I8,
+                WRITE,
+                c.mul(steps, len)?,
+                c.mul(run, len)?,
+                "ADD y must be an int8 activation [steps, len]",
+            )?;
+            c.disjoint(&[y], &[a, b])?;
+            let p = AddParams {
+                steps: run,
+                len,
+                b_len,
+                b_step,
+                a_zp,
+                b_zp,
+                y_zp,
+                a_mult,
+                b_mult,
+                shift: shift as u32,
+                act_min,
+                act_max,
+            };
+            Ok(Exec::Add { p, a, b, y })
+        }
+        OP_SOFTMAX => {
+            c.counts(3, 3)?;
+            let (steps, run) = c.steps()?;
+            let rows_ps = c.size(1, "rows_per_step must be ≥ 1")?;
+            let len = c.size(2, "len must be ≥ 1")?;
+            let (full, part) = (
+                c.mul(c.mul(steps, rows_ps)?, len)?,
+                c.mul(c.mul(run, rows_ps)?, len)?,
+            );
+            let x = c.arena(
+                0,
+                DType::I8,
+                READ,
+                full,
+                part,
+                "SOFTMAX x must be int8 [steps·rows, len]",
+            )?;
+            let tb = c.konst_i32(1, 256, "SOFTMAX table must be an int32 constant [256]")?;
+            let table = <&[I32; 256]>::try_from(tb).map_err(|_| c.bad("SOFTMAX table"))?;
+            let y = c.arena(
+                2,
+                DType::I8,
+                WRITE,
+                full,
+                part,
+                "SOFTMAX y must be an int8 activation like x",
+            )?;
+            c.disjoint(&[y], &[x])?;
+            Ok(Exec::Softmax {
+                p: SoftmaxParams {
+                    rows: run * rows_ps,
+                    len,
+                },
+                table,
+                x,
+                y,
+            })
+        }
+        OP_COPY => {
+            c.counts(2, 12)?;
+            let (steps, run) = c.steps()?;
+            let xt = c.tensor(0)?;
+            let dt = xt.dtype();
+            let elem_size = c.size(1, "elem_size must match the dtype")?;
+            if elem_size != dt.size() {
+                return Err(c.bad("elem_size must match the dtype"));
+            }
+            let mut p = CopyParams {
+                steps,
+                elem_size,
+                in_step: c.count(2, "in_step must be ≥ 0")?,
+                in_offset: c.count(3, "in_offset must be ≥ 0")?,
+                out_dims: [0; 4],
+                in_strides: [0; 4],
+            };
+            for k in 0..4 {
+                p.out_dims[k] = c.size(4 + k, "out_dims must be ≥ 1")?;
+                p.in_strides[k] = c.count(8 + k, "in_strides must be ≥ 0")?;
+            }
+            let extent = p
+                .in_extent()
+                .and_then(|e| e.checked_mul(elem_size))
+                .ok_or(c.bad("size overflow"))?;
+            if extent > xt.nbytes() {
+                return Err(c.bad("COPY reads past its input"));
+            }
+            let x = c.arena(
+                0,
+                dt,
+                READ,
+                xt.nbytes(),
+                xt.nbytes(),
+                "COPY x must be an arena tensor",
+            )?;
+            let per = c.mul(p.out_len().ok_or(c.bad("size overflow"))?, elem_size)?;
+            let y = c.arena(
+                1,
+                dt,
+                WRITE,
+                c.mul(steps, per)?,
+                c.mul(run, per)?,
+                "COPY y must be an activation of x's dtype, steps·Π out_dims",
+            )?;
+            c.disjoint(&[y], &[x])?;
+            p.steps = run;
+            Ok(Exec::Copy { p, x, y })
+        }
+        OP_SELECT_LAST => {
+            c.counts(2, 2)?;
+            let (steps, run) = c.steps()?;
+            let row = c.size(1, "row_bytes must be ≥ 1")?;
+            let dt = c.tensor(0)?.dtype();
+            let x = c.arena(
+                0,
+                dt,
+                READ,
+                c.mul(steps, row)?,
+                c.mul(run, row)?,
+                "SELECT_LAST x must be [steps, row_bytes]",
+            )?;
+            let y = c.arena(
+                1,
+                dt,
+                WRITE,
+                row,
+                row,
+                "SELECT_LAST y must be an activation of row_bytes, x's dtype",
+            )?;
+            c.disjoint(&[y], &[x])?;
+            Ok(Exec::SelectLast { steps: run, x, y })
+        }
+        OP_CONCAT => {
+            let n = c.size(3, "CONCAT n must be ≥ 1")?;
+            c.counts(
+                n.checked_add(1).ok_or(c.bad("size overflow"))?,
+                n.checked_add(4).ok_or(c.bad("size overflow"))?,
+            )?;
+            let (steps, run) = c.steps()?;
+            let outer = c.size(1, "outer must be ≥ 1")?;
+            let dt = c.tensor(n)?.dtype();
+            let elem = c.size(2, "elem_size must match the dtype")?;
+            if elem != dt.size() {
+                return Err(c.bad("elem_size must match the dtype"));
+            }
+            let (rows, rows_run) = (c.mul(steps, outer)?, c.mul(run, outer)?);
+            let mut total = 0usize;
+            for j in 0..n {
+                let chunk = c.size(4 + j, "chunks must be ≥ 1")?;
+                total = total.checked_add(chunk).ok_or(c.bad("size overflow"))?;
+            }
+            let y = c.arena(
+                n,
+                dt,
+                WRITE,
+                c.mul(c.mul(rows, total)?, elem)?,
+                c.mul(c.mul(rows_run, total)?, elem)?,
+                "CONCAT y must be an activation [steps·outer, Σ chunks]",
+            )?;
+            for j in 0..n {
+                let cb = c.mul(c.size(4 + j, "chunks must be ≥ 1")?, elem)?;
+                let x = c.arena(
+                    j,
+                    dt,
+                    READ,
+                    c.mul(rows, cb)?,
+                    c.mul(rows_run, cb)?,
+                    "CONCAT inputs must be [steps·outer, chunk] of y's dtype",
+                )?;
+                c.disjoint(&[y], &[x])?;
+            }
+            let (inputs, chunks) = (op_tensors(&op, n), op_params(&op, 4, n));
+            Ok(Exec::Concat {
+                rows: rows_run,
+                elem,
+                inputs,
+                chunks,
+                y,
+            })
+        }
+        OP_REQUANT => {
+            c.counts(2, 6)?;
+            let (steps, run) = c.steps()?;
+            let len = c.size(1, "len_per_step must be ≥ 1")?;
+            let (x_zp, y_zp) = (c.zp(2)?, c.zp(3)?);
+            let (mult, shift) = c.pair(4)?;
+            let x = c.arena(
+                0,
+                DType::I8,
+                READ,
+                c.mul(steps, len)?,
+                c.mul(run, len)?,
+                "REQUANT x must be int8 [steps, len]",
+            )?;
+            let y = c.arena(
+                1,
+                DType::I8,
+                WRITE,
+                c.mul(steps, len)?,
+                c.mul(run, len)?,
+                "REQUANT y must be an int8 activation [steps, len]",
+            )?;
+            c.disjoint(&[y], &[x])?;
+            Ok(Exec::Requant {
+                p: RequantParams {
+                    x_zp,
+                    y_zp,
+                    mult,
+                    shift,
+                },
+                x,
+                y,
+            })
+        }
+        opcode => Err(Error::UnknownOp { op: i, opcode }),
+    }
+}
+
+fn op_tensors<'a>(op: &OpInfo<'a>, n: usize) -> &'a [U16] {
+    let all = op.raw_tensors();
+    all.get(..n).unwrap_or(&[])
+}
+
+fn op_params<'a>(op: &OpInfo<'a>, from: usize, n: usize) -> &'a [I32] {
+    op.raw_params().get(from..from + n).unwrap_or(&[])
+}
+
+/// Read slices and write slices handed out by [`carve`].
+pub(crate) type Carved<'b, const R: usize, const W: usize> = ([&'b [u8]; R], [&'b mut [u8]; W]);
+
+/// Borrows `R` read regions (which may overlap each other) and `W` write regions (which may
+/// overlap nothing) of `arena` at once. `None` if a region is out of range or overlaps wrongly.
+pub(crate) fn carve<'b, const R: usize, const W: usize>(
+    arena: &'b mut [u8],
+    reads: [Region; R],
+    writes: [Region; W],
+) -> Option<Carved<'b, R, W>> {
+    const MAX: usize = 8;
+    if R + W > MAX {
+        return None;
+    }
+    let end = |r: &Region| r.off.checked_add(r.len);
+    if reads
+        .iter()
+        .chain(&writes)
+        .any(|r| end(r).is_none_or(|e| e > arena.len()))
+    {
+        return None;
+    }
+    // Pieces: (start, end, tag) with tag < W a write, tag ≥ W the read group `tag - W`.
+    let mut pieces = [(0usize, 0usize, 0usize); MAX];
+    let mut np = 0;
+    for (w, r) in writes.iter().enumerate() {
+        pieces[np] = (r.off, r.off + r.len, w);
+        np += 1;
+    }
+    // Merge reads into groups of overlapping ranges.
+    let mut group_of = [0usize; MAX];
+    let mut order = [0usize; MAX];
+    for (i, o) in order.iter_mut().enumerate().take(R) {
+        *o = i;
+    }
+    order[..R].sort_unstable_by_key(|&i| reads[i].off);
+    let mut groups = 0;
+    let mut cur: Option<(usize, usize)> = None;
+    for &i in &order[..R] {
+        let (s, e) = (reads[i].off, reads[i].off + reads[i].len);
+        match cur {
+            Some((cs, ce)) if s < ce => cur = Some((cs, ce.max(e))),
+            _ => {
+                if let Some((cs, ce)) = cur {
+                    pieces[np] = (cs, ce, W + groups);
+                    np += 1;
+                    groups += 1;
+                }
+                cur = Some((s, e));
+            }
+        }
+        group_of[i] = groups;
+    }
+    if let Some((cs, ce)) = cur {
+        pieces[np] = (cs, ce, W + groups);
+        np += 1;
+    }
+    pieces[..np].sort_unstable_by_key(|p| (p.0, p.1));
+    if pieces[..np].windows(2).any(|w| w[0].1 > w[1].0) {
+        return None;
+    }
+    let mut outs: [&'b mut [u8]; W] = core::array::from_fn(|_| <&mut [u8]>::default());
+    let mut group_slices: [(&'b [u8], usize); MAX] = [(&[], 0); MAX];
+    let mut rest: &'b mut [u8] = arena;
+    let mut cursor = 0;
+    for &(s, e, tag) in &pieces[..np] {
+        let (_, tail) = core::mem::take(&mut rest).split_at_mut(s - cursor);
+        let (mid, tail) = tail.split_at_mut(e - s);
+        rest = tail;
+        cursor = e;
+        if tag < W {
+            outs[tag] = mid;
+        } else {
+            group_slices[tag - W] = (mid, s);
+        }
+    }
+    let ins: [&'b [u8]; R] = core::array::from_fn(|i| {
+        let (g, base) = group_slices[group_of[i]];
+        let s = reads[i].off - base;
+        g.get(s..s + reads[i].len).unwrap_or(&[])
+    });
+    Some((ins, outs))
+}
+
+fn i8s(b: &[u8]) -> &[i8] {
+    <[i8]>::ref_from_bytes(b).unwrap_or(&[])
+}
+
+fn i16s(b: &mut [u8]) -> Option<&mut [i16]> {
+    <[i16]>::mut_from_bytes(b).ok()
+}
+
+fn i8s_mut(b: &mut [u8]) -> &mut [i8] {
+    <[i8]>::mut_from_bytes(b).unwrap_or_default()
+}
+
+/// Runs op `i` of `m` on the (16-aligned) `arena`.
+pub(crate) fn run_op(
+    m: &Model<'_>,
+    arena: &mut [u8],
+    i: usize,
+    streaming: bool,
+) -> Result<(), Error> {
+    let err = Error::Arena { op: i };
+    match decode(m, i, streaming)? {
+        Exec::Fc {
+            p,
+            x,
+            w,
+            bias,
+            rq,
+            y,
+        } => {
+            let ([x], [y]) = carve(arena, [x], [y]).ok_or(err)?;
+            fc_i8(&p, i8s(x), w, bias, rq, i8s_mut(y));
+        }
+        Exec::Lstm {
+            p,
+            wt,
+            tabs,
+            x,
+            h,
+            c,
+            y,
+            scratch,
+        } => {
+            let ([x], [h, c, y, s]) = carve(arena, [x], [h, c, y, scratch]).ok_or(err)?;
+            let c = i16s(c).ok_or(err)?;
+            let s = i16s(s).ok_or(err)?;
+            lstm_i8(&p, &wt, &tabs, i8s(x), i8s_mut(h), c, i8s_mut(y), s);
+        }
+        Exec::Gru {
+            p,
+            wt,
+            tabs,
+            x,
+            h,
+            y,
+            scratch,
+        } => {
+            let ([x], [h, y, s]) = carve(arena, [x], [h, y, scratch]).ok_or(err)?;
+            let s = i16s(s).ok_or(err)?;
+            gru_i8(&p, &wt, &tabs, i8s(x), i8s_mut(h), i8s_mut(y), s);
+        }
+        Exec::Rnn {
+            p,
+            wt,
+            tanh,
+            x,
+            h,
+            y,
+        } => {
+            let ([x], [h, y]) = carve(arena, [x], [h, y]).ok_or(err)?;
+            rnn_i8(&p, &wt, tanh, i8s(x), i8s_mut(h), i8s_mut(y));
+        }
+        Exec::Lut8 { table, x, y } => {
+            let ([x], [y]) = carve(arena, [x], [y]).ok_or(err)?;
+            lut8_i8(table, i8s(x), i8s_mut(y));
+        }
+        Exec::Add { p, a, b, y } => {
+            let ([a, b], [y]) = carve(arena, [a, b], [y]).ok_or(err)?;
+            add_i8(&p, i8s(a), i8s(b), i8s_mut(y));
+        }
+        Exec::Softmax { p, table, x, y } => {
+            let ([x], [y]) = carve(arena, [x], [y]).ok_or(err)?;
+            softmax_i8(&p, table, i8s(x), i8s_mut(y));
+        }
+        Exec::Copy { p, x, y } => {
+            let ([x], [y]) = carve(arena, [x], [y]).ok_or(err)?;
+            copy_strided(&p, x, y);
+        }
+        Exec::SelectLast { steps, x, y } => {
+            let ([x], [y]) = carve(arena, [x], [y]).ok_or(err)?;
+            select_last(steps, x, y);
+        }
+        Exec::Concat {
+            rows,
+            elem,
+            inputs,
+            chunks,
+            y,
+        } => {
+            let mut col = 0usize;
+            for (t, chunk) in inputs.iter().zip(chunks) {
+                let info = m.tensor(t.get() as usize).ok_or(err)?;
+                let cb = (chunk.get() as usize).checked_mul(elem).ok_or(err)?;
+                let len = rows.checked_mul(cb).ok_or(err)?;
+                let x = Region {
+                    off: info.offset(),
+                    len,
+                    full: info.nbytes(),
+                };
+                let ([x], [y]) = carve(arena, [x], [y]).ok_or(err)?;
+                concat_part(rows, cb, col, x, y);
+                col += cb;
+            }
+        }
+        Exec::Requant { p, x, y } => {
+            let ([x], [y]) = carve(arena, [x], [y]).ok_or(err)?;
+            requant_i8(&p, i8s(x), i8s_mut(y));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(off: usize, len: usize) -> Region {
+        Region {
+            off,
+            len,
+            full: len,
+        }
+    }
+
+    #[test]
+    fn carve_hands_out_disjoint_regions() {
+        let mut arena: [u8; 64] = core::array::from_fn(|i| i as u8);
+        let ([a, b], [y, z]) =
+            carve(&mut arena, [r(0, 8), r(4, 8)], [r(32, 4), r(16, 16)]).unwrap();
+        assert_eq!(a[0], 0);
+        assert_eq!(b[0], 4);
+        assert_eq!(b.len(), 8);
+        y[0] = 99;
+        z[15] = 98;
+        assert_eq!(arena[32], 99);
+        assert_eq!(arena[31], 98);
+        // Overlapping write, write over read, out of range.
+        assert!(carve(&mut arena, [r(0, 8)], [r(4, 8)]).is_none());
+        assert!(carve::<0, 2>(&mut arena, [], [r(0, 8), r(7, 2)]).is_none());
+        assert!(carve(&mut arena, [r(60, 8)], [r(0, 1)]).is_none());
+        assert!(carve::<1, 0>(&mut arena, [r(usize::MAX, 8)], []).is_none());
+    }
+}

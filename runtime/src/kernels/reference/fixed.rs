@@ -1,0 +1,168 @@
+//! Fixed-point helpers shared by every kernel: requantization `rq`, the rounding right shift
+//! `rsr`, saturation, the int16 activation-table lookup `lut16`, and `dot_i8`, the one inner
+//! loop of every matrix-vector product (the place a SIMD version will replace).
+//!
+//! Definitions (`docs/format.md`, "Integer semantics"):
+//!
+//! - `rq(acc, mult, shift) = sat32((acc · mult + 2^(30 + shift)) >> (31 + shift))` in i64, for
+//!   `mult ∈ [0, 2^31)`, `shift ∈ [-30, 31]`. It approximates `acc · mult · 2^-(31 + shift)`
+//!   with one rounding (half up); the error is at most 1/2 plus `|acc| · 2^-(31 + shift)` from the
+//!   multiplier's own quantization (relative error ≤ 2^-30 when `mult ≥ 2^30`).
+//! - `rsr(v, n) = (v + 2^(n-1)) >> n` for `n ≥ 1`, `v` for `n = 0` (arithmetic, half up).
+//! - `lut16(tab, x)`: 512 linear segments over Q3.12 `[-8, 8)`; interpolation rounds half up.
+//!   For sigmoid and tanh the result is within 4 LSB of Q0.15 (1.2e-4; measured 1.16e-4, from
+//!   tanh's curvature over a 1/32 segment: `(1/32)² / 8 · max|tanh''| ≈ 9.4e-5`, plus table
+//!   and interpolation rounding) of the exact function.
+
+use super::ActTable;
+use zerocopy::little_endian::I32;
+
+/// `rq(acc, mult, shift)`; see the module doc. `shift` outside `[-30, 31]` is clamped into it
+/// (parse refuses such files; clamping only keeps the function total).
+#[inline]
+pub fn rq(acc: i32, mult: i32, shift: i32) -> i32 {
+    let shift = shift.clamp(-30, 31);
+    // |acc · mult| ≤ 2^62 and the rounding term ≤ 2^61: no i64 overflow.
+    let v = (acc as i64 * mult as i64 + (1i64 << (30 + shift))) >> (31 + shift);
+    v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+}
+
+/// `rq` with the pair at index `j` of a `[N, 2]` table (`mult`, `shift`); `(0, 0)` if `j` is out
+/// of range (unreachable for validated models).
+#[inline]
+pub fn rq_at(pairs: &[I32], j: usize, acc: i32) -> i32 {
+    match pairs.get(2 * j..2 * j + 2) {
+        Some(p) => rq(acc, p[0].get(), p[1].get()),
+        None => 0,
+    }
+}
+
+/// Rounding right shift, half up: `(v + 2^(n-1)) >> n`, or `v` when `n = 0`. `n` is capped at
+/// 62 (parse-validated shifts never exceed it). Wrapping add: callers keep `v` far from
+/// `i64::MAX`.
+#[inline]
+pub fn rsr(v: i64, n: u32) -> i64 {
+    if n == 0 {
+        v
+    } else {
+        let n = n.min(62);
+        v.wrapping_add(1i64 << (n - 1)) >> n
+    }
+}
+
+/// Saturate to int16.
+#[inline]
+pub fn sat16(v: i64) -> i16 {
+    v.clamp(i16::MIN as i64, i16::MAX as i64) as i16
+}
+
+/// Saturate to `[lo, hi]` and narrow to int8 (`lo`, `hi` within int8 range).
+#[inline]
+pub fn clamp8(v: i64, lo: i32, hi: i32) -> i8 {
+    v.clamp(lo as i64, hi as i64).clamp(-128, 127) as i8
+}
+
+/// The int16 activation-table lookup with linear interpolation (Q3.12 in, Q0.15 out):
+/// `u = x + 32768; i = u >> 7; f = u & 127; tab[i] + (((tab[i+1] - tab[i]) · f + 64) >> 7)`.
+#[inline]
+pub fn lut16(tab: &ActTable, x: i16) -> i32 {
+    let u = (x as i32 + 32768) as usize; // 0..=65535
+    let i = u >> 7; // 0..=511
+    let f = (u & 127) as i32;
+    let a = tab[i].get() as i32;
+    let b = tab[i + 1].get() as i32;
+    a + (((b - a) * f + 64) >> 7)
+}
+
+/// `Σ a[i] · b[i]` over the common length, int8 × int8 → int32. Cannot overflow for lengths
+/// below 2^17 (parse refuses longer rows); wraps beyond. The one inner loop shared by FC,
+/// LSTM, GRU and RNN.
+#[inline]
+pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    a.iter()
+        .zip(b)
+        .fold(0i32, |acc, (&x, &y)| acc.wrapping_add(x as i32 * y as i32))
+}
+
+/// `rq(bias[j] + Σ_k m[j, k] · v[k], pairs[j])` for row `j` of the row-major matrix `m` with
+/// `v.len()` columns: the requantized matrix-vector product element used by every matvec op.
+/// The bias add wraps in i32 (a validated model never gets near it).
+#[inline]
+pub fn matvec_rq_row(m: &[i8], bias: &[I32], pairs: &[I32], v: &[i8], j: usize) -> i32 {
+    let k = v.len();
+    let row = m.get(j * k..j * k + k).unwrap_or(&[]);
+    let b = bias.get(j).map_or(0, |b| b.get());
+    rq_at(pairs, j, b.wrapping_add(dot_i8(row, v)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testutil::{quantize_multiplier, sigmoid_table, tanh_table, Rng};
+
+    #[test]
+    fn rq_matches_exact_rounding() {
+        let mut rng = Rng::new(1);
+        for _ in 0..20000 {
+            let acc = rng.i32_in(-(1 << 24), 1 << 24);
+            let m = 10f64.powf(rng.f64_in(-6.0, 2.0));
+            let (mult, shift) = quantize_multiplier(m);
+            let got = rq(acc, mult, shift) as f64;
+            let exact = acc as f64 * mult as f64 * 2f64.powi(-(31 + shift));
+            // One rounding, half up: |got - exact| ≤ 1/2.
+            assert!(
+                (got - exact).abs() <= 0.5 + 1e-9,
+                "acc {acc} m {m}: {got} vs {exact}"
+            );
+            // The multiplier itself approximates m to 2^-30 relative.
+            assert!((exact - acc as f64 * m).abs() <= (acc as f64 * m).abs() * 1e-9 + 1e-9);
+        }
+        // Extremes saturate instead of overflowing.
+        assert_eq!(rq(i32::MAX, i32::MAX, -30), i32::MAX);
+        assert_eq!(rq(i32::MIN, i32::MAX, -30), i32::MIN);
+        assert_eq!(rq(i32::MIN, i32::MAX, 31), -1);
+        assert_eq!(rq(5, 1 << 30, 0), 3); // 2.5 rounds half up
+        assert_eq!(rq(-5, 1 << 30, 0), -2); // -2.5 rounds half up
+    }
+
+    #[test]
+    fn rsr_rounds_half_up() {
+        assert_eq!(rsr(5, 1), 3);
+        assert_eq!(rsr(-5, 1), -2);
+        assert_eq!(rsr(-6, 2), -1);
+        assert_eq!(rsr(7, 0), 7);
+        assert_eq!(rsr(1 << 61, 62), 1);
+        assert_eq!(rsr(-(1 << 40), 62), 0);
+    }
+
+    #[test]
+    fn lut16_within_four_lsb_of_the_functions() {
+        let (sig, tanh) = (sigmoid_table(), tanh_table());
+        let mut worst = 0f64;
+        for x in i16::MIN..=i16::MAX {
+            let xf = x as f64 / 4096.0;
+            let s = lut16(&sig, x) as f64 / 32768.0;
+            let t = lut16(&tanh, x) as f64 / 32768.0;
+            worst = worst.max((s - 1.0 / (1.0 + (-xf).exp())).abs());
+            worst = worst.max((t - xf.tanh()).abs());
+        }
+        assert!(worst <= 4.0 / 32768.0, "worst {worst}");
+    }
+
+    #[test]
+    fn dot_and_matvec() {
+        assert_eq!(dot_i8(&[1, -2, 3], &[4, 5, -6]), 4 - 10 - 18);
+        assert_eq!(dot_i8(&[-128; 1000], &[-128; 1000]), 16384 * 1000);
+        let m = [1i8, 2, 3, 4, 5, 6];
+        let bias = [I32::new(10), I32::new(-10)];
+        let pairs = [
+            I32::new(1 << 30),
+            I32::new(-1),
+            I32::new(1 << 30),
+            I32::new(-1),
+        ];
+        assert_eq!(matvec_rq_row(&m, &bias, &pairs, &[1, 1, 1], 0), 16);
+        assert_eq!(matvec_rq_row(&m, &bias, &pairs, &[1, 1, 1], 1), 5);
+        assert_eq!(matvec_rq_row(&m, &bias, &pairs, &[1, 1, 1], 2), 0);
+    }
+}

@@ -1,0 +1,75 @@
+//! Portable scalar reference kernels, one op per file. Shared fixed-point helpers (and the one
+//! `dot_i8` inner loop every matrix-vector product goes through) live in [`fixed`].
+
+pub mod add;
+pub mod concat;
+pub mod copy;
+pub mod fc;
+pub mod fixed;
+pub mod gru;
+pub mod lstm;
+pub mod lut;
+pub mod requant;
+pub mod rnn;
+pub mod softmax;
+
+use zerocopy::little_endian::I32;
+
+/// A 513-entry int16 activation table (sigmoid or tanh, Q3.12 in, Q0.15 out), little-endian,
+/// read in place from the model file.
+pub type ActTable = [zerocopy::little_endian::I16; crate::format::ACT_TABLE_LEN];
+
+/// The sigmoid and tanh tables (Q3.12 → Q0.15) of the gated cells.
+#[derive(Debug, Clone, Copy)]
+pub struct ActTables<'w> {
+    /// Sigmoid.
+    pub sig: &'w ActTable,
+    /// Tanh.
+    pub tanh: &'w ActTable,
+}
+
+/// The constant operands shared by the recurrent cells (LSTM, GRU, RNN) with `G` gates:
+/// `w [G·H, I]`, `r [G·H, H]` (row-major, symmetric int8), biases `[G·H]` with the zero points
+/// folded in, and requantization pairs `[G·H, 2]` taking each gate's accumulator to Q3.12 (or,
+/// for a ReLU RNN, to the output scale).
+#[derive(Debug, Clone, Copy)]
+pub struct GateWeights<'w> {
+    /// Input weights `[G·H, I]`.
+    pub w: &'w [i8],
+    /// Recurrent weights `[G·H, H]`.
+    pub r: &'w [i8],
+    /// Input bias `[G·H]` (`-x_zp · Σ w` folded in).
+    pub bias_x: &'w [I32],
+    /// Recurrent bias `[G·H]` (`-h_zp · Σ r` folded in).
+    pub bias_h: &'w [I32],
+    /// Input requantization pairs `[G·H, 2]`.
+    pub rq_x: &'w [I32],
+    /// Recurrent requantization pairs `[G·H, 2]`.
+    pub rq_h: &'w [I32],
+}
+
+impl GateWeights<'_> {
+    /// Whether every slice is exactly as long as a cell with `gates` gates, `input` inputs and
+    /// `hidden` units needs.
+    pub fn fits(&self, gates: usize, input: usize, hidden: usize) -> bool {
+        let Some(gh) = gates.checked_mul(hidden) else {
+            return false;
+        };
+        Some(self.w.len()) == gh.checked_mul(input)
+            && Some(self.r.len()) == gh.checked_mul(hidden)
+            && self.bias_x.len() == gh
+            && self.bias_h.len() == gh
+            && Some(self.rq_x.len()) == gh.checked_mul(2)
+            && Some(self.rq_h.len()) == gh.checked_mul(2)
+    }
+}
+
+/// Which time step a recurrent cell processes at iteration `i` of `steps`.
+#[inline]
+pub(crate) fn step_index(i: usize, steps: usize, reverse: bool) -> usize {
+    if reverse {
+        steps - 1 - i
+    } else {
+        i
+    }
+}

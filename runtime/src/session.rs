@@ -1,0 +1,192 @@
+//! [`Session`]: runs a parsed [`Model`] in a caller-provided arena, whole sequences (`run`,
+//! `invoke`) or one time step at a time (`step`, `invoke_step`).
+
+use crate::error::Error;
+use crate::exec::run_op;
+use crate::format::{DType, TensorKind, ARENA_ALIGN};
+use crate::model::{Model, TensorInfo};
+use zerocopy::FromBytes;
+
+/// An inference session: a model plus its arena. All memory is the caller's.
+#[derive(Debug)]
+pub struct Session<'m, 'a> {
+    model: &'m Model<'m>,
+    /// The 16-aligned part of the caller's buffer, exactly the plan's `arena_bytes` long.
+    arena: &'a mut [u8],
+}
+
+impl<'m, 'a> Session<'m, 'a> {
+    /// Creates a session. `arena` must be at least [`Model::arena_bytes`] long (whatever its
+    /// address: the session aligns its base to 16 inside it). The arena is zeroed and the
+    /// recurrent state reset.
+    pub fn new(model: &'m Model<'m>, arena: &'a mut [u8]) -> Result<Self, Error> {
+        let needed = model.arena_bytes();
+        if arena.len() < needed {
+            return Err(Error::ArenaTooSmall {
+                needed,
+                got: arena.len(),
+            });
+        }
+        let pad = (ARENA_ALIGN - arena.as_ptr() as usize % ARENA_ALIGN) % ARENA_ALIGN;
+        let arena = &mut arena[pad..pad + model.plan_bytes()];
+        arena.fill(0);
+        let mut s = Session { model, arena };
+        s.reset();
+        Ok(s)
+    }
+
+    /// The model.
+    pub fn model(&self) -> &'m Model<'m> {
+        self.model
+    }
+
+    /// Resets the recurrent state: int8 state tensors to their zero point, others to 0.
+    pub fn reset(&mut self) {
+        for i in 0..self.model.n_tensors() {
+            let Some(t) = self.model.tensor(i) else {
+                continue;
+            };
+            if t.kind() != TensorKind::State {
+                continue;
+            }
+            let fill = if t.dtype() == DType::I8 {
+                t.zero_point() as i8 as u8
+            } else {
+                0
+            };
+            if let Some(b) = self.arena.get_mut(t.offset()..t.offset() + t.nbytes()) {
+                b.fill(fill);
+            }
+        }
+    }
+
+    fn io_bytes(
+        &mut self,
+        t: Option<TensorInfo<'_>>,
+        index: usize,
+        len: Option<usize>,
+    ) -> Result<&mut [i8], Error> {
+        let t = t.ok_or(Error::NoSuchTensor { index })?;
+        if t.dtype() != DType::I8 || t.kind() == TensorKind::Const {
+            return Err(Error::BadIoTensor { index: t.index() });
+        }
+        let len = len.unwrap_or(t.nbytes()).min(t.nbytes());
+        let b = self
+            .arena
+            .get_mut(t.offset()..t.offset() + len)
+            .ok_or(Error::BadIoTensor { index: t.index() })?;
+        <[i8]>::mut_from_bytes(b).map_err(|_| Error::BadIoTensor { index: t.index() })
+    }
+
+    /// The whole of model input `i`, to fill before [`invoke`](Self::invoke).
+    pub fn input_mut(&mut self, i: usize) -> Result<&mut [i8], Error> {
+        self.io_bytes(self.model.input(i), i, None)
+    }
+
+    /// Model output `i`, whole, as left by the last `invoke` / `invoke_step`.
+    pub fn output(&mut self, i: usize) -> Result<&[i8], Error> {
+        self.io_bytes(self.model.output(i), i, None).map(|b| &*b)
+    }
+
+    /// One time step of model input `i` (its first step slot; the whole input if it has no time
+    /// axis), to fill before [`invoke_step`](Self::invoke_step).
+    pub fn input_frame_mut(&mut self, i: usize) -> Result<&mut [i8], Error> {
+        let t = self.model.input(i);
+        let len = t.map(|t| t.step_bytes(self.model.seq_len()));
+        self.io_bytes(t, i, len)
+    }
+
+    /// One time step of model output `i` as left by the last `invoke_step` (the whole output
+    /// if it has no time axis).
+    pub fn output_frame(&mut self, i: usize) -> Result<&[i8], Error> {
+        let t = self.model.output(i);
+        let len = t.map(|t| t.step_bytes(self.model.seq_len()));
+        self.io_bytes(t, i, len).map(|b| &*b)
+    }
+
+    /// Runs the whole model: resets the state, then every op with its full `steps`.
+    pub fn invoke(&mut self) -> Result<(), Error> {
+        self.reset();
+        for i in 0..self.model.n_ops() {
+            run_op(self.model, self.arena, i, false)?;
+        }
+        Ok(())
+    }
+
+    /// Runs one time step (streaming): ops flagged `PER_STEP` run with `steps = 1` on the first
+    /// step slot of their tensors; the state carries over from the previous call.
+    pub fn invoke_step(&mut self) -> Result<(), Error> {
+        if !self.model.is_streamable() {
+            return Err(Error::NotStreamable);
+        }
+        for i in 0..self.model.n_ops() {
+            run_op(self.model, self.arena, i, true)?;
+        }
+        Ok(())
+    }
+
+    fn single_io(&self) -> Result<(TensorInfo<'m>, TensorInfo<'m>), Error> {
+        let (ni, no) = (self.model.n_inputs(), self.model.n_outputs());
+        match (ni, no, self.model.input(0), self.model.output(0)) {
+            (1, 1, Some(x), Some(y)) => Ok((x, y)),
+            _ => Err(Error::IoCount {
+                inputs: ni,
+                outputs: no,
+            }),
+        }
+    }
+
+    /// Single-input, single-output convenience: copies `input` into the model input, runs the
+    /// whole model (state reset first) and copies the model output into `output`.
+    pub fn run(&mut self, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+        let (x, y) = self.single_io()?;
+        if input.len() != x.nbytes() {
+            return Err(Error::InputLen {
+                index: 0,
+                expected: x.nbytes(),
+                got: input.len(),
+            });
+        }
+        if output.len() != y.nbytes() {
+            return Err(Error::OutputLen {
+                index: 0,
+                expected: y.nbytes(),
+                got: output.len(),
+            });
+        }
+        self.input_mut(0)?.copy_from_slice(input);
+        self.invoke()?;
+        output.copy_from_slice(self.output(0)?);
+        Ok(())
+    }
+
+    /// Single-input, single-output streaming: `frame` is one time step of the input
+    /// (`nbytes / seq_len` bytes, or the whole input if it has no time axis); `output` receives
+    /// one step of a time-axis output, or the whole output if it has none. After
+    /// [`reset`](Self::reset), `T` calls give exactly the bytes of [`run`](Self::run).
+    pub fn step(&mut self, frame: &[i8], output: &mut [i8]) -> Result<(), Error> {
+        if !self.model.is_streamable() {
+            return Err(Error::NotStreamable);
+        }
+        let (x, y) = self.single_io()?;
+        let t = self.model.seq_len();
+        if frame.len() != x.step_bytes(t) {
+            return Err(Error::InputLen {
+                index: 0,
+                expected: x.step_bytes(t),
+                got: frame.len(),
+            });
+        }
+        if output.len() != y.step_bytes(t) {
+            return Err(Error::OutputLen {
+                index: 0,
+                expected: y.step_bytes(t),
+                got: output.len(),
+            });
+        }
+        self.input_frame_mut(0)?.copy_from_slice(frame);
+        self.invoke_step()?;
+        output.copy_from_slice(self.output_frame(0)?);
+        Ok(())
+    }
+}
