@@ -40,6 +40,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// The whole host pipeline: import, calibrate, quantize, plan, write.
+#[derive(Debug)]
 pub struct Quantized {
     /// The model file.
     pub bytes: Vec<u8>,

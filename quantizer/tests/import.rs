@@ -9,8 +9,12 @@ use std::path::{Path, PathBuf};
 
 const SAMPLES: usize = 16;
 
+/// `models/fixtures`, or `$KINGLET_FIXTURES_DIR` if set (to try other exports).
 fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures")
+    match std::env::var_os("KINGLET_FIXTURES_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures"),
+    }
 }
 
 fn fixture_dirs() -> Vec<PathBuf> {
