@@ -24,7 +24,10 @@ pub struct Ranges {
 /// Accepts `[N, ...shape]` and `[N, ...shape without leading 1s]`.
 pub fn check_sample_shape(data: &ArrayF32, shape: &[usize], what: &str) -> Result<()> {
     if data.shape.is_empty() || data.samples() == 0 {
-        bail!("{what} is empty (shape {:?}): it needs at least one sample", data.shape);
+        bail!(
+            "{what} is empty (shape {:?}): it needs at least one sample",
+            data.shape
+        );
     }
     let sample = &data.shape[1..];
     let mut trimmed = shape;

@@ -31,11 +31,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         file_name.to_string_lossy(),
         std::process::id()
     ));
-    std::fs::write(&tmp, bytes)
-        .with_context(|| format!("cannot write {} (directory {})", path.display(), dir.display()))?;
+    std::fs::write(&tmp, bytes).with_context(|| {
+        format!(
+            "cannot write {} (directory {})",
+            path.display(),
+            dir.display()
+        )
+    })?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        anyhow::anyhow!("cannot move {} into place as {}: {e}", tmp.display(), path.display())
+        anyhow::anyhow!(
+            "cannot move {} into place as {}: {e}",
+            tmp.display(),
+            path.display()
+        )
     })
 }
 
@@ -53,7 +62,11 @@ pub struct Quantized {
 }
 
 /// Imports `onnx`, calibrates it on `calib` and returns the int8 model file.
-pub fn quantize_model(onnx: &Path, calib: &npy::ArrayF32, input_shape: Option<&[usize]>) -> Result<Quantized> {
+pub fn quantize_model(
+    onnx: &Path,
+    calib: &npy::ArrayF32,
+    input_shape: Option<&[usize]>,
+) -> Result<Quantized> {
     let imported = import::import(onnx, input_shape)
         .with_context(|| format!("importing {}", onnx.display()))?;
     let ranges = calibrate::calibrate(&imported.graph, calib)?;
@@ -61,5 +74,10 @@ pub fn quantize_model(onnx: &Path, calib: &npy::ArrayF32, input_shape: Option<&[
     let plan_bytes = plan::plan(&mut program);
     let naive_bytes = plan::naive_bytes(&program);
     let bytes = writer::write(&program, plan_bytes)?;
-    Ok(Quantized { bytes, program, plan_bytes, naive_bytes })
+    Ok(Quantized {
+        bytes,
+        program,
+        plan_bytes,
+        naive_bytes,
+    })
 }

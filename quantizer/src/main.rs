@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Parser)]
-#[command(name = "kinglet", version, about = "Int8 models for microcontrollers: quantize, validate against tract, run, inspect.")]
+#[command(
+    name = "kinglet",
+    version,
+    about = "Int8 models for microcontrollers: quantize, validate against tract, run, inspect."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -104,39 +108,85 @@ fn read_file(p: &Path) -> Result<Vec<u8>> {
 
 fn real_main(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Quantize { model, calib, output, input_shape, json } => {
+        Cmd::Quantize {
+            model,
+            calib,
+            output,
+            input_shape,
+            json,
+        } => {
             let calib = npy::read_f32(&calib)?;
             let q = kinglet_quantizer::quantize_model(&model, &calib, input_shape.as_deref())?;
             write_atomic(&output, &q.bytes)?;
-            let parsed = kinglet::Model::parse(&q.bytes).map_err(|e| anyhow!("internal: written file does not parse: {e}"))?;
+            let parsed = kinglet::Model::parse(&q.bytes)
+                .map_err(|e| anyhow!("internal: written file does not parse: {e}"))?;
             if json {
-                let ops: Vec<_> = q.program.ops.iter().map(|o| serde_json::json!({"name": o.name, "op": kinglet::op_name(o.opcode)})).collect();
-                println!("{}", serde_json::json!({
-                    "model_bytes": q.bytes.len(),
-                    "arena_bytes": parsed.arena_bytes(),
-                    "const_bytes": parsed.const_bytes(),
-                    "streamable": q.program.streamable,
-                    "ops": ops,
-                }));
+                let ops: Vec<_> = q
+                    .program
+                    .ops
+                    .iter()
+                    .map(|o| serde_json::json!({"name": o.name, "op": kinglet::op_name(o.opcode)}))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "model_bytes": q.bytes.len(),
+                        "arena_bytes": parsed.arena_bytes(),
+                        "const_bytes": parsed.const_bytes(),
+                        "streamable": q.program.streamable,
+                        "ops": ops,
+                    })
+                );
             } else {
-                println!("wrote {} ({} bytes; weights and tables {} bytes)", output.display(), q.bytes.len(), parsed.const_bytes());
-                println!("arena: {} bytes (plan {} + 15 alignment; without reuse {} bytes)", parsed.arena_bytes(), q.plan_bytes, q.naive_bytes);
+                println!(
+                    "wrote {} ({} bytes; weights and tables {} bytes)",
+                    output.display(),
+                    q.bytes.len(),
+                    parsed.const_bytes()
+                );
+                println!(
+                    "arena: {} bytes (plan {} + 15 alignment; without reuse {} bytes)",
+                    parsed.arena_bytes(),
+                    q.plan_bytes,
+                    q.naive_bytes
+                );
                 match &q.program.not_streamable_reason {
-                    None => println!("streaming: yes, {} steps of {} bytes", q.program.seq_len, parsed.input(0).map_or(0, |t| t.nbytes()) / q.program.seq_len.max(1)),
+                    None => println!(
+                        "streaming: yes, {} steps of {} bytes",
+                        q.program.seq_len,
+                        parsed.input(0).map_or(0, |t| t.nbytes()) / q.program.seq_len.max(1)
+                    ),
                     Some(why) => println!("streaming: no ({why})"),
                 }
-                println!("{:<4} {:<12} {}", "#", "op", "node");
+                println!("#    op           node");
                 for (i, o) in q.program.ops.iter().enumerate() {
                     println!("{:<4} {:<12} {}", i, kinglet::op_name(o.opcode), o.name);
                 }
             }
         }
-        Cmd::Validate { model, kgl, data, labels, targets, limit, json, min_sqnr, min_agreement } => {
+        Cmd::Validate {
+            model,
+            kgl,
+            data,
+            labels,
+            targets,
+            limit,
+            json,
+            min_sqnr,
+            min_agreement,
+        } => {
             let data = npy::read_f32(&data)?;
             let labels = labels.map(|p| npy::read_i64(&p)).transpose()?;
             let targets = targets.map(|p| npy::read_f32(&p)).transpose()?;
             let bytes = read_file(&kgl)?;
-            let r = validate::validate(&model, &bytes, &data, labels.as_ref().map(|l| l.1.as_slice()), targets.as_ref(), limit)?;
+            let r = validate::validate(
+                &model,
+                &bytes,
+                &data,
+                labels.as_ref().map(|l| l.1.as_slice()),
+                targets.as_ref(),
+                limit,
+            )?;
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
@@ -145,7 +195,11 @@ fn real_main(cli: Cli) -> Result<()> {
                 println!("relative MSE     {:.3e}", r.rel_mse);
                 println!("top-1 agreement  {:.4}", r.top1_agreement);
                 if let (Some(f), Some(q)) = (r.accuracy_float, r.accuracy_int8) {
-                    println!("accuracy         float {:.2}%  int8 {:.2}%", f * 100.0, q * 100.0);
+                    println!(
+                        "accuracy         float {:.2}%  int8 {:.2}%",
+                        f * 100.0,
+                        q * 100.0
+                    );
                 }
                 if let (Some(f), Some(q)) = (r.mse_float, r.mse_int8) {
                     println!("MSE              float {f:.5}  int8 {q:.5}");
@@ -153,7 +207,10 @@ fn real_main(cli: Cli) -> Result<()> {
                 if let (Some(f), Some(q)) = (r.mae_float, r.mae_int8) {
                     println!("MAE              float {f:.5}  int8 {q:.5}");
                 }
-                println!("model / arena    {} / {} bytes", r.model_bytes, r.arena_bytes);
+                println!(
+                    "model / arena    {} / {} bytes",
+                    r.model_bytes, r.arena_bytes
+                );
             }
             if let Some(m) = min_sqnr {
                 if r.sqnr_db < m {
@@ -162,21 +219,24 @@ fn real_main(cli: Cli) -> Result<()> {
             }
             if let Some(m) = min_agreement {
                 if r.top1_agreement < m {
-                    bail!("top-1 agreement {:.4} is below --min-agreement {m}", r.top1_agreement);
+                    bail!(
+                        "top-1 agreement {:.4} is below --min-agreement {m}",
+                        r.top1_agreement
+                    );
                 }
             }
         }
         Cmd::Run { kgl, input, output } => {
-            let file = std::fs::File::open(&kgl).with_context(|| format!("cannot open {}", kgl.display()))?;
-            // SAFETY-free: memmap2's map is unsafe only if the file is changed while mapped;
-            // read it instead when that cannot be ruled out.
             let bytes = read_file(&kgl)?;
-            drop(file);
             let data = npy::read_f32(&input)?;
             let mut host = validate::HostModel::new(&bytes)?;
             let per = host.input_len();
             if data.sample_len() != per {
-                bail!("{} has {} values per sample; the model input needs {per}", input.display(), data.sample_len());
+                bail!(
+                    "{} has {} values per sample; the model input needs {per}",
+                    input.display(),
+                    data.sample_len()
+                );
             }
             let mut out = Vec::new();
             let mut out_len = 0;
@@ -186,11 +246,16 @@ fn real_main(cli: Cli) -> Result<()> {
                 out.extend_from_slice(&y[0]);
             }
             npy::write_f32(&output, &[data.samples(), out_len], &out)?;
-            println!("wrote {} ({} samples × {out_len})", output.display(), data.samples());
+            println!(
+                "wrote {} ({} samples × {out_len})",
+                output.display(),
+                data.samples()
+            );
         }
         Cmd::Inspect { kgl, json } => {
             let bytes = read_file(&kgl)?;
-            let m = kinglet::Model::parse(&bytes).map_err(|e| anyhow!("{}: invalid model file: {e}", kgl.display()))?;
+            let m = kinglet::Model::parse(&bytes)
+                .map_err(|e| anyhow!("{}: invalid model file: {e}", kgl.display()))?;
             inspect(&m, json);
         }
         Cmd::Demo { dir } => demo(&dir)?,
@@ -215,23 +280,48 @@ fn inspect(m: &kinglet::Model<'_>, json: bool) {
         .map(|o| serde_json::json!({"op": o.name(), "tensors": o.tensors().collect::<Vec<_>>()}))
         .collect();
     if json {
-        println!("{}", serde_json::json!({
-            "file_bytes": m.file_len(), "const_bytes": m.const_bytes(), "arena_bytes": m.arena_bytes(),
-            "streamable": m.is_streamable(), "seq_len": m.seq_len(), "tensors": tensors, "ops": ops,
-        }));
+        println!(
+            "{}",
+            serde_json::json!({
+                "file_bytes": m.file_len(), "const_bytes": m.const_bytes(), "arena_bytes": m.arena_bytes(),
+                "streamable": m.is_streamable(), "seq_len": m.seq_len(), "tensors": tensors, "ops": ops,
+            })
+        );
         return;
     }
-    println!("file {} bytes, constants {} bytes, arena {} bytes, seq_len {}, streamable {}", m.file_len(), m.const_bytes(), m.arena_bytes(), m.seq_len(), m.is_streamable());
+    println!(
+        "file {} bytes, constants {} bytes, arena {} bytes, seq_len {}, streamable {}",
+        m.file_len(),
+        m.const_bytes(),
+        m.arena_bytes(),
+        m.seq_len(),
+        m.is_streamable()
+    );
     println!("\nops:");
     for (i, o) in ops.iter().enumerate() {
-        println!("  {i:<3} {:<12} tensors {}", o["op"].as_str().unwrap_or("?"), o["tensors"]);
+        println!(
+            "  {i:<3} {:<12} tensors {}",
+            o["op"].as_str().unwrap_or("?"),
+            o["tensors"]
+        );
     }
     println!("\ntensors:");
-    println!("  {:<3} {:<32} {:<5} {:<10} {:<18} {:>7} {:>7} {:>12} {:>5}", "#", "name", "dtype", "kind", "dims", "offset", "bytes", "scale", "zp");
+    println!(
+        "  {:<3} {:<32} {:<5} {:<10} {:<18} {:>7} {:>7} {:>12} {:>5}",
+        "#", "name", "dtype", "kind", "dims", "offset", "bytes", "scale", "zp"
+    );
     for (i, t) in tensors.iter().enumerate() {
-        println!("  {i:<3} {:<32} {:<5} {:<10} {:<18} {:>7} {:>7} {:>12.6} {:>5}",
-            t["name"].as_str().unwrap_or(""), t["dtype"].as_str().unwrap_or(""), t["kind"].as_str().unwrap_or(""),
-            t["dims"].to_string(), t["offset"], t["bytes"], t["scale"].as_f64().unwrap_or(0.0), t["zero_point"]);
+        println!(
+            "  {i:<3} {:<32} {:<5} {:<10} {:<18} {:>7} {:>7} {:>12.6} {:>5}",
+            t["name"].as_str().unwrap_or(""),
+            t["dtype"].as_str().unwrap_or(""),
+            t["kind"].as_str().unwrap_or(""),
+            t["dims"].to_string(),
+            t["offset"],
+            t["bytes"],
+            t["scale"].as_f64().unwrap_or(0.0),
+            t["zero_point"]
+        );
     }
 }
 
@@ -243,17 +333,45 @@ fn demo(dir: &Path) -> Result<()> {
     let out = dir.join("model.kgl");
     write_atomic(&out, &q.bytes)?;
     let model = kinglet::Model::parse(&q.bytes).map_err(|e| anyhow!("{e}"))?;
-    println!("   {} calibration samples -> {} ({} bytes, arena {} bytes)", calib.samples(), out.display(), q.bytes.len(), model.arena_bytes());
+    println!(
+        "   {} calibration samples -> {} ({} bytes, arena {} bytes)",
+        calib.samples(),
+        out.display(),
+        q.bytes.len(),
+        model.arena_bytes()
+    );
     println!("== validate against tract");
     let test = npy::read_f32(&dir.join("test.npy"))?;
     let labels = dir.join("labels.npy");
-    let labels = if labels.exists() { Some(npy::read_i64(&labels)?) } else { None };
+    let labels = if labels.exists() {
+        Some(npy::read_i64(&labels)?)
+    } else {
+        None
+    };
     let targets = dir.join("targets.npy");
-    let targets = if targets.exists() { Some(npy::read_f32(&targets)?) } else { None };
-    let r = validate::validate(&onnx, &q.bytes, &test, labels.as_ref().map(|l| l.1.as_slice()), targets.as_ref(), None)?;
-    println!("   {} test samples: SQNR {:.1} dB, top-1 agreement {:.3}", r.samples, r.sqnr_db, r.top1_agreement);
+    let targets = if targets.exists() {
+        Some(npy::read_f32(&targets)?)
+    } else {
+        None
+    };
+    let r = validate::validate(
+        &onnx,
+        &q.bytes,
+        &test,
+        labels.as_ref().map(|l| l.1.as_slice()),
+        targets.as_ref(),
+        None,
+    )?;
+    println!(
+        "   {} test samples: SQNR {:.1} dB, top-1 agreement {:.3}",
+        r.samples, r.sqnr_db, r.top1_agreement
+    );
     if let (Some(f), Some(i)) = (r.accuracy_float, r.accuracy_int8) {
-        println!("   accuracy: float (tract) {:.2}%, int8 (Kinglet) {:.2}%", f * 100.0, i * 100.0);
+        println!(
+            "   accuracy: float (tract) {:.2}%, int8 (Kinglet) {:.2}%",
+            f * 100.0,
+            i * 100.0
+        );
     }
     if let (Some(f), Some(i)) = (r.mse_float, r.mse_int8) {
         println!("   MSE: float (tract) {f:.5}, int8 (Kinglet) {i:.5}");
@@ -268,7 +386,14 @@ fn demo(dir: &Path) -> Result<()> {
     }
     times.sort_by(|a, b| a.total_cmp(b));
     let median = times.get(times.len() / 2).copied().unwrap_or(0.0);
-    println!("   median latency {median:.1} µs per inference over {} runs (this build, one thread)", times.len());
-    println!("   model {} bytes, arena {} bytes", q.bytes.len(), model.arena_bytes());
+    println!(
+        "   median latency {median:.1} µs per inference over {} runs (this build, one thread)",
+        times.len()
+    );
+    println!(
+        "   model {} bytes, arena {} bytes",
+        q.bytes.len(),
+        model.arena_bytes()
+    );
     Ok(())
 }

@@ -42,10 +42,15 @@ pub fn read_f32(path: &Path) -> Result<ArrayF32> {
     let data: Vec<f32> = if type_str.ends_with("f4") {
         npy.into_vec::<f32>()?
     } else if type_str.ends_with("f8") {
-        npy.into_vec::<f64>()?.into_iter().map(|v| v as f32).collect()
+        npy.into_vec::<f64>()?
+            .into_iter()
+            .map(|v| v as f32)
+            .collect()
     } else if type_str.ends_with("f2") {
         let raw = npy.into_vec::<u16>()?;
-        raw.into_iter().map(|b| half::f16::from_bits(b).to_f32()).collect()
+        raw.into_iter()
+            .map(|b| half::f16::from_bits(b).to_f32())
+            .collect()
     } else {
         bail!(
             "{}: expected a float array (float32), found dtype {type_str}",
@@ -85,7 +90,10 @@ pub fn read_i64(path: &Path) -> Result<(Vec<usize>, Vec<i64>)> {
     } else if type_str.ends_with("u1") {
         npy.into_vec::<u8>()?.into_iter().map(i64::from).collect()
     } else {
-        bail!("{}: expected an integer array, found dtype {type_str}", path.display())
+        bail!(
+            "{}: expected an integer array, found dtype {type_str}",
+            path.display()
+        )
     };
     Ok((shape, data))
 }

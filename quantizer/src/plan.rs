@@ -23,12 +23,7 @@ pub fn plan(m: &mut QModel) -> usize {
         }
     };
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| {
-        m.buffers[b]
-            .size
-            .cmp(&m.buffers[a].size)
-            .then(a.cmp(&b))
-    });
+    order.sort_by(|&a, &b| m.buffers[b].size.cmp(&m.buffers[a].size).then(a.cmp(&b)));
     let mut placed: Vec<usize> = Vec::new();
     let mut total = 0usize;
     for &i in &order {
@@ -41,7 +36,12 @@ pub fn plan(m: &mut QModel) -> usize {
                 let (fj, lj) = life(j, m);
                 fj <= l && f <= lj
             })
-            .map(|&j| (m.buffers[j].offset, m.buffers[j].offset + align(m.buffers[j].size.max(1))))
+            .map(|&j| {
+                (
+                    m.buffers[j].offset,
+                    m.buffers[j].offset + align(m.buffers[j].size.max(1)),
+                )
+            })
             .collect();
         busy.sort();
         let mut off = 0usize;

@@ -3,7 +3,7 @@
 //! form `docs/format.md` specifies. Multipliers and tables are computed here, never on device.
 
 use crate::calibrate::Ranges;
-use crate::ir::{Graph, Op, RnnAct, Unary, ValueId};
+use crate::ir::{Graph, Op, RnnAct, ValueId};
 use anyhow::{bail, Result};
 use kinglet::format::{self, DType, TensorKind};
 
@@ -369,7 +369,14 @@ impl Builder<'_> {
         (self.sig.unwrap_or(0), self.tanh.unwrap_or(0))
     }
 
-    fn push_op(&mut self, name: &str, opcode: u16, per_step: bool, tensors: Vec<usize>, params: Vec<i32>) {
+    fn push_op(
+        &mut self,
+        name: &str,
+        opcode: u16,
+        per_step: bool,
+        tensors: Vec<usize>,
+        params: Vec<i32>,
+    ) {
         self.m.ops.push(QOp {
             name: name.to_string(),
             opcode,
@@ -417,13 +424,13 @@ pub fn quantize(g: &Graph, ranges: &Ranges, _opts: &Options) -> Result<QModel> {
         }
     }
     let mut qp = vec![(0f32, 0i32); nv];
-    for v in 0..nv {
+    for (v, qv) in qp.iter_mut().enumerate() {
         let r = groups.find(v);
-        qp[v] = match fixed[r] {
+        *qv = match fixed[r] {
             Some(p) => p,
             None => {
                 let (lo, hi) = group_range[r];
-                if !(hi > lo) || (hi - lo) < 1e-12 {
+                if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) || (hi - lo) < 1e-12 {
                     bail!(
                         "value '{}' has a degenerate calibrated range [{lo}, {hi}]: the \
                          calibration data never moves it; use more varied calibration samples",
@@ -477,7 +484,13 @@ pub fn quantize(g: &Graph, ranges: &Ranges, _opts: &Options) -> Result<QModel> {
         let in_timed = n.inputs.iter().any(|&i| b.timed[i]);
         let (s_y, z_y) = b.qp[n.output];
         match &n.op {
-            Op::Fc { w, b: bias, n: nout, k, relu } => {
+            Op::Fc {
+                w,
+                b: bias,
+                n: nout,
+                k,
+                relu,
+            } => {
                 let x = x.unwrap_or(0);
                 let (s_x, z_x) = b.qp[x];
                 let rows = g.values[x].numel() / k;
@@ -487,9 +500,24 @@ pub fn quantize(g: &Graph, ranges: &Ranges, _opts: &Options) -> Result<QModel> {
                 let bq = fold_bias(bias, &wq, *k, s_x as f64, &sw, z_x);
                 let rq = rq_pairs(sw.iter().map(|s| s_x as f64 * s / s_y as f64))?;
                 let xt = b.value_tensor(x, None)?;
-                let wt = b.constant(format!("{}/w", n.name), DType::I8, vec![*nout, *k], i8_bytes(&wq));
-                let bt = b.constant(format!("{}/bias", n.name), DType::I32, vec![*nout], i32_bytes(&bq));
-                let rt = b.constant(format!("{}/rq", n.name), DType::I32, vec![*nout, 2], i32_bytes(&rq));
+                let wt = b.constant(
+                    format!("{}/w", n.name),
+                    DType::I8,
+                    vec![*nout, *k],
+                    i8_bytes(&wq),
+                );
+                let bt = b.constant(
+                    format!("{}/bias", n.name),
+                    DType::I32,
+                    vec![*nout],
+                    i32_bytes(&bq),
+                );
+                let rt = b.constant(
+                    format!("{}/rq", n.name),
+                    DType::I32,
+                    vec![*nout, 2],
+                    i32_bytes(&rq),
+                );
                 let yt = b.value_tensor(n.output, None)?;
                 let per_step = b.timed[n.output];
                 let steps = if per_step { seq_len } else { 1 };
@@ -499,12 +527,45 @@ pub fn quantize(g: &Graph, ranges: &Ranges, _opts: &Options) -> Result<QModel> {
                     format::OP_FC,
                     per_step,
                     vec![xt, wt, bt, rt, yt],
-                    vec![steps as i32, (rows / steps) as i32, *k as i32, *nout as i32, z_y, act_min, 127],
+                    vec![
+                        steps as i32,
+                        (rows / steps) as i32,
+                        *k as i32,
+                        *nout as i32,
+                        z_y,
+                        act_min,
+                        127,
+                    ],
                 );
             }
-            Op::Lstm { w, r, bw, br, input, hidden, reverse }
-            | Op::Gru { w, r, bw, br, input, hidden, reverse }
-            | Op::Rnn { w, r, bw, br, input, hidden, reverse, .. } => {
+            Op::Lstm {
+                w,
+                r,
+                bw,
+                br,
+                input,
+                hidden,
+                reverse,
+            }
+            | Op::Gru {
+                w,
+                r,
+                bw,
+                br,
+                input,
+                hidden,
+                reverse,
+            }
+            | Op::Rnn {
+                w,
+                r,
+                bw,
+                br,
+                input,
+                hidden,
+                reverse,
+                ..
+            } => {
                 let x = x.unwrap_or(0);
                 let (s_x, z_x) = b.qp[x];
                 let h = *hidden;
@@ -529,7 +590,13 @@ pub fn quantize(g: &Graph, ranges: &Ranges, _opts: &Options) -> Result<QModel> {
                 b.timed[n.output] = true;
                 let (wq, sw) = quantize_rows(w, gates * h, *input);
                 let (rq_r, sr) = quantize_rows(r, gates * h, h);
-                let relu = matches!(n.op, Op::Rnn { act: RnnAct::Relu, .. });
+                let relu = matches!(
+                    n.op,
+                    Op::Rnn {
+                        act: RnnAct::Relu,
+                        ..
+                    }
+                );
                 // Gate pre-activations go to Q3.12, or for a ReLU RNN straight to h's scale.
                 let target = if relu { s_y as f64 } else { 1.0 / 4096.0 };
                 let bxq = fold_bias(bw, &wq, *input, s_x as f64, &sw, z_x);
@@ -538,12 +605,42 @@ pub fn quantize(g: &Graph, ranges: &Ranges, _opts: &Options) -> Result<QModel> {
                 let rqh = rq_pairs(sr.iter().map(|s| s_y as f64 * s / target))?;
                 let xt = b.value_tensor(x, None)?;
                 let gh = gates * h;
-                let wt = b.constant(format!("{}/w", n.name), DType::I8, vec![gh, *input], i8_bytes(&wq));
-                let rt = b.constant(format!("{}/r", n.name), DType::I8, vec![gh, h], i8_bytes(&rq_r));
-                let bxt = b.constant(format!("{}/bias_x", n.name), DType::I32, vec![gh], i32_bytes(&bxq));
-                let bht = b.constant(format!("{}/bias_h", n.name), DType::I32, vec![gh], i32_bytes(&bhq));
-                let rqxt = b.constant(format!("{}/rq_x", n.name), DType::I32, vec![gh, 2], i32_bytes(&rqx));
-                let rqht = b.constant(format!("{}/rq_h", n.name), DType::I32, vec![gh, 2], i32_bytes(&rqh));
+                let wt = b.constant(
+                    format!("{}/w", n.name),
+                    DType::I8,
+                    vec![gh, *input],
+                    i8_bytes(&wq),
+                );
+                let rt = b.constant(
+                    format!("{}/r", n.name),
+                    DType::I8,
+                    vec![gh, h],
+                    i8_bytes(&rq_r),
+                );
+                let bxt = b.constant(
+                    format!("{}/bias_x", n.name),
+                    DType::I32,
+                    vec![gh],
+                    i32_bytes(&bxq),
+                );
+                let bht = b.constant(
+                    format!("{}/bias_h", n.name),
+                    DType::I32,
+                    vec![gh],
+                    i32_bytes(&bhq),
+                );
+                let rqxt = b.constant(
+                    format!("{}/rq_x", n.name),
+                    DType::I32,
+                    vec![gh, 2],
+                    i32_bytes(&rqx),
+                );
+                let rqht = b.constant(
+                    format!("{}/rq_h", n.name),
+                    DType::I32,
+                    vec![gh, 2],
+                    i32_bytes(&rqh),
+                );
                 let (sig, tanh) = b.act_tables();
                 let hst = b.state(format!("{}/h", n.name), DType::I8, h, z_y, s_y);
                 let yt = b.value_tensor(n.output, None)?;
@@ -551,7 +648,8 @@ pub fn quantize(g: &Graph, ranges: &Ranges, _opts: &Options) -> Result<QModel> {
                 let rev = *reverse as i32;
                 match n.op {
                     Op::Lstm { .. } => {
-                        let cmax = ranges.cell_max.get(&ni).copied().unwrap_or(1.0).max(1e-6) as f64;
+                        let cmax =
+                            ranges.cell_max.get(&ni).copied().unwrap_or(1.0).max(1e-6) as f64;
                         let cell_exp = (cmax.log2().ceil() as i32).clamp(0, 15);
                         let cst = b.state(
                             format!("{}/c", n.name),
@@ -566,7 +664,9 @@ pub fn quantize(g: &Graph, ranges: &Ranges, _opts: &Options) -> Result<QModel> {
                             &n.name,
                             format::OP_LSTM,
                             true,
-                            vec![xt, wt, rt, bxt, bht, rqxt, rqht, sig, tanh, hst, cst, yt, scr],
+                            vec![
+                                xt, wt, rt, bxt, bht, rqxt, rqht, sig, tanh, hst, cst, yt, scr,
+                            ],
                             vec![s, *input as i32, h as i32, rev, z_y, cell_exp, hm, hs],
                         );
                     }
@@ -610,23 +710,40 @@ pub fn quantize(g: &Graph, ranges: &Ranges, _opts: &Options) -> Result<QModel> {
                     })
                     .collect();
                 let xt = b.value_tensor(x, None)?;
-                let tt = b.constant(format!("{}/table", n.name), DType::I8, vec![256], i8_bytes(&table));
+                let tt = b.constant(
+                    format!("{}/table", n.name),
+                    DType::I8,
+                    vec![256],
+                    i8_bytes(&table),
+                );
                 let yt = b.value_tensor(n.output, None)?;
                 let len = g.values[x].numel();
                 let per_step = b.timed[x];
                 let steps = if per_step { seq_len } else { 1 };
-                b.push_op(&n.name, format::OP_LUT8, per_step, vec![xt, tt, yt], vec![steps as i32, (len / steps) as i32]);
-                let _ = Unary::Tanh;
+                b.push_op(
+                    &n.name,
+                    format::OP_LUT8,
+                    per_step,
+                    vec![xt, tt, yt],
+                    vec![steps as i32, (len / steps) as i32],
+                );
             }
             Op::Add => {
                 let (a, bb) = (n.inputs[0], n.inputs[1]);
-                let (a, bb) = if g.values[a].numel() >= g.values[bb].numel() { (a, bb) } else { (bb, a) };
+                let (a, bb) = if g.values[a].numel() >= g.values[bb].numel() {
+                    (a, bb)
+                } else {
+                    (bb, a)
+                };
                 let (s_a, z_a) = b.qp[a];
                 let (s_b, z_b) = b.qp[bb];
                 let len = g.values[a].numel();
                 let b_len = g.values[bb].numel();
                 if len % b_len != 0 {
-                    bail!("node '{}': cannot broadcast {b_len} elements over {len}", n.name);
+                    bail!(
+                        "node '{}': cannot broadcast {b_len} elements over {len}",
+                        n.name
+                    );
                 }
                 let per_step = b.timed[a] && (b.timed[bb] || b_len < len / seq_len);
                 if b.timed[bb] && !b.timed[a] {
@@ -650,7 +767,19 @@ pub fn quantize(g: &Graph, ranges: &Ranges, _opts: &Options) -> Result<QModel> {
                     format::OP_ADD,
                     per_step,
                     vec![at, bt, yt],
-                    vec![steps as i32, per as i32, b_len_p as i32, z_a, z_b, z_y, am, bm, shift, -128, 127],
+                    vec![
+                        steps as i32,
+                        per as i32,
+                        b_len_p as i32,
+                        z_a,
+                        z_b,
+                        z_y,
+                        am,
+                        bm,
+                        shift,
+                        -128,
+                        127,
+                    ],
                 );
             }
             Op::Softmax => {
@@ -665,10 +794,21 @@ pub fn quantize(g: &Graph, ranges: &Ranges, _opts: &Options) -> Result<QModel> {
                     .map(|d| ((-(s_x as f64) * d as f64).exp() * 65536.0).round() as i32)
                     .collect();
                 let xt = b.value_tensor(x, None)?;
-                let tt = b.constant(format!("{}/exp", n.name), DType::I32, vec![256], i32_bytes(&table));
+                let tt = b.constant(
+                    format!("{}/exp", n.name),
+                    DType::I32,
+                    vec![256],
+                    i32_bytes(&table),
+                );
                 let yt = b.value_tensor(n.output, None)?;
                 let steps = if per_step { seq_len } else { 1 };
-                b.push_op(&n.name, format::OP_SOFTMAX, per_step, vec![xt, tt, yt], vec![steps as i32, (rows / steps) as i32, len as i32]);
+                b.push_op(
+                    &n.name,
+                    format::OP_SOFTMAX,
+                    per_step,
+                    vec![xt, tt, yt],
+                    vec![steps as i32, (rows / steps) as i32, len as i32],
+                );
             }
             Op::Reshape => {
                 let x = x.unwrap_or(0);
@@ -683,16 +823,29 @@ pub fn quantize(g: &Graph, ranges: &Ranges, _opts: &Options) -> Result<QModel> {
                 let x = x.unwrap_or(0);
                 let xs = g.values[x].shape.clone();
                 let xt = b.value_tensor(x, None)?;
-                let tax = if b.timed[x] { time_axis_of(&xs, seq_len) } else { None };
+                let tax = if b.timed[x] {
+                    time_axis_of(&xs, seq_len)
+                } else {
+                    None
+                };
                 if tax == Some(*axis) && *start == seq_len - 1 && *end == seq_len {
                     // Select the last time step.
                     let yt = b.value_tensor(n.output, None)?;
                     let row = g.values[x].numel() / seq_len;
-                    b.push_op(&n.name, format::OP_SELECT_LAST, true, vec![xt, yt], vec![seq_len as i32, row as i32]);
+                    b.push_op(
+                        &n.name,
+                        format::OP_SELECT_LAST,
+                        true,
+                        vec![xt, yt],
+                        vec![seq_len as i32, row as i32],
+                    );
                     continue;
                 }
                 if tax == Some(*axis) {
-                    b.not_streamable(format!("slice '{}' picks steps other than the last", n.name));
+                    b.not_streamable(format!(
+                        "slice '{}' picks steps other than the last",
+                        n.name
+                    ));
                 }
                 b.timed[n.output] = tax.is_some() && tax != Some(*axis);
                 let yt = b.value_tensor(n.output, None)?;
@@ -781,7 +934,12 @@ pub fn quantize(g: &Graph, ranges: &Ranges, _opts: &Options) -> Result<QModel> {
 
 /// COPY parameters: `[steps, elem_size, in_step, in_offset, out_dims[4], in_strides[4]]`,
 /// dropping size-1 output dims and merging what remains into at most 4.
-fn copy_params(name: &str, out_dims: &[usize], in_strides: &[usize], offset: usize) -> Result<Vec<i32>> {
+fn copy_params(
+    name: &str,
+    out_dims: &[usize],
+    in_strides: &[usize],
+    offset: usize,
+) -> Result<Vec<i32>> {
     let mut d: Vec<(usize, usize)> = out_dims
         .iter()
         .zip(in_strides)
@@ -799,7 +957,10 @@ fn copy_params(name: &str, out_dims: &[usize], in_strides: &[usize], offset: usi
         }
     }
     if d.len() > 4 {
-        bail!("node '{name}': a copy of rank {} is beyond the runtime's 4", d.len());
+        bail!(
+            "node '{name}': a copy of rank {} is beyond the runtime's 4",
+            d.len()
+        );
     }
     while d.len() < 4 {
         d.insert(0, (1, 0));

@@ -30,7 +30,10 @@ impl<'a> HostModel<'a> {
 
     /// Runs one sample (the first input); returns every output dequantized.
     pub fn run(&mut self, x: &[f32]) -> Result<Vec<Vec<f32>>> {
-        let input = self.model.input(0).ok_or_else(|| anyhow!("the model has no input"))?;
+        let input = self
+            .model
+            .input(0)
+            .ok_or_else(|| anyhow!("the model has no input"))?;
         if x.len() != input.nbytes() {
             bail!(
                 "a sample has {} values but the model input {:?} needs {}",
@@ -39,13 +42,16 @@ impl<'a> HostModel<'a> {
                 input.nbytes()
             );
         }
-        let mut session = kinglet::Session::new(&self.model, &mut self.arena)
-            .map_err(|e| anyhow!("{e}"))?;
+        let mut session =
+            kinglet::Session::new(&self.model, &mut self.arena).map_err(|e| anyhow!("{e}"))?;
         input.quantize(x, session.input_mut(0).map_err(|e| anyhow!("{e}"))?);
         session.invoke().map_err(|e| anyhow!("{e}"))?;
         let mut outs = Vec::new();
         for i in 0..self.model.n_outputs() {
-            let info = self.model.output(i).ok_or_else(|| anyhow!("output {i} missing"))?;
+            let info = self
+                .model
+                .output(i)
+                .ok_or_else(|| anyhow!("output {i} missing"))?;
             let q = session.output(i).map_err(|e| anyhow!("{e}"))?;
             let mut y = vec![0f32; q.len()];
             info.dequantize(q, &mut y);
@@ -102,9 +108,11 @@ fn argmax(v: &[f32]) -> usize {
     best
 }
 
-/// Compares `float` and `int8` outputs (per sample, per output) and scores them.
+/// Compares `float` and `int8` outputs (per sample, per output) and scores them; `width` is the
+/// last axis of output 0 (argmax and labels go by its rows).
 pub fn compare(
     float: &[Vec<Vec<f32>>],
+    width: usize,
     int8: &[Vec<Vec<f32>>],
     labels: Option<&[i64]>,
     targets: Option<&ArrayF32>,
@@ -120,7 +128,11 @@ pub fn compare(
         for s in 0..samples {
             let (f, q) = (&float[s][o], &int8[s][o]);
             if f.len() != q.len() {
-                bail!("output {o}: tract gives {} values, Kinglet {}", f.len(), q.len());
+                bail!(
+                    "output {o}: tract gives {} values, Kinglet {}",
+                    f.len(),
+                    q.len()
+                );
             }
             for (a, b) in f.iter().zip(q) {
                 sig += (*a as f64).powi(2);
@@ -129,39 +141,44 @@ pub fn compare(
         }
         let rel = if sig > 0.0 { noise / sig } else { noise };
         worst_rel = worst_rel.max(rel);
-        sqnr.push(if noise == 0.0 { 200.0 } else { 10.0 * (sig / noise).log10() });
+        sqnr.push(if noise == 0.0 {
+            200.0
+        } else {
+            10.0 * (sig / noise).log10()
+        });
     }
-    let classes = float
-        .first()
-        .and_then(|o| o.first())
-        .map_or(1, |v| v.len());
-    let _ = classes;
-    // Argmax over the last axis of output 0: one row per sample unless it is a sequence.
-    let row = |s: usize| -> usize { float[s][0].len() };
-    let _ = row;
+    // Argmax over the last axis of output 0: one row per label (several for sequence outputs).
     let mut rows_total = 0usize;
     let mut agree = 0usize;
     let mut correct_f = 0usize;
     let mut correct_q = 0usize;
-    let labels_per_sample = labels.map(|l| l.len() / samples.max(1)).unwrap_or(1).max(1);
-    if let Some(l) = labels {
-        if l.len() % samples.max(1) != 0 {
-            bail!("{} labels for {samples} samples", l.len());
-        }
-    }
+    let width = width.max(1);
     for s in 0..samples {
         let f = &float[s][0];
         let q = &int8[s][0];
-        let width = f.len() / labels_per_sample;
-        if width == 0 || f.len() % labels_per_sample != 0 {
-            bail!("output 0 has {} values, which does not split into {labels_per_sample} rows", f.len());
+        if f.len() % width != 0 {
+            bail!(
+                "output 0 has {} values, not a multiple of its last axis {width}",
+                f.len()
+            );
         }
-        for r in 0..labels_per_sample {
-            let (af, aq) = (argmax(&f[r * width..(r + 1) * width]), argmax(&q[r * width..(r + 1) * width]));
+        let rows = f.len() / width;
+        if let Some(l) = labels {
+            if l.len() != samples * rows {
+                bail!(
+                    "{} labels for {samples} samples of {rows} row(s) each: expected {}",
+                    l.len(),
+                    samples * rows
+                );
+            }
+        }
+        for r in 0..rows {
+            let af = argmax(&f[r * width..(r + 1) * width]);
+            let aq = argmax(&q[r * width..(r + 1) * width]);
             rows_total += 1;
             agree += (af == aq) as usize;
             if let Some(l) = labels {
-                let lab = l[s * labels_per_sample + r];
+                let lab = l[s * rows + r];
                 correct_f += (af as i64 == lab) as usize;
                 correct_q += (aq as i64 == lab) as usize;
             }
@@ -191,7 +208,11 @@ pub fn compare(
             let truth = t.sample(s);
             let (f, q) = (&float[s][0], &int8[s][0]);
             if truth.len() != f.len() {
-                bail!("targets have {} values per sample, output 0 has {}", truth.len(), f.len());
+                bail!(
+                    "targets have {} values per sample, output 0 has {}",
+                    truth.len(),
+                    f.len()
+                );
             }
             for i in 0..truth.len() {
                 let (tv, fv, qv) = (truth[i] as f64, f[i] as f64, q[i] as f64);
@@ -223,7 +244,11 @@ pub fn validate(
     let imported = crate::import::import(onnx, None)
         .with_context(|| format!("importing {}", onnx.display()))?;
     let g = &imported.graph;
-    let input = g.inputs.first().copied().ok_or_else(|| anyhow!("the ONNX model has no input"))?;
+    let input = g
+        .inputs
+        .first()
+        .copied()
+        .ok_or_else(|| anyhow!("the ONNX model has no input"))?;
     let shape = g.values[input].shape.clone();
     crate::calibrate::check_sample_shape(data, &shape, "the validation data")?;
     let tract = crate::oracle::TractModel::load(onnx, &shape, imported.input_f16)?;
@@ -236,5 +261,18 @@ pub fn validate(
         int8.push(host.run(data.sample(s))?);
     }
     let labels = labels.map(|l| &l[..(l.len() / data.samples().max(1)) * n]);
-    compare(&float, &int8, labels, targets, kgl_bytes.len(), host.model().arena_bytes())
+    let out0 = host
+        .model()
+        .output(0)
+        .ok_or_else(|| anyhow!("the model has no output"))?;
+    let width = out0.dims()[out0.rank().max(1) - 1];
+    compare(
+        &float,
+        width,
+        &int8,
+        labels,
+        targets,
+        kgl_bytes.len(),
+        host.model().arena_bytes(),
+    )
 }

@@ -28,27 +28,38 @@ pub fn write(m: &QModel, plan_bytes: usize) -> Result<Vec<u8>> {
         .next_multiple_of(FILE_ALIGN);
     let io_off =
         (ops_off + m.ops.len() * std::mem::size_of::<OpEntry>()).next_multiple_of(FILE_ALIGN);
-    let data_off =
-        (io_off + 2 * (m.inputs.len() + m.outputs.len())).next_multiple_of(FILE_ALIGN);
+    let data_off = (io_off + 2 * (m.inputs.len() + m.outputs.len())).next_multiple_of(FILE_ALIGN);
 
     let mut data: Vec<u8> = Vec::new();
     let mut entries = Vec::with_capacity(m.tensors.len());
     for t in &m.tensors {
         if t.dims.len() > format::MAX_RANK {
-            bail!("tensor '{}' has rank {} > {}", t.name, t.dims.len(), format::MAX_RANK);
+            bail!(
+                "tensor '{}' has rank {} > {}",
+                t.name,
+                t.dims.len(),
+                format::MAX_RANK
+            );
         }
         let offset = match t.kind {
             TensorKind::Const => {
                 pad_to(&mut data, FILE_ALIGN);
                 let off = data.len();
                 if t.data.len() != t.nbytes() {
-                    bail!("internal: constant '{}' has {} bytes, expected {}", t.name, t.data.len(), t.nbytes());
+                    bail!(
+                        "internal: constant '{}' has {} bytes, expected {}",
+                        t.name,
+                        t.data.len(),
+                        t.nbytes()
+                    );
                 }
                 data.extend_from_slice(&t.data);
                 off
             }
             TensorKind::Activation | TensorKind::State => {
-                let b = t.buffer.ok_or_else(|| anyhow::anyhow!("internal: '{}' has no buffer", t.name))?;
+                let b = t
+                    .buffer
+                    .ok_or_else(|| anyhow::anyhow!("internal: '{}' has no buffer", t.name))?;
                 m.buffers[b].offset
             }
         };
@@ -92,7 +103,11 @@ pub fn write(m: &QModel, plan_bytes: usize) -> Result<Vec<u8>> {
         }
         let e = OpEntry {
             opcode: U16::new(op.opcode),
-            flags: U16::new(if op.per_step { format::OP_FLAG_PER_STEP } else { 0 }),
+            flags: U16::new(if op.per_step {
+                format::OP_FLAG_PER_STEP
+            } else {
+                0
+            }),
             n_tensors: U16::new(u16::try_from(op.tensors.len())?),
             n_params: U16::new(u16::try_from(op.params.len())?),
             tensors_off: u32_of(tensors_at, "an offset")?,
@@ -109,7 +124,11 @@ pub fn write(m: &QModel, plan_bytes: usize) -> Result<Vec<u8>> {
         version_minor: U16::new(format::VERSION_MINOR),
         file_len: u32_of(file_len, "the file length")?,
         crc32: U32::new(0),
-        flags: U32::new(if m.streamable { format::FLAG_STREAMABLE } else { 0 }),
+        flags: U32::new(if m.streamable {
+            format::FLAG_STREAMABLE
+        } else {
+            0
+        }),
         arena_bytes: u32_of(plan_bytes, "the arena size")?,
         n_tensors: u32_of(m.tensors.len(), "the tensor count")?,
         tensors_off: u32_of(tensors_off, "an offset")?,

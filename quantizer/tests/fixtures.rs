@@ -12,7 +12,11 @@ fn fixtures() -> Vec<PathBuf> {
         .filter(|p| p.join("model.onnx").exists())
         .collect();
     v.sort();
-    assert!(v.len() >= 14, "expected the 14 committed fixtures, found {}", v.len());
+    assert!(
+        v.len() >= 14,
+        "expected the 14 committed fixtures, found {}",
+        v.len()
+    );
     v
 }
 
@@ -31,8 +35,15 @@ fn every_fixture_validates_against_tract() {
         let test = npy::read_f32(&dir.join("test.npy")).unwrap();
         let labels = dir.join("labels.npy");
         let labels = labels.exists().then(|| npy::read_i64(&labels).unwrap().1);
-        let r = validate::validate(&dir.join("model.onnx"), &bytes, &test, labels.as_deref(), None, None)
-            .unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()));
+        let r = validate::validate(
+            &dir.join("model.onnx"),
+            &bytes,
+            &test,
+            labels.as_deref(),
+            None,
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()));
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
         eprintln!(
             "{name:<26} sqnr {:6.2} dB  agreement {:.3}  acc float {:?} int8 {:?}  model {} B arena {} B",
@@ -41,10 +52,16 @@ fn every_fixture_validates_against_tract() {
         assert_eq!(r.samples, 200);
         let regression = dir.join("targets.npy").exists();
         if r.sqnr_db < 25.0 || (!regression && r.top1_agreement < 0.97) {
-            failures.push(format!("{name}: sqnr {:.2} dB, agreement {:.3}", r.sqnr_db, r.top1_agreement));
+            failures.push(format!(
+                "{name}: sqnr {:.2} dB, agreement {:.3}",
+                r.sqnr_db, r.top1_agreement
+            ));
         }
     }
-    assert!(failures.is_empty(), "below SQNR 25 dB / agreement 0.97: {failures:#?}");
+    assert!(
+        failures.is_empty(),
+        "below SQNR 25 dB / agreement 0.97: {failures:#?}"
+    );
 }
 
 #[test]
@@ -69,11 +86,17 @@ fn streaming_equals_batch_on_streamable_fixtures() {
             let mut session = kinglet::Session::new(&model, &mut arena).unwrap();
             session.run(&xq, &mut batch).unwrap();
             session.reset();
-            let per_step_out = if output.time_axis().is_some() { output.nbytes() / t } else { output.nbytes() };
+            let per_step_out = if output.time_axis().is_some() {
+                output.nbytes() / t
+            } else {
+                output.nbytes()
+            };
             let mut streamed = Vec::new();
             let mut last = vec![0i8; per_step_out];
             for k in 0..t {
-                session.step(&xq[k * frame..(k + 1) * frame], &mut last).unwrap();
+                session
+                    .step(&xq[k * frame..(k + 1) * frame], &mut last)
+                    .unwrap();
                 if output.time_axis().is_some() {
                     streamed.extend_from_slice(&last);
                 }
@@ -109,8 +132,14 @@ fn calibration_of_the_wrong_shape_is_refused() {
         shape: vec![calib.samples(), 10, 16],
         data: calib.data.clone(),
     };
-    let err = format!("{:#}", quantize_model(&dir.join("model.onnx"), &wrong, None).unwrap_err());
-    assert!(err.contains("[64, 10, 16]") && err.contains("[1, 20, 8]"), "{err}");
+    let err = format!(
+        "{:#}",
+        quantize_model(&dir.join("model.onnx"), &wrong, None).unwrap_err()
+    );
+    assert!(
+        err.contains("[64, 10, 16]") && err.contains("[1, 20, 8]"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -133,7 +162,10 @@ fn every_truncation_and_many_bit_flips_of_a_real_model_are_refused_without_panic
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures/bilstm_legacy_o17");
     let bytes = quantize_dir(&dir);
     for len in 0..bytes.len() {
-        assert!(kinglet::Model::parse(&bytes[..len]).is_err(), "truncated to {len} parsed");
+        assert!(
+            kinglet::Model::parse(&bytes[..len]).is_err(),
+            "truncated to {len} parsed"
+        );
     }
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {

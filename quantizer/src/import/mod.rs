@@ -338,7 +338,8 @@ fn topo_sort(
     Ok(out)
 }
 
-fn node_name(n: &NodeProto) -> String {
+/// A node's name for messages (its first output when it has none).
+pub(crate) fn node_name(n: &NodeProto) -> String {
     if !n.name.is_empty() {
         n.name.clone()
     } else {
@@ -877,15 +878,7 @@ impl Importer {
                 let x = self.act(node, ins, 0)?;
                 let shape = self.shape(x).to_vec();
                 let perm = tensor::transpose_perm(node, shape.len()).map_err(ctx!(self, node))?;
-                let new_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
-                let big: Vec<usize> = perm.iter().copied().filter(|&p| shape[p] != 1).collect();
-                let y = if perm.iter().enumerate().all(|(i, &p)| i == p) {
-                    x
-                } else if big.windows(2).all(|w| w[0] < w[1]) {
-                    self.emit(&name, Op::Reshape, vec![x], &out, new_shape)
-                } else {
-                    self.emit(&name, Op::Transpose { perm }, vec![x], &out, new_shape)
-                };
+                let y = self.permute(&name, x, perm, &out);
                 if y == x {
                     self.alias(&out, x);
                 } else {
@@ -917,7 +910,7 @@ impl Importer {
                 let axis = tensor::norm_axis(attr_i(node, "axis").unwrap_or(0), shape.len())
                     .map_err(ctx!(self, node))?;
                 let idx = tensor::gather_indices(&it, shape[axis]).map_err(ctx!(self, node))?;
-                let y = self.take(node, x, axis, &idx, &out)?;
+                let y = self.take(node, x, axis, &idx, &format!("{out}/take"))?;
                 let mut new_shape = shape[..axis].to_vec();
                 new_shape.extend_from_slice(&it.shape);
                 new_shape.extend_from_slice(&shape[axis + 1..]);
@@ -925,6 +918,7 @@ impl Importer {
                 if y == x {
                     self.alias(&out, x);
                 } else {
+                    self.g.values[y].name = out.clone();
                     self.bind(&out, Sym::A(y));
                 }
             }
@@ -1147,6 +1141,7 @@ impl Importer {
                 self.bind(&out, Sym::A(y));
             }
             "LSTM" | "GRU" | "RNN" => rnn::lower(self, node, ins)?,
+            "ReduceMean" | "ReduceSum" => self.lower_reduce(node, ins, &name, &out)?,
             "Shape" | "Size" => unreachable!("handled before"),
             "Erf" => {
                 return Err(self.unsupported(
@@ -1159,11 +1154,81 @@ impl Importer {
                 return Err(self.unsupported(
                     node,
                     "Kinglet imports LSTM/GRU/RNN, MatMul/Gemm with constant weights, Add, \
-                     Tanh/Sigmoid/Relu/Gelu, Softmax and shape/slicing ops; re-export the model \
-                     without this op",
+                     per-feature constant Add/Sub/Mul/Div, Tanh/Sigmoid/Relu/Gelu, Softmax, \
+                     ReduceMean/ReduceSum and shape/slicing ops; re-export the model without \
+                     this op",
                 ))
             }
         }
+        Ok(())
+    }
+
+    /// `x` with its axes permuted (a `Reshape` if only size-1 axes move, nothing if `perm` is
+    /// the identity).
+    fn permute(&mut self, name: &str, x: ValueId, perm: Vec<usize>, out: &str) -> ValueId {
+        let shape = self.shape(x).to_vec();
+        let new_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+        let big: Vec<usize> = perm.iter().copied().filter(|&p| shape[p] != 1).collect();
+        if perm.iter().enumerate().all(|(i, &p)| i == p) {
+            x
+        } else if big.windows(2).all(|w| w[0] < w[1]) {
+            self.emit(name, Op::Reshape, vec![x], out, new_shape)
+        } else {
+            self.emit(name, Op::Transpose { perm }, vec![x], out, new_shape)
+        }
+    }
+
+    /// `ReduceMean` / `ReduceSum` of an activation: the reduced axes are moved last and
+    /// flattened, then an `Fc` with one output and constant weights `1/R` (or 1) sums them.
+    fn lower_reduce(
+        &mut self,
+        node: &NodeProto,
+        ins: &[Option<Sym>],
+        name: &str,
+        out: &str,
+    ) -> Result<()> {
+        let x = self.act(node, ins, 0)?;
+        let shape = self.shape(x).to_vec();
+        let rank = shape.len();
+        let consts = Self::const_view(ins);
+        let Some(axes) =
+            tensor::reduce_axes(node, self.opset, &consts, rank).map_err(ctx!(self, node))?
+        else {
+            self.alias(out, x);
+            return Ok(());
+        };
+        let keep = attr_i(node, "keepdims").unwrap_or(1) != 0;
+        let kept: Vec<usize> = (0..rank).filter(|d| !axes.contains(d)).collect();
+        let r: usize = axes.iter().map(|&a| shape[a]).product();
+        let perm: Vec<usize> = kept.iter().chain(axes.iter()).copied().collect();
+        let y = self.permute(name, x, perm, &format!("{out}/permuted"));
+        let mut flat: Vec<usize> = kept.iter().map(|&d| shape[d]).collect();
+        flat.push(r);
+        let y = self.reshape(name, y, flat.clone(), &format!("{out}/flat"));
+        let scale = if node.op_type == "ReduceMean" {
+            1.0 / r as f32
+        } else {
+            1.0
+        };
+        *flat.last_mut().unwrap() = 1;
+        let op = Op::Fc {
+            w: vec![scale; r],
+            b: vec![0.0],
+            n: 1,
+            k: r,
+            relu: false,
+        };
+        let y = self.emit(name, op, vec![y], &format!("{out}/sum"), flat);
+        let final_shape: Vec<usize> = if keep {
+            (0..rank)
+                .map(|d| if axes.contains(&d) { 1 } else { shape[d] })
+                .collect()
+        } else {
+            kept.iter().map(|&d| shape[d]).collect()
+        };
+        let y = self.reshape(name, y, final_shape, out);
+        self.g.values[y].name = out.to_string();
+        self.bind(out, Sym::A(y));
         Ok(())
     }
 
@@ -1579,7 +1644,7 @@ fn finalize(mut g: Graph) -> Graph {
             values.push(v);
         }
     }
-    Graph {
+    let mut g = Graph {
         values,
         nodes: nodes
             .into_iter()
@@ -1591,5 +1656,26 @@ fn finalize(mut g: Graph) -> Graph {
             .collect(),
         inputs: g.inputs.iter().map(|&i| map[i]).collect(),
         outputs: g.outputs.iter().map(|&i| map[i]).collect(),
+    };
+    // Unique value names (graph inputs and outputs keep their ONNX names).
+    let mut taken: HashSet<String> = HashSet::new();
+    let reserved: Vec<ValueId> = g.inputs.iter().chain(&g.outputs).copied().collect();
+    for &i in &reserved {
+        taken.insert(g.values[i].name.clone());
     }
+    for i in 0..g.values.len() {
+        if reserved.contains(&i) {
+            continue;
+        }
+        let base = g.values[i].name.clone();
+        let mut name = base.clone();
+        let mut k = 1;
+        while taken.contains(&name) {
+            name = format!("{base}#{k}");
+            k += 1;
+        }
+        taken.insert(name.clone());
+        g.values[i].name = name;
+    }
+    g
 }

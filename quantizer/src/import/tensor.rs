@@ -918,10 +918,15 @@ pub fn gather_indices(idx: &Tensor, dim: usize) -> Result<Vec<usize>> {
         .collect()
 }
 
-fn reduce(op: &str, node: &NodeProto, opset: i64, inputs: &[Option<Tensor>]) -> Result<Tensor> {
-    let a = req(inputs, 0)?;
-    let keep = attr_i(node, "keepdims").unwrap_or(1) != 0;
-    let axes_from_input = (op == "ReduceSum" && opset >= 13) || opset >= 18;
+/// Reduced axes of a Reduce* node (attribute or, from opset 18 / ReduceSum 13, input);
+/// `None` when the node is a no-op (`noop_with_empty_axes` with no axes).
+pub fn reduce_axes(
+    node: &NodeProto,
+    opset: i64,
+    inputs: &[Option<Tensor>],
+    rank: usize,
+) -> Result<Option<Vec<usize>>> {
+    let axes_from_input = (node.op_type == "ReduceSum" && opset >= 13) || opset >= 18;
     let axes = if axes_from_input {
         match inputs.get(1) {
             Some(Some(t)) => Some(t.as_i64()?),
@@ -930,18 +935,27 @@ fn reduce(op: &str, node: &NodeProto, opset: i64, inputs: &[Option<Tensor>]) -> 
     } else {
         attr_ints(node, "axes")
     };
-    let rank = a.shape.len();
-    let axes: Vec<usize> = match axes {
-        Some(v) if !v.is_empty() => v
-            .iter()
-            .map(|&x| norm_axis(x, rank))
-            .collect::<Result<_>>()?,
-        _ => {
-            if attr_i(node, "noop_with_empty_axes").unwrap_or(0) != 0 {
-                return Ok(a.clone());
-            }
-            (0..rank).collect()
+    match axes {
+        Some(v) if !v.is_empty() => {
+            let mut a: Vec<usize> = v
+                .iter()
+                .map(|&x| norm_axis(x, rank))
+                .collect::<Result<_>>()?;
+            a.sort_unstable();
+            a.dedup();
+            Ok(Some(a))
         }
+        _ if attr_i(node, "noop_with_empty_axes").unwrap_or(0) != 0 => Ok(None),
+        _ => Ok(Some((0..rank).collect())),
+    }
+}
+
+fn reduce(op: &str, node: &NodeProto, opset: i64, inputs: &[Option<Tensor>]) -> Result<Tensor> {
+    let a = req(inputs, 0)?;
+    let keep = attr_i(node, "keepdims").unwrap_or(1) != 0;
+    let rank = a.shape.len();
+    let Some(axes) = reduce_axes(node, opset, inputs, rank)? else {
+        return Ok(a.clone());
     };
     let out_shape: Vec<usize> = (0..rank)
         .map(|d| if axes.contains(&d) { 1 } else { a.shape[d] })
@@ -1176,6 +1190,51 @@ pub fn eval_node(node: &NodeProto, opset: i64, inputs: &[Option<Tensor>]) -> Res
         | "Floor" | "Ceil" | "Round" | "Sign" | "Erf" | "Not" => one(unary_f(op, req(inputs, 0)?)?),
         "ReduceSum" | "ReduceMean" | "ReduceProd" | "ReduceMax" | "ReduceMin" => {
             one(reduce(op, node, opset, inputs)?)
+        }
+        "Gemm" => {
+            let (a, b) = (req(inputs, 0)?, req(inputs, 1)?);
+            ensure!(
+                a.shape.len() == 2 && b.shape.len() == 2,
+                "Gemm needs 2-D A and B"
+            );
+            let ta = attr_i(node, "transA").unwrap_or(0) != 0;
+            let tb = attr_i(node, "transB").unwrap_or(0) != 0;
+            let alpha = attr_f(node, "alpha").unwrap_or(1.0) as f64;
+            let beta = attr_f(node, "beta").unwrap_or(1.0) as f64;
+            let (m, k) = if ta {
+                (a.shape[1], a.shape[0])
+            } else {
+                (a.shape[0], a.shape[1])
+            };
+            let (kb, n) = if tb {
+                (b.shape[1], b.shape[0])
+            } else {
+                (b.shape[0], b.shape[1])
+            };
+            ensure!(k == kb, "Gemm shape mismatch");
+            let (x, y) = (a.as_f32(), b.as_f32());
+            let c = match inputs.get(2) {
+                Some(Some(c)) => {
+                    let idx = broadcast_index(&c.shape, &[m, n]);
+                    let cv = c.as_f32();
+                    idx.iter().map(|&i| cv[i] as f64 * beta).collect()
+                }
+                _ => vec![0f64; m * n],
+            };
+            let mut out = vec![0f32; m * n];
+            for i in 0..m {
+                for j in 0..n {
+                    let dot: f64 = (0..k)
+                        .map(|p| {
+                            let av = if ta { x[p * m + i] } else { x[i * k + p] };
+                            let bv = if tb { y[j * k + p] } else { y[p * n + j] };
+                            av as f64 * bv as f64
+                        })
+                        .sum();
+                    out[i * n + j] = (alpha * dot + c[i * n + j]) as f32;
+                }
+            }
+            one(a.with_data(vec![m, n], Data::F(out)))
         }
         "MatMul" => {
             let (a, b) = (req(inputs, 0)?, req(inputs, 1)?);

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Cargo runner: boots a firmware ELF in QEMU with semihosting, picking the machine from the
+# target directory in the ELF's path (target/<triple>/<profile>/<bin>).
+# `-icount shift=0` makes the virtual clock advance one nanosecond per instruction, so SysTick
+# counts executed instructions exactly and runs are repeatable.
+# Override the binary with QEMU=/path/to/qemu-system-arm.
+set -euo pipefail
+elf=${1:?usage: qemu-run.sh path/to/elf}
+case "$elf" in
+*thumbv7em-none-eabi*) cpu=cortex-m4 machine=mps2-an386 ;;
+*thumbv8m.main-none-eabi*) cpu=cortex-m33 machine=mps2-an505 ;;
+*thumbv6m-none-eabi*) cpu=cortex-m0 machine=microbit ;;
+*)
+    echo "qemu-run.sh: cannot tell the target from '$elf'" >&2
+    exit 2
+    ;;
+esac
+exec timeout "${QEMU_TIMEOUT:-120}" "${QEMU:-qemu-system-arm}" -cpu "$cpu" -machine "$machine" -nographic \
+    -semihosting-config enable=on,target=native -icount shift=0 -kernel "$elf"
