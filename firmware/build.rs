@@ -96,7 +96,7 @@ fn read_npy(path: &Path) -> (Vec<usize>, Vec<f64>) {
         .map(|d| d.trim().parse().expect("npy dim"))
         .collect();
     let body = &b[hstart + hlen..];
-    let values = if header.contains("'descr': '<f4'") {
+    let values: Vec<f64> = if header.contains("'descr': '<f4'") {
         body.chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
             .collect()
@@ -160,7 +160,7 @@ fn main() {
         let mut arena = vec![0u8; model.arena_bytes()];
         let mut session = kinglet::Session::new(&model, &mut arena).unwrap();
         let mut output = vec![0i8; y.nbytes()];
-        let mut hash = 0x811c_9dc5;
+        let mut hash: u32 = 0x811c_9dc5;
         for (s, q) in inputs.chunks_exact_mut(per_sample).enumerate() {
             let floats: Vec<f32> = values[s * per_sample..(s + 1) * per_sample]
                 .iter()

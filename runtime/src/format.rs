@@ -259,5 +259,33 @@ pub const OP_CONCAT: u16 = 10;
 /// Tensors: `[x i8, y i8]`. Params: `[steps, len_per_step, x_zp, y_zp, mult, shift]`.
 pub const OP_REQUANT: u16 = 11;
 
+/// LayerNorm over the last axis, integer only (I-BERT style):
+/// `sum = Σ x`, `diff_i = x_i · d − sum`, `var = Σ diff_i² / d + eps_q` (i64, floor division),
+/// `sd = isqrt(var)` (floor), `n_i = div_round(diff_i · 4096, sd)` (0 when `sd = 0`),
+/// `y_i = clamp(beta[i] + rq(n_i, gamma_rq[i]))`. `gamma_rq` pairs may have a negative
+/// multiplier (negative γ). `beta` already holds `round(β/s_y) + y_zp`.
+///
+/// Tensors: `[x i8 [rows, d], gamma_rq i32 [d, 2], beta i32 [d], y i8]`.
+/// Params: `[steps, rows_per_step, d, eps_q, act_min, act_max]`.
+pub const OP_LAYERNORM: u16 = 12;
+/// Multi-head attention on projected `q [tq, heads·dh]`, `k [tk, heads·dh]`,
+/// `v [tk, heads·dh]`, one query row at a time (scratch: one row of `tk` i32 scores):
+/// `s_j = Σ_c (q_c − q_zp)(k_jc − k_zp)`, `m = max_j s_j`,
+/// `t_j = rq(m − s_j, score_mult, score_shift)` (the logit gap · log2(e) in Q.10),
+/// `p_j = rsr(exp2[t_j & 1023], t_j >> 10)` (0 when `t_j >> 10 ≥ 31`; `exp2[i] =
+/// round(2^(−i/1024) · 2^16)`), `l = Σ p_j`, `a_c = Σ_j p_j (v_jc − v_zp)` (i64),
+/// `y_c = clamp(y_zp + rq(div_round(a_c · 2^16, l), out_mult, out_shift))`. With `causal`,
+/// row `i` sees keys `j ≤ i` only.
+///
+/// Tensors: `[q i8, k i8, v i8, exp2 i32 [1024], y i8 [tq, heads·dh], scores i32 [tk]]`.
+/// Params: `[steps, tq, tk, heads, dh, q_zp, k_zp, v_zp, y_zp, score_mult, score_shift,
+/// out_mult, out_shift, causal]`.
+pub const OP_ATTENTION: u16 = 13;
+/// Mean over the middle axis of `[outer, n, inner]`:
+/// `y[o, i] = clamp(y_zp + rq(Σ_k (x[o, k, i] − x_zp), mult, shift))`.
+///
+/// Tensors: `[x i8, y i8]`. Params: `[steps, outer, n, inner, x_zp, y_zp, mult, shift]`.
+pub const OP_MEAN: u16 = 14;
+
 /// Length of the int16 sigmoid / tanh tables: 512 segments over Q3.12 `[-8, 8)` plus the end.
 pub const ACT_TABLE_LEN: usize = 513;

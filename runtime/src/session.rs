@@ -60,32 +60,56 @@ impl<'m, 'a> Session<'m, 'a> {
         }
     }
 
-    fn io_bytes(
-        &mut self,
+    /// The arena bytes of an I/O tensor (its first `len` bytes, or all of it).
+    fn io_range(
         t: Option<TensorInfo<'_>>,
         index: usize,
         len: Option<usize>,
-    ) -> Result<&mut [i8], Error> {
+    ) -> Result<(usize, usize), Error> {
         let t = t.ok_or(Error::NoSuchTensor { index })?;
         if t.dtype() != DType::I8 || t.kind() == TensorKind::Const {
             return Err(Error::BadIoTensor { index: t.index() });
         }
         let len = len.unwrap_or(t.nbytes()).min(t.nbytes());
-        let b = self
-            .arena
-            .get_mut(t.offset()..t.offset() + len)
-            .ok_or(Error::BadIoTensor { index: t.index() })?;
-        <[i8]>::mut_from_bytes(b).map_err(|_| Error::BadIoTensor { index: t.index() })
+        Ok((t.offset(), t.offset() + len))
+    }
+
+    fn io_mut(
+        &mut self,
+        t: Option<TensorInfo<'_>>,
+        index: usize,
+        len: Option<usize>,
+    ) -> Result<&mut [i8], Error> {
+        let (a, b) = Self::io_range(t, index, len)?;
+        let bad = Error::BadIoTensor {
+            index: t.map_or(index, |t| t.index()),
+        };
+        let bytes = self.arena.get_mut(a..b).ok_or(bad)?;
+        <[i8]>::mut_from_bytes(bytes).map_err(|_| bad)
+    }
+
+    fn io_ref(
+        &self,
+        t: Option<TensorInfo<'_>>,
+        index: usize,
+        len: Option<usize>,
+    ) -> Result<&[i8], Error> {
+        let (a, b) = Self::io_range(t, index, len)?;
+        let bad = Error::BadIoTensor {
+            index: t.map_or(index, |t| t.index()),
+        };
+        let bytes = self.arena.get(a..b).ok_or(bad)?;
+        <[i8]>::ref_from_bytes(bytes).map_err(|_| bad)
     }
 
     /// The whole of model input `i`, to fill before [`invoke`](Self::invoke).
     pub fn input_mut(&mut self, i: usize) -> Result<&mut [i8], Error> {
-        self.io_bytes(self.model.input(i), i, None)
+        self.io_mut(self.model.input(i), i, None)
     }
 
     /// Model output `i`, whole, as left by the last `invoke` / `invoke_step`.
-    pub fn output(&mut self, i: usize) -> Result<&[i8], Error> {
-        self.io_bytes(self.model.output(i), i, None).map(|b| &*b)
+    pub fn output(&self, i: usize) -> Result<&[i8], Error> {
+        self.io_ref(self.model.output(i), i, None)
     }
 
     /// One time step of model input `i` (its first step slot; the whole input if it has no time
@@ -93,15 +117,15 @@ impl<'m, 'a> Session<'m, 'a> {
     pub fn input_frame_mut(&mut self, i: usize) -> Result<&mut [i8], Error> {
         let t = self.model.input(i);
         let len = t.map(|t| t.step_bytes(self.model.seq_len()));
-        self.io_bytes(t, i, len)
+        self.io_mut(t, i, len)
     }
 
     /// One time step of model output `i` as left by the last `invoke_step` (the whole output
     /// if it has no time axis).
-    pub fn output_frame(&mut self, i: usize) -> Result<&[i8], Error> {
+    pub fn output_frame(&self, i: usize) -> Result<&[i8], Error> {
         let t = self.model.output(i);
         let len = t.map(|t| t.step_bytes(self.model.seq_len()));
-        self.io_bytes(t, i, len).map(|b| &*b)
+        self.io_ref(t, i, len)
     }
 
     /// Runs the whole model: resets the state, then every op with its full `steps`.

@@ -6,6 +6,9 @@ use cortex_m_semihosting::{debug, hprintln};
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! { debug::exit(debug::EXIT_FAILURE); loop {} }
 #[inline(never)]
+#[no_mangle]
+extern "C" fn kinglet_mark() { core::hint::black_box(()) }
+#[inline(never)]
 fn spin(n: u32) { for i in 0..n { core::hint::black_box(i); } }
 #[entry]
 fn main() -> ! {
@@ -14,9 +17,11 @@ fn main() -> ! {
     p.SYST.set_reload(0xFF_FFFF);
     p.SYST.clear_current();
     p.SYST.enable_counter();
-    for n in [0u32, 1, 10, 100, 1000] {
+    for n in [0u32, 1, 10, 100, 1000, 100000] {
         let a = cortex_m::peripheral::SYST::get_current();
+        kinglet_mark();
         spin(n);
+        kinglet_mark();
         let b = cortex_m::peripheral::SYST::get_current();
         hprintln!("n={} ticks={}", n, a - b);
     }
