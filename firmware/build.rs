@@ -42,6 +42,11 @@ struct Board {
     memory: &'static str,
     ram_bytes: usize,
     arena_bytes: usize,
+    /// SysTick clock (the core clock) in Hz.
+    systick_hz: u32,
+    /// Whether the board is QEMU with `-icount shift=0` (one instruction per virtual ns, so a
+    /// SysTick tick is 1e9 / systick_hz instructions) rather than real silicon (a tick is a cycle).
+    qemu: bool,
 }
 
 fn board(target: &str) -> Board {
@@ -52,24 +57,32 @@ fn board(target: &str) -> Board {
             memory: "memory/nucleo-f446re.x",
             ram_bytes: 128 * 1024,
             arena_bytes: 96 * 1024,
+            systick_hz: 16_000_000, // HSI after reset; the app does not touch the clock tree
+            qemu: false,
         },
         t if t.starts_with("thumbv7em") => Board {
             name: "mps2-an386",
             memory: "memory/mps2-an386.x",
             ram_bytes: 128 * 1024,
             arena_bytes: 96 * 1024,
+            systick_hz: 25_000_000,
+            qemu: true,
         },
         t if t.starts_with("thumbv8m.main") => Board {
             name: "mps2-an505",
             memory: "memory/mps2-an505.x",
             ram_bytes: 512 * 1024,
             arena_bytes: 448 * 1024,
+            systick_hz: 20_000_000,
+            qemu: true,
         },
         t if t.starts_with("thumbv6m") => Board {
             name: "microbit",
             memory: "memory/microbit.x",
             ram_bytes: 16 * 1024,
             arena_bytes: 8 * 1024,
+            systick_hz: 16_000_000,
+            qemu: true,
         },
         t => panic!("no board for target {t}: use thumbv7em-none-eabihf, thumbv8m.main-none-eabihf or thumbv6m-none-eabi"),
     }
@@ -136,8 +149,11 @@ fn main() {
         format!(
             "/// Board this build is for.\npub const BOARD: &str = {:?};\n\
              /// Bytes of RAM on the board.\npub const RAM_BYTES: usize = {};\n\
-             /// Capacity of the static arena.\npub const ARENA_BYTES: usize = {};\n",
-            b.name, b.ram_bytes, arena
+             /// Capacity of the static arena.\npub const ARENA_BYTES: usize = {};\n\
+             /// SysTick (core) clock in Hz.\npub const SYSTICK_HZ: u32 = {};\n\
+             /// QEMU with `-icount shift=0`: SysTick ticks measure instructions, not cycles.\n\
+             pub const QEMU_ICOUNT: bool = {};\n",
+            b.name, b.ram_bytes, arena, b.systick_hz, b.qemu
         ),
     )
     .unwrap();

@@ -174,6 +174,38 @@ pub enum Op {
         /// Axis joined.
         axis: usize,
     },
+    /// A constant tensor used as an activation (CLS token, positional embedding): no inputs;
+    /// its data is the output value's contents.
+    Constant {
+        /// Row-major data, shape of the output value.
+        data: Vec<f32>,
+    },
+    /// LayerNorm over the last axis: `(x - mean) / sqrt(var + eps) * gamma + beta`.
+    LayerNorm {
+        /// `[d]`.
+        gamma: Vec<f32>,
+        /// `[d]`.
+        beta: Vec<f32>,
+        /// Epsilon inside the square root.
+        eps: f32,
+    },
+    /// Multi-head scaled dot-product attention on already projected inputs `[q, k, v]`, each
+    /// viewed as rows `[tokens, heads · head_dim]` (head `h` owns columns
+    /// `h·head_dim..(h+1)·head_dim`); output `[tokens_q, heads · head_dim]`, heads concatenated
+    /// (the input of the output projection).
+    Attention {
+        /// Number of heads.
+        heads: usize,
+        /// Logit scale, usually `1/sqrt(head_dim)`.
+        scale: f32,
+        /// Query `i` attends only to keys `j ≤ i`.
+        causal: bool,
+    },
+    /// Mean over one axis (ReduceMean with a single axis; keepdims is a reshape away).
+    Mean {
+        /// Axis reduced.
+        axis: usize,
+    },
 }
 
 /// A node: an op applied to input values, producing one output value.

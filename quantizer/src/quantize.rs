@@ -901,6 +901,13 @@ pub fn quantize(g: &Graph, ranges: &Ranges, _opts: &Options) -> Result<QModel> {
                 params.extend(chunks);
                 b.push_op(&n.name, format::OP_CONCAT, per_step, ts, params);
             }
+            Op::Constant { .. } | Op::LayerNorm { .. } | Op::Attention { .. } | Op::Mean { .. } => {
+                bail!(
+                    "node '{}': {:?} has no int8 kernel yet",
+                    n.name,
+                    std::mem::discriminant(&n.op)
+                );
+            }
         }
     }
     for &o in &g.outputs {
