@@ -249,6 +249,7 @@ struct Builder<'g> {
     timed: Vec<bool>,
     sig: Option<usize>,
     tanh: Option<usize>,
+    exp2: Option<usize>,
 }
 
 impl Builder<'_> {
@@ -470,6 +471,7 @@ pub fn quantize(g: &Graph, ranges: &Ranges, _opts: &Options) -> Result<QModel> {
         timed,
         sig: None,
         tanh: None,
+        exp2: None,
     };
     if recurrent_t.is_none() {
         b.m.not_streamable_reason = Some("the model has no recurrent op".into());
@@ -901,11 +903,157 @@ pub fn quantize(g: &Graph, ranges: &Ranges, _opts: &Options) -> Result<QModel> {
                 params.extend(chunks);
                 b.push_op(&n.name, format::OP_CONCAT, per_step, ts, params);
             }
-            Op::Constant { .. } | Op::LayerNorm { .. } | Op::Attention { .. } | Op::Mean { .. } => {
-                bail!(
-                    "node '{}': {:?} has no int8 kernel yet",
-                    n.name,
-                    std::mem::discriminant(&n.op)
+            Op::Constant { data } => {
+                // A constant used as an activation (CLS token, positional embedding): int8
+                // bytes in the file at the quantization its consumers share.
+                let dims = fit_rank(&g.values[n.output].shape)?;
+                let q: Vec<i8> = data
+                    .iter()
+                    .map(|&v| ((v / s_y).round() + z_y as f32).clamp(-128.0, 127.0) as i8)
+                    .collect();
+                let t = b.add_tensor(QTensor {
+                    name: g.values[n.output].name.clone(),
+                    dtype: DType::I8,
+                    kind: TensorKind::Const,
+                    dims,
+                    time_axis: None,
+                    scale: s_y,
+                    zero_point: z_y,
+                    data: i8_bytes(&q),
+                    buffer: None,
+                });
+                b.tensor_of[n.output] = Some(t);
+            }
+            Op::LayerNorm { gamma, beta, eps } => {
+                let x = x.unwrap_or(0);
+                let (s_x, _) = b.qp[x];
+                let d = gamma.len();
+                let rows = g.values[x].numel() / d.max(1);
+                let per_step = b.timed[x] && g.values[x].shape.last() != Some(&seq_len);
+                b.timed[n.output] = per_step;
+                let mut grq = Vec::with_capacity(2 * d);
+                for &gm in gamma {
+                    let m = gm as f64 / s_y as f64 / 4096.0;
+                    let (mult, shift) = quantize_multiplier(m.abs())?;
+                    grq.push(if m < 0.0 { -mult } else { mult });
+                    grq.push(shift);
+                }
+                let bq: Vec<i32> = beta
+                    .iter()
+                    .map(|&bv| (bv as f64 / s_y as f64).round() as i32 + z_y)
+                    .collect();
+                let eps_q = (*eps as f64 * (d * d) as f64 / (s_x as f64 * s_x as f64))
+                    .round()
+                    .clamp(0.0, i32::MAX as f64) as i32;
+                let xt = b.value_tensor(x, None)?;
+                let gt = b.constant(
+                    format!("{}/gamma_rq", n.name),
+                    DType::I32,
+                    vec![d, 2],
+                    i32_bytes(&grq),
+                );
+                let bt = b.constant(
+                    format!("{}/beta", n.name),
+                    DType::I32,
+                    vec![d],
+                    i32_bytes(&bq),
+                );
+                let yt = b.value_tensor(n.output, None)?;
+                let steps = if per_step { seq_len } else { 1 };
+                b.push_op(
+                    &n.name,
+                    format::OP_LAYERNORM,
+                    per_step,
+                    vec![xt, gt, bt, yt],
+                    vec![
+                        steps as i32,
+                        (rows / steps) as i32,
+                        d as i32,
+                        eps_q,
+                        -128,
+                        127,
+                    ],
+                );
+            }
+            Op::Attention {
+                heads,
+                scale,
+                causal,
+            } => {
+                let (q, k, v) = (n.inputs[0], n.inputs[1], n.inputs[2]);
+                let (s_q, z_q) = b.qp[q];
+                let (s_k, z_k) = b.qp[k];
+                let (s_v, z_v) = b.qp[v];
+                let width = *g.values[q].shape.last().unwrap_or(&1);
+                let dh = width / heads.max(&1);
+                let tq = g.values[q].numel() / width.max(1);
+                let tk = g.values[k].numel() / width.max(1);
+                if in_timed {
+                    b.not_streamable(format!("attention '{}' needs the whole sequence", n.name));
+                }
+                let (sm, ss) = quantize_multiplier(
+                    s_q as f64 * s_k as f64 * *scale as f64 * std::f64::consts::LOG2_E * 1024.0,
+                )?;
+                let (om, os) = quantize_multiplier(s_v as f64 / s_y as f64 / 65536.0)?;
+                let qt = b.value_tensor(q, None)?;
+                let kt = b.value_tensor(k, None)?;
+                let vt = b.value_tensor(v, None)?;
+                let et = match b.exp2 {
+                    Some(t) => t,
+                    None => {
+                        let exp2: Vec<i32> = (0..1024)
+                            .map(|i| (2f64.powf(-(i as f64) / 1024.0) * 65536.0).round() as i32)
+                            .collect();
+                        let t =
+                            b.constant("exp2_q16".into(), DType::I32, vec![1024], i32_bytes(&exp2));
+                        b.exp2 = Some(t);
+                        t
+                    }
+                };
+                let yt = b.value_tensor(n.output, None)?;
+                let st = b.scratch(format!("{}/scores", n.name), DType::I32, tk);
+                b.push_op(
+                    &n.name,
+                    format::OP_ATTENTION,
+                    false,
+                    vec![qt, kt, vt, et, yt, st],
+                    vec![
+                        1,
+                        tq as i32,
+                        tk as i32,
+                        *heads as i32,
+                        dh as i32,
+                        z_q,
+                        z_k,
+                        z_v,
+                        z_y,
+                        sm,
+                        ss,
+                        om,
+                        os,
+                        *causal as i32,
+                    ],
+                );
+            }
+            Op::Mean { axis } => {
+                let x = x.unwrap_or(0);
+                let (s_x, z_x) = b.qp[x];
+                let xs = &g.values[x].shape;
+                let outer: usize = xs[..*axis].iter().product();
+                let cnt = xs[*axis];
+                let inner: usize = xs[axis + 1..].iter().product();
+                if b.timed[x] {
+                    b.not_streamable(format!("mean '{}' over a sequence", n.name));
+                }
+                let (mm, ms) = quantize_multiplier(s_x as f64 / (cnt as f64 * s_y as f64))?;
+                let xt = b.value_tensor(x, None)?;
+                let yt = b.value_tensor(n.output, None)?;
+                b.push_op(
+                    &n.name,
+                    format::OP_MEAN,
+                    false,
+                    vec![xt, yt],
+                    vec![1, outer as i32, cnt as i32, inner as i32, z_x, z_y, mm, ms],
                 );
             }
         }
