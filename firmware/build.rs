@@ -206,7 +206,7 @@ fn main() {
                 "/// Committed test samples quantized for the model input.\npub const SAMPLES: usize = {};\n\
                  /// FNV-1a 32 of all int8 outputs, computed by `kinglet` on the host in build.rs.\n\
                  pub const HOST_HASH: u32 = {:#010x};\n\
-                 /// Labels of the samples (empty if the fixture has none).\npub const LABELS: &[u8] = &{:?};\n",
+                 /// Labels of the samples (empty if the fixture has none).\n#[allow(dead_code)]\npub const LABELS: &[u8] = &{:?};\n",
                 app.samples, hash, labels
             ),
         )

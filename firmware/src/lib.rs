@@ -207,13 +207,11 @@ extern "C" {
 }
 
 fn stack_bounds() -> (usize, usize) {
-    // SAFETY: only the symbols' addresses are taken, never their (meaningless) values.
-    unsafe {
-        (
-            core::ptr::addr_of!(_stack_end) as usize,
-            core::ptr::addr_of!(_stack_start) as usize,
-        )
-    }
+    // Only the symbols' addresses are taken, never their (meaningless) values.
+    (
+        core::ptr::addr_of!(_stack_end) as usize,
+        core::ptr::addr_of!(_stack_start) as usize,
+    )
 }
 
 /// Fills the unused stack (from the bottom of the stack region up to a little below the current

@@ -117,19 +117,25 @@ def main() -> None:
     p.add_argument("--out", default=None, help="output folder (default models/forecast_<cell>)")
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=1)
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--patience", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--patience", type=int, default=4)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--kinglet", default=None,
                    help="path to a built `kinglet` binary (default: cargo run --release -p "
                         "kinglet-quantizer --); pass --no-kinglet to skip quantize/validate")
     p.add_argument("--no-kinglet", action="store_true")
+    p.add_argument("--readme-only", action="store_true",
+                   help="only rewrite README.md from the folder's meta.json (no training)")
     args = p.parse_args()
 
     os.chdir(ROOT)
+    if args.readme_only:
+        out = Path(args.out or f"models/forecast_{args.cell}")
+        write_readme(out, json.loads((out / "meta.json").read_text()))
+        return
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -216,7 +222,7 @@ def main() -> None:
         torch_mse={k: v[0] for k, v in res.items()}, torch_mae={k: v[1] for k, v in res.items()},
         onnxruntime_vs_torch_max_abs_diff=ort_diff,
         best_epoch=best_epoch, epochs_run=len(history), train_seconds=round(train_seconds, 1),
-        hparams=dict(hidden=args.hidden, layers=args.layers, batch=args.batch, lr=args.lr,
+        hparams=dict(cell=args.cell, hidden=args.hidden, layers=args.layers, batch=args.batch, lr=args.lr,
                      max_epochs=args.epochs, patience=args.patience, seed=args.seed,
                      threads=args.threads),
         history=history,
@@ -238,11 +244,13 @@ def main() -> None:
               f"kinglet int8 mse {v['mse_int8']:.4f} mae {v['mae_int8']:.4f} | "
               f"SQNR {v['sqnr_db']:.1f} dB | model {v['model_bytes']} B arena {v['arena_bytes']} B")
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-    write_readme(out, meta, args)
+    write_readme(out, meta)
 
 
-def write_readme(out: Path, meta: dict, args) -> None:
-    cell = args.cell.upper()
+def write_readme(out: Path, meta: dict) -> None:
+    hp = dict(meta["hparams"])
+    hp.setdefault("cell", meta["arch"].split("(")[0].lower())
+    cell = hp["cell"].upper()
     s = meta["split"]
     v = meta.get("kinglet_validate")
     if v:
@@ -286,10 +294,10 @@ Data: {ATTRIBUTION}. The CSV is not in this repository; `test.npy`, `targets.npy
 
 ## Training
 
-Adam (lr {args.lr}, halved when val MSE stalls for 2 epochs), batch {args.batch}, MSE loss,
-gradient clipping at 1.0, up to {args.epochs} epochs with early stopping on val MSE (patience
-{args.patience}); the best epoch ({meta['best_epoch']} of {meta['epochs_run']} run) is kept.
-Seed {args.seed}, {args.threads} CPU threads, {meta['train_seconds']:.0f} s. PyTorch float32 MSE:
+Adam (lr {hp['lr']}, halved when val MSE stalls for 2 epochs), batch {hp['batch']}, MSE loss,
+gradient clipping at 1.0, up to {hp['max_epochs']} epochs with early stopping on val MSE (patience
+{hp['patience']}); the best epoch ({meta['best_epoch']} of {meta['epochs_run']} run) is kept.
+Seed {hp['seed']}, {hp['threads']} CPU thread(s), {meta['train_seconds']:.0f} s of training. PyTorch float32 MSE:
 train {tm['train']:.4f}, val {tm['val']:.4f}, test {tm['test']:.4f}.
 
 Exported with the legacy exporter (`torch.onnx.export(..., dynamo=False, opset_version=17)`),
@@ -304,9 +312,9 @@ max abs diff on the test set.
 ## Reproduce
 
 ```sh
-/work/venv/bin/pip install -r models/forecast/requirements.txt   # or any venv
-cargo build -p kinglet-quantizer                                  # or --release
-venv/bin/python models/forecast/train.py --cell {args.cell} --kinglet target/debug/kinglet
+python -m venv venv && venv/bin/pip install -r models/forecast/requirements.txt
+cargo build -p kinglet-quantizer                       # or --release (then target/release/kinglet)
+venv/bin/python models/forecast/train.py --cell {hp['cell']}{' --layers ' + str(hp['layers']) if hp['layers'] > 1 else ''} --kinglet target/debug/kinglet
 # or, by hand, after training:
 kinglet quantize {out}/model.onnx --calib {out}/calib.npy -o {out}/model.kgl
 kinglet validate {out}/model.onnx {out}/model.kgl --data {out}/test.npy --targets {out}/targets.npy --json

@@ -10,6 +10,7 @@ pub mod npy;
 pub mod oracle;
 pub mod plan;
 pub mod quantize;
+pub mod table;
 pub mod validate;
 pub mod writer;
 

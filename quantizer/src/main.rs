@@ -92,6 +92,12 @@ enum Cmd {
     },
     /// Compute log-mel features from 16 kHz WAV files (the runtime's front-end).
     Features(kinglet_quantizer::features::FeaturesArgs),
+    /// Validate every example model and rewrite the accuracy table in DIR/README.md.
+    Table {
+        /// Folder of the example models (`models/fixtures` is skipped).
+        #[arg(long, default_value = "models")]
+        dir: PathBuf,
+    },
 }
 
 fn main() {
@@ -260,6 +266,10 @@ fn real_main(cli: Cli) -> Result<()> {
         }
         Cmd::Demo { dir } => demo(&dir)?,
         Cmd::Features(args) => kinglet_quantizer::features::features_cmd(args)?,
+        Cmd::Table { dir } => {
+            let path = kinglet_quantizer::table::write_models_readme(&dir)?;
+            println!("wrote {}", path.display());
+        }
     }
     Ok(())
 }
