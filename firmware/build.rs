@@ -92,13 +92,21 @@ fn board(target: &str) -> Board {
 /// Returns the shape and the values as f64 (exact for f32 and for the small labels).
 fn read_npy(path: &Path) -> (Vec<usize>, Vec<f64>) {
     let b = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(b.starts_with(b"\x93NUMPY"), "{}: not an .npy file", path.display());
+    assert!(
+        b.starts_with(b"\x93NUMPY"),
+        "{}: not an .npy file",
+        path.display()
+    );
     let (hlen, hstart) = match b[6] {
         1 => (u16::from_le_bytes([b[8], b[9]]) as usize, 10),
         _ => (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12),
     };
     let header = std::str::from_utf8(&b[hstart..hstart + hlen]).expect("npy header is not UTF-8");
-    assert!(header.contains("'fortran_order': False"), "{}: Fortran order", path.display());
+    assert!(
+        header.contains("'fortran_order': False"),
+        "{}: Fortran order",
+        path.display()
+    );
     let shape: Vec<usize> = header
         .split("'shape': (")
         .nth(1)
@@ -118,15 +126,25 @@ fn read_npy(path: &Path) -> (Vec<usize>, Vec<f64>) {
             .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
             .collect()
     } else {
-        panic!("{}: only <f4 and <i8 are supported: {header}", path.display());
+        panic!(
+            "{}: only <f4 and <i8 are supported: {header}",
+            path.display()
+        );
     };
-    assert_eq!(values.len(), shape.iter().product::<usize>(), "{}: size", path.display());
+    assert_eq!(
+        values.len(),
+        shape.iter().product::<usize>(),
+        "{}: size",
+        path.display()
+    );
     (shape, values)
 }
 
 /// FNV-1a 32 over bytes; the firmware uses the same function (`src/lib.rs`).
 fn fnv1a32(hash: u32, bytes: &[u8]) -> u32 {
-    bytes.iter().fold(hash, |h, &b| (h ^ b as u32).wrapping_mul(0x0100_0193))
+    bytes
+        .iter()
+        .fold(hash, |h, &b| (h ^ b as u32).wrapping_mul(0x0100_0193))
 }
 
 fn main() {
@@ -161,7 +179,10 @@ fn main() {
     for app in APPS {
         let model_path = manifest.join(app.model);
         println!("cargo:rerun-if-changed={}", model_path.display());
-        println!("cargo:rerun-if-changed={}", manifest.join(app.test).display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            manifest.join(app.test).display()
+        );
         let bytes = fs::read(&model_path).unwrap_or_else(|e| panic!("{}: {e}", app.model));
         let model = kinglet::Model::parse(&bytes)
             .unwrap_or_else(|e| panic!("{}: {e:?}", model_path.display()));
@@ -169,8 +190,17 @@ fn main() {
         let y = model.output(0).expect("model has an output");
         let (shape, values) = read_npy(&manifest.join(app.test));
         let per_sample: usize = shape[1..].iter().product();
-        assert_eq!(per_sample, x.len(), "{}: test sample size vs model input", app.name);
-        assert!(shape[0] >= app.samples, "{}: not enough test samples", app.name);
+        assert_eq!(
+            per_sample,
+            x.len(),
+            "{}: test sample size vs model input",
+            app.name
+        );
+        assert!(
+            shape[0] >= app.samples,
+            "{}: not enough test samples",
+            app.name
+        );
 
         let mut inputs = vec![0i8; app.samples * per_sample];
         let mut arena = vec![0u8; model.arena_bytes()];

@@ -12,7 +12,8 @@ use kinglet_firmware::{self as fw, hprintln, Clock};
 fw::handlers!();
 
 /// The model file, read in place from flash (16-byte aligned).
-static MODEL: &[u8] = fw::include_aligned!("../../../models/fixtures/gru_forecast_legacy_o17/model.kgl");
+static MODEL: &[u8] =
+    fw::include_aligned!("../../../models/fixtures/gru_forecast_legacy_o17/model.kgl");
 /// `fixture::SAMPLES` windows, already quantized with the model's input scale / zero point.
 static INPUTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/forecast_inputs.bin"));
 mod fixture {
@@ -42,12 +43,7 @@ fn main() -> ! {
         y.zero_point(),
         model.n_ops()
     );
-    hprintln!(
-        "timing: SysTick at {} Hz, 1 tick = {} {}",
-        fw::board::SYSTICK_HZ,
-        Clock::resolution(),
-        Clock::UNIT
-    );
+    Clock::print_resolution();
 
     let mut out = [0i8; 4];
     let mut milli = [0i32; 4];

@@ -24,9 +24,10 @@ mod fixture {
 const CLASSES: usize = 4;
 
 fn argmax(v: &[i8]) -> (usize, i8) {
-    v.iter()
-        .enumerate()
-        .fold((0, i8::MIN), |best, (i, &s)| if s > best.1 { (i, s) } else { best })
+    v.iter().enumerate().fold(
+        (0, i8::MIN),
+        |best, (i, &s)| if s > best.1 { (i, s) } else { best },
+    )
 }
 
 #[entry]
@@ -36,7 +37,10 @@ fn main() -> ! {
     let cp = fw::check(cortex_m::Peripherals::take().ok_or(()), "peripherals");
     let clock = Clock::start(cp.SYST);
 
-    hprintln!("kws on {}: lstm_legacy_o13 (stand-in for models/kws_gru)", fw::board::BOARD);
+    hprintln!(
+        "kws on {}: lstm_legacy_o13 (stand-in for models/kws_gru)",
+        fw::board::BOARD
+    );
     let model = fw::check(Model::parse(MODEL), "model");
     fw::check_arena(&model);
     let mut session = fw::check(Session::new(&model, &mut ARENA.0), "session");
@@ -54,12 +58,7 @@ fn main() -> ! {
         model.is_streamable(),
         model.n_ops()
     );
-    hprintln!(
-        "timing: SysTick at {} Hz, 1 tick = {} {}",
-        fw::board::SYSTICK_HZ,
-        Clock::resolution(),
-        Clock::UNIT
-    );
+    Clock::print_resolution();
 
     let mut streamed = [0i8; CLASSES];
     let mut whole = [0i8; CLASSES];
@@ -120,7 +119,10 @@ fn main() -> ! {
         fixture::HOST_HASH,
         if hash_ok { "OK" } else { "MISMATCH" }
     );
-    hprintln!("streaming vs run: {}", if all_match { "OK" } else { "MISMATCH" });
+    hprintln!(
+        "streaming vs run: {}",
+        if all_match { "OK" } else { "MISMATCH" }
+    );
     fw::print_memory(&model);
     fw::exit(hash_ok && all_match)
 }

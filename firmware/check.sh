@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Builds every firmware app for every target, runs each under QEMU (qemu-run.sh) and diffs what
+# it prints against the snapshot in expected/<app>-<target>.out. Also:
+#   - the arena refusal: forecast on thumbv6m built with a 512-byte arena must refuse to start;
+#   - on thumbv7em (mps2-an386), exact instruction counts and estimated Cortex-M4 cycles per
+#     inference / step from the m4cycles QEMU plugin (../../shared/tools/m4cycles; skipped,
+#     with a message, if that source is not there), against expected/<app>-thumbv7em-none-eabihf.m4cycles.
+# Each snapshot holds the app's output, its exit status and its section sizes.
+#
+# usage: ./check.sh            check; exits non-zero on any difference
+#        ./check.sh --bless    rewrite the snapshots from this run (after a deliberate change)
+# Needs: cargo with the three thumb targets, qemu-system-arm 7.2 (QEMU=... to override), nm and
+# size (binutils), gcc for the plugin.
+set -euo pipefail
+cd "$(dirname "$0")"
+bless=0
+[ "${1:-}" = --bless ] && bless=1
+
+targets=(thumbv7em-none-eabihf thumbv8m.main-none-eabihf thumbv6m-none-eabi)
+apps=(forecast kws)
+work=target/check
+mkdir -p "$work" expected
+pass=0 fail=0
+
+# compare NAME FILE: FILE against expected/NAME (or write it with --bless).
+compare() {
+    local want=expected/$1
+    if [ "$bless" = 1 ]; then
+        cp "$2" "$want"
+        echo "blessed $want"
+        pass=$((pass + 1))
+    elif [ -f "$want" ] && diff -u "$want" "$2"; then
+        echo "ok   $1"
+        pass=$((pass + 1))
+    else
+        [ -f "$want" ] || echo "missing snapshot $want (run ./check.sh --bless to create it)"
+        echo "FAIL $1 (differs from $want; if the change is intended: ./check.sh --bless)"
+        fail=$((fail + 1))
+    fi
+}
+
+# run_app NAME ELF: run under QEMU, record output, exit status and sizes, compare.
+run_app() {
+    local out=$work/$1.out rc=0
+    ./qemu-run.sh "$2" >"$out" 2>"$work/$1.stderr" || rc=$?
+    echo "exit status: $rc" >>"$out"
+    size -A "$2" | awk '$1 == ".vector_table" || $1 == ".text" || $1 == ".rodata" || $1 == ".data" || $1 == ".bss" { printf "%s%s %s", sep, $1, $2; sep = ", " } END { print "" }' |
+        sed 's/^/sections: /' >>"$out"
+    [ -s "$work/$1.stderr" ] && sed 's/^/qemu stderr: /' "$work/$1.stderr"
+    compare "$1.out" "$out"
+}
+
+start=$SECONDS
+for t in "${targets[@]}"; do
+    cargo build --release --quiet --target "$t" --bins
+    for a in "${apps[@]}"; do
+        run_app "$a-$t" "target/$t/release/$a"
+    done
+done
+
+# An arena that does not fit must be refused at start, giving both sizes.
+KINGLET_ARENA_BYTES=512 cargo build --release --quiet --target thumbv6m-none-eabi --bin forecast
+run_app forecast-thumbv6m-none-eabi-arena512 target/thumbv6m-none-eabi/release/forecast
+# Leave the normal build in place.
+cargo build --release --quiet --target thumbv6m-none-eabi --bin forecast
+
+# Exact instructions and estimated M4 cycles between the apps' kinglet_mark() calls.
+plugin_src=${M4CYCLES_SRC:-../../shared/tools/m4cycles/m4cycles.c}
+if [ -f "$plugin_src" ]; then
+    gcc -O2 -Wall -shared -fPIC -o "$work/libm4cycles.so" "$plugin_src"
+    t=thumbv7em-none-eabihf
+    for a in "${apps[@]}"; do
+        elf=target/$t/release/$a
+        mark=$(nm "$elf" | awk '$3 == "kinglet_mark" { print "0x" $1 }')
+        timeout 120 "${QEMU:-qemu-system-arm}" -cpu cortex-m4 -machine mps2-an386 -nographic \
+            -semihosting-config enable=on,target=native -icount shift=0 \
+            -d plugin -D "$work/$a.m4cycles.log" -plugin "$work/libm4cycles.so,mark=$mark" \
+            -kernel "$elf" >/dev/null
+        # Marks come in pairs around each measured call: even intervals are the calls. kws
+        # measures 20 steps then one run per clip.
+        case $a in kws) group=21 ;; *) group=1 ;; esac
+        awk -v group="$group" -v app="$a" '
+            /interval/ {
+                k = $3
+                if (k % 2) next
+                n = k / 2
+                kind = (group == 1) ? "inference (run)" : (n % group < group - 1 ? "step" : "clip (run)")
+                i = $4; sub("insns=", "", i); c = $5; sub("cycles=", "", c)
+                cnt[kind]++; si[kind] += i; sc[kind] += c
+                if (!(kind in lo) || i < lo[kind]) lo[kind] = i
+                if (i > hi[kind]) hi[kind] = i
+            }
+            END {
+                for (kind in cnt)
+                    printf "m4cycles %s per %s: insns mean %d (min %d, max %d), est. M4 cycles mean %d, over %d\n",
+                        app, kind, si[kind] / cnt[kind], lo[kind], hi[kind], sc[kind] / cnt[kind], cnt[kind]
+            }' "$work/$a.m4cycles.log" | sort >"$work/$a-$t.m4cycles"
+        compare "$a-$t.m4cycles" "$work/$a-$t.m4cycles"
+    done
+else
+    echo "skipped: m4cycles ($plugin_src not found)"
+fi
+
+echo "firmware checks took $((SECONDS - start)) s"
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
