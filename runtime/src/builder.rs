@@ -131,6 +131,15 @@ impl Builder {
         })
     }
 
+    /// An int8 constant used as an activation (a CLS token, a positional embedding): quantized
+    /// like the values it joins, as the quantizer writes them.
+    pub fn konst_act(&mut self, name: &str, dims: &[usize], v: &[i8], scale: f32, zp: i32) -> u16 {
+        let t = self.konst_i8(name, dims, v);
+        let spec = &mut self.tensors[t as usize];
+        (spec.scale, spec.zp) = (scale, zp);
+        t
+    }
+
     pub fn konst_i8(&mut self, name: &str, dims: &[usize], v: &[i8]) -> u16 {
         self.konst(name, DType::I8, dims, v.iter().map(|&x| x as u8).collect())
     }

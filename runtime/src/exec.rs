@@ -8,20 +8,28 @@
 //!
 //! [`carve`] hands out disjoint `&[u8]` / `&mut [u8]` regions of the one arena with
 //! `split_at_mut`, no `unsafe`: reads may overlap each other, writes may overlap nothing.
+//!
+//! Some inputs may also be constants in the file ([`Src`]): ADD's `a` and `b`, CONCAT's
+//! inputs and ATTENTION's `q`, `k`, `v` (the quantizer writes CLS tokens and positional
+//! embeddings that way). A constant source takes an empty region in `carve` and in the overlap
+//! check, and its bytes come straight from the file.
 
 use crate::error::Error;
 use crate::format::{
-    DType, TensorKind, ACT_TABLE_LEN, OP_ADD, OP_CONCAT, OP_COPY, OP_FC, OP_GRU, OP_LSTM, OP_LUT8,
-    OP_REQUANT, OP_RNN, OP_SELECT_LAST, OP_SOFTMAX,
+    DType, TensorKind, ACT_TABLE_LEN, OP_ADD, OP_ATTENTION, OP_CONCAT, OP_COPY, OP_FC, OP_GRU,
+    OP_LAYERNORM, OP_LSTM, OP_LUT8, OP_MEAN, OP_REQUANT, OP_RNN, OP_SELECT_LAST, OP_SOFTMAX,
 };
 use crate::kernels::reference::{
     add::{add_i8, AddParams},
+    attention::{attention_i8, AttentionParams, EXP2_LEN, MAX_DH, MAX_TK},
     concat::concat_part,
     copy::{copy_strided, select_last, CopyParams},
     fc::{fc_i8, FcParams},
     gru::{gru_i8, GruParams},
+    layernorm::{self, layernorm_i8, LayerNormParams},
     lstm::{lstm_i8, LstmParams},
     lut::lut8_i8,
+    mean::{self, mean_i8, MeanParams},
     requant::{requant_i8, RequantParams},
     rnn::{rnn_i8, RnnParams},
     softmax::{softmax_i8, SoftmaxParams},
@@ -41,6 +49,45 @@ pub(crate) struct Region {
     pub off: usize,
     pub len: usize,
     pub full: usize,
+}
+
+impl Region {
+    /// The region a constant source takes: empty, so it overlaps nothing (in [`carve`] and in
+    /// the overlap check).
+    const EMPTY: Region = Region {
+        off: 0,
+        len: 0,
+        full: 0,
+    };
+}
+
+/// A read operand: an arena tensor (activation or state), or a constant in the file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Src<'a> {
+    Arena(Region),
+    Const(&'a [u8]),
+}
+
+impl<'a> Src<'a> {
+    /// The arena region to borrow ([`Region::EMPTY`] for a constant).
+    fn region(&self) -> Region {
+        match self {
+            Src::Arena(r) => *r,
+            Src::Const(_) => Region::EMPTY,
+        }
+    }
+
+    /// The operand's bytes: `carved` (what `carve` gave for [`region`](Self::region)) for an
+    /// arena tensor, the file's bytes for a constant.
+    fn pick<'b>(&self, carved: &'b [u8]) -> &'b [u8]
+    where
+        'a: 'b,
+    {
+        match self {
+            Src::Arena(_) => carved,
+            Src::Const(c) => c,
+        }
+    }
 }
 
 /// A decoded op, ready to run.
@@ -87,8 +134,8 @@ pub(crate) enum Exec<'a> {
     },
     Add {
         p: AddParams,
-        a: Region,
-        b: Region,
+        a: Src<'a>,
+        b: Src<'a>,
         y: Region,
     },
     Softmax {
@@ -116,6 +163,27 @@ pub(crate) enum Exec<'a> {
     },
     Requant {
         p: RequantParams,
+        x: Region,
+        y: Region,
+    },
+    LayerNorm {
+        p: LayerNormParams,
+        gamma_rq: &'a [I32],
+        beta: &'a [I32],
+        x: Region,
+        y: Region,
+    },
+    Attention {
+        p: AttentionParams,
+        exp2: &'a [I32; EXP2_LEN],
+        q: Src<'a>,
+        k: Src<'a>,
+        v: Src<'a>,
+        y: Region,
+        scores: Region,
+    },
+    Mean {
+        p: MeanParams,
         x: Region,
         y: Region,
     },
@@ -252,6 +320,29 @@ impl<'a> Ctx<'_, 'a> {
         })
     }
 
+    /// A read operand of `dtype`, exactly `nbytes` bytes, of which this run uses the first
+    /// `run`: an arena tensor (activation or state) or a constant in the file.
+    fn source(
+        &self,
+        slot: usize,
+        dtype: DType,
+        nbytes: usize,
+        run: usize,
+        what: &'static str,
+    ) -> Result<Src<'a>, Error> {
+        let t = self.tensor(slot)?;
+        if t.kind() != TensorKind::Const {
+            return self
+                .arena(slot, dtype, READ, nbytes, run, what)
+                .map(Src::Arena);
+        }
+        if t.dtype() != dtype || t.nbytes() != nbytes || run > nbytes {
+            return Err(self.bad(what));
+        }
+        let bytes = self.m.const_data(&t).ok_or(self.bad(what))?;
+        bytes.get(..run).map(Src::Const).ok_or(self.bad(what))
+    }
+
     fn konst(
         &self,
         slot: usize,
@@ -281,13 +372,33 @@ impl<'a> Ctx<'_, 'a> {
 
     /// `[n, 2]` requantization pairs, each with `mult ∈ [0, 2^31)` and `shift ∈ [-30, 31]`.
     fn konst_rq(&self, slot: usize, n: usize, what: &'static str) -> Result<&'a [I32], Error> {
+        self.konst_pairs(slot, n, 0, what)
+    }
+
+    /// `[n, 2]` requantization pairs with `mult ∈ [min_mult, 2^31)` and `shift ∈ [-30, 31]`.
+    fn konst_pairs(
+        &self,
+        slot: usize,
+        n: usize,
+        min_mult: i32,
+        what: &'static str,
+    ) -> Result<&'a [I32], Error> {
         let pairs = self.konst_i32(slot, self.mul(n, 2)?, what)?;
         for p in pairs.chunks_exact(2) {
-            if p[0].get() < 0 || !(-30..=31).contains(&p[1].get()) {
+            if p[0].get() < min_mult || !(-30..=31).contains(&p[1].get()) {
                 return Err(self.bad("requantization pair out of range"));
             }
         }
         Ok(pairs)
+    }
+
+    /// Parameter `i` as a size in `[1, max]`.
+    fn size_max(&self, i: usize, max: usize, what: &'static str) -> Result<usize, Error> {
+        let v = self.size(i, what)?;
+        if v > max {
+            return Err(self.bad(what));
+        }
+        Ok(v)
     }
 
     fn table16(&self, slot: usize, what: &'static str) -> Result<&'a ActTable, Error> {
@@ -593,10 +704,9 @@ pub(crate) fn decode<'a>(m: &Model<'a>, i: usize, streaming: bool) -> Result<Exe
                 return Err(c.bad("ADD shift outside [1, 62]"));
             }
             let (act_min, act_max) = c.act_range(9)?;
-            let a = c.arena(
+            let a = c.source(
                 0,
                 DType::I8,
-                READ,
                 c.mul(steps, len)?,
                 c.mul(run, len)?,
                 "ADD a must be int8 [steps, len]",
@@ -604,15 +714,14 @@ pub(crate) fn decode<'a>(m: &Model<'a>, i: usize, streaming: bool) -> Result<Exe
             let bt = c.tensor(1)?;
             let (b, b_step) = if bt.nbytes() == b_len {
                 (
-                    c.arena(1, DType::I8, READ, b_len, b_len, "ADD b must be int8")?,
+                    c.source(1, DType::I8, b_len, b_len, "ADD b must be int8")?,
                     0,
                 )
             } else if b_len == len {
                 (
-                    c.arena(
+                    c.source(
                         1,
                         DType::I8,
-                        READ,
                         c.mul(steps, len)?,
                         c.mul(run, len)?,
                         "ADD b must be int8 [b_len] or [steps, len]",
@@ -630,7 +739,7 @@ pub(crate) fn decode<'a>(m: &Model<'a>, i: usize, streaming: bool) -> Result<Exe
                 c.mul(run, len)?,
                 "ADD y must be an int8 activation [steps, len]",
             )?;
-            c.disjoint(&[y], &[a, b])?;
+            c.disjoint(&[y], &[a.region(), b.region()])?;
             let p = AddParams {
                 steps: run,
                 len,
@@ -787,15 +896,14 @@ pub(crate) fn decode<'a>(m: &Model<'a>, i: usize, streaming: bool) -> Result<Exe
             )?;
             for j in 0..n {
                 let cb = c.mul(c.size(4 + j, "chunks must be ≥ 1")?, elem)?;
-                let x = c.arena(
+                let x = c.source(
                     j,
                     dt,
-                    READ,
                     c.mul(rows, cb)?,
                     c.mul(rows_run, cb)?,
                     "CONCAT inputs must be [steps·outer, chunk] of y's dtype",
                 )?;
-                c.disjoint(&[y], &[x])?;
+                c.disjoint(&[y], &[x.region()])?;
             }
             let (inputs, chunks) = (op_tensors(&op, n), op_params(&op, 4, n));
             Ok(Exec::Concat {
@@ -839,6 +947,183 @@ pub(crate) fn decode<'a>(m: &Model<'a>, i: usize, streaming: bool) -> Result<Exe
                 x,
                 y,
             })
+        }
+        OP_LAYERNORM => {
+            c.counts(4, 6)?;
+            let (steps, run) = c.steps()?;
+            let rows_ps = c.size(1, "rows_per_step must be ≥ 1")?;
+            let d = c.size_max(2, layernorm::MAX_D, "LAYERNORM d must be in [1, 2^15]")?;
+            let eps_q = c.p(3);
+            if eps_q < 0 {
+                return Err(c.bad("LAYERNORM eps_q must be ≥ 0"));
+            }
+            let (act_min, act_max) = c.act_range(4)?;
+            let (rows, rows_run) = (c.mul(steps, rows_ps)?, c.mul(run, rows_ps)?);
+            let x = c.arena(
+                0,
+                DType::I8,
+                READ,
+                c.mul(rows, d)?,
+                c.mul(rows_run, d)?,
+                "LAYERNORM x must be int8 [steps·rows, d]",
+            )?;
+            // γ may be negative: mult ∈ (−2^31, 2^31).
+            let gamma_rq = c.konst_pairs(
+                1,
+                d,
+                -i32::MAX,
+                "LAYERNORM gamma_rq must be int32 constant [d, 2]",
+            )?;
+            let beta = c.konst_i32(2, d, "LAYERNORM beta must be int32 constant [d]")?;
+            let y = c.arena(
+                3,
+                DType::I8,
+                WRITE,
+                c.mul(rows, d)?,
+                c.mul(rows_run, d)?,
+                "LAYERNORM y must be an int8 activation like x",
+            )?;
+            c.disjoint(&[y], &[x])?;
+            let p = LayerNormParams {
+                rows: rows_run,
+                d,
+                eps_q,
+                act_min,
+                act_max,
+            };
+            Ok(Exec::LayerNorm {
+                p,
+                gamma_rq,
+                beta,
+                x,
+                y,
+            })
+        }
+        OP_ATTENTION => {
+            c.counts(6, 14)?;
+            let (steps, run) = c.steps()?;
+            let tq = c.size(1, "ATTENTION tq must be ≥ 1")?;
+            let tk = c.size_max(2, MAX_TK, "ATTENTION tk must be in [1, 4096]")?;
+            let heads = c.size(3, "ATTENTION heads must be ≥ 1")?;
+            let dh = c.size_max(4, MAX_DH, "ATTENTION dh must be in [1, 256]")?;
+            let (q_zp, k_zp, v_zp, y_zp) = (c.zp(5)?, c.zp(6)?, c.zp(7)?, c.zp(8)?);
+            let (score_mult, score_shift) = c.pair(9)?;
+            let (out_mult, out_shift) = c.pair(11)?;
+            let causal = c.flag(13, "ATTENTION causal must be 0 or 1")?;
+            let w = c.mul(heads, dh)?;
+            let (qb, kb) = (c.mul(tq, w)?, c.mul(tk, w)?);
+            let q = c.source(
+                0,
+                DType::I8,
+                c.mul(steps, qb)?,
+                c.mul(run, qb)?,
+                "ATTENTION q must be int8 [steps·tq, heads·dh]",
+            )?;
+            let k = c.source(
+                1,
+                DType::I8,
+                c.mul(steps, kb)?,
+                c.mul(run, kb)?,
+                "ATTENTION k must be int8 [steps·tk, heads·dh]",
+            )?;
+            let v = c.source(
+                2,
+                DType::I8,
+                c.mul(steps, kb)?,
+                c.mul(run, kb)?,
+                "ATTENTION v must be int8 [steps·tk, heads·dh]",
+            )?;
+            let et = c.konst_i32(
+                3,
+                EXP2_LEN,
+                "ATTENTION exp2 must be an int32 constant [1024]",
+            )?;
+            let exp2 = <&[I32; EXP2_LEN]>::try_from(et).map_err(|_| c.bad("ATTENTION exp2"))?;
+            // l ≥ 2^16 (no division by zero) and p_j ≤ 2^16 (the overflow proof) need these.
+            if exp2[0].get() != 1 << 16 || exp2.iter().any(|e| !(0..=1 << 16).contains(&e.get())) {
+                return Err(c.bad("ATTENTION exp2 must start at 65536 and stay in [0, 65536]"));
+            }
+            let y = c.arena(
+                4,
+                DType::I8,
+                WRITE,
+                c.mul(steps, qb)?,
+                c.mul(run, qb)?,
+                "ATTENTION y must be an int8 activation [steps·tq, heads·dh]",
+            )?;
+            let sb = c.mul(tk, 4)?;
+            let scores = c.arena(
+                5,
+                DType::I32,
+                WRITE,
+                sb,
+                sb,
+                "ATTENTION scores must be an int32 activation [tk]",
+            )?;
+            c.disjoint(&[y, scores], &[q.region(), k.region(), v.region()])?;
+            let p = AttentionParams {
+                steps: run,
+                tq,
+                tk,
+                heads,
+                dh,
+                q_zp,
+                k_zp,
+                v_zp,
+                y_zp,
+                score_mult,
+                score_shift,
+                out_mult,
+                out_shift,
+                causal,
+            };
+            Ok(Exec::Attention {
+                p,
+                exp2,
+                q,
+                k,
+                v,
+                y,
+                scores,
+            })
+        }
+        OP_MEAN => {
+            c.counts(2, 8)?;
+            let (steps, run) = c.steps()?;
+            let outer = c.size(1, "MEAN outer must be ≥ 1")?;
+            let n = c.size_max(2, mean::MAX_N, "MEAN n must be in [1, 2^23]")?;
+            let inner = c.size(3, "MEAN inner must be ≥ 1")?;
+            let (x_zp, y_zp) = (c.zp(4)?, c.zp(5)?);
+            let (mult, shift) = c.pair(6)?;
+            let (rows, rows_run) = (c.mul(steps, outer)?, c.mul(run, outer)?);
+            let block = c.mul(n, inner)?;
+            let x = c.arena(
+                0,
+                DType::I8,
+                READ,
+                c.mul(rows, block)?,
+                c.mul(rows_run, block)?,
+                "MEAN x must be int8 [steps·outer, n, inner]",
+            )?;
+            let y = c.arena(
+                1,
+                DType::I8,
+                WRITE,
+                c.mul(rows, inner)?,
+                c.mul(rows_run, inner)?,
+                "MEAN y must be an int8 activation [steps·outer, inner]",
+            )?;
+            c.disjoint(&[y], &[x])?;
+            let p = MeanParams {
+                rows: rows_run,
+                n,
+                inner,
+                x_zp,
+                y_zp,
+                mult,
+                shift,
+            };
+            Ok(Exec::Mean { p, x, y })
         }
         opcode => Err(Error::UnknownOp { op: i, opcode }),
     }
@@ -949,6 +1234,10 @@ fn i8s_mut(b: &mut [u8]) -> &mut [i8] {
     <[i8]>::mut_from_bytes(b).unwrap_or_default()
 }
 
+fn i32s(b: &mut [u8]) -> Option<&mut [i32]> {
+    <[i32]>::mut_from_bytes(b).ok()
+}
+
 /// Runs op `i` of `m` on the (16-aligned) `arena`.
 pub(crate) fn run_op(
     m: &Model<'_>,
@@ -1013,8 +1302,8 @@ pub(crate) fn run_op(
             lut8_i8(table, i8s(x), i8s_mut(y));
         }
         Exec::Add { p, a, b, y } => {
-            let ([a, b], [y]) = carve(arena, [a, b], [y]).ok_or(err)?;
-            add_i8(&p, i8s(a), i8s(b), i8s_mut(y));
+            let ([ab, bb], [y]) = carve(arena, [a.region(), b.region()], [y]).ok_or(err)?;
+            add_i8(&p, i8s(a.pick(ab)), i8s(b.pick(bb)), i8s_mut(y));
         }
         Exec::Softmax { p, table, x, y } => {
             let ([x], [y]) = carve(arena, [x], [y]).ok_or(err)?;
@@ -1040,19 +1329,52 @@ pub(crate) fn run_op(
                 let info = m.tensor(t.get() as usize).ok_or(err)?;
                 let cb = (chunk.get() as usize).checked_mul(elem).ok_or(err)?;
                 let len = rows.checked_mul(cb).ok_or(err)?;
-                let x = Region {
-                    off: info.offset(),
-                    len,
-                    full: info.nbytes(),
+                let src = if info.kind() == TensorKind::Const {
+                    Src::Const(m.const_data(&info).and_then(|b| b.get(..len)).ok_or(err)?)
+                } else {
+                    Src::Arena(Region {
+                        off: info.offset(),
+                        len,
+                        full: info.nbytes(),
+                    })
                 };
-                let ([x], [y]) = carve(arena, [x], [y]).ok_or(err)?;
-                concat_part(rows, cb, col, x, y);
+                let ([x], [y]) = carve(arena, [src.region()], [y]).ok_or(err)?;
+                concat_part(rows, cb, col, src.pick(x), y);
                 col += cb;
             }
         }
         Exec::Requant { p, x, y } => {
             let ([x], [y]) = carve(arena, [x], [y]).ok_or(err)?;
             requant_i8(&p, i8s(x), i8s_mut(y));
+        }
+        Exec::LayerNorm {
+            p,
+            gamma_rq,
+            beta,
+            x,
+            y,
+        } => {
+            let ([x], [y]) = carve(arena, [x], [y]).ok_or(err)?;
+            layernorm_i8(&p, i8s(x), gamma_rq, beta, i8s_mut(y));
+        }
+        Exec::Attention {
+            p,
+            exp2,
+            q,
+            k,
+            v,
+            y,
+            scores,
+        } => {
+            let reads = [q.region(), k.region(), v.region()];
+            let ([qb, kb, vb], [y, s]) = carve(arena, reads, [y, scores]).ok_or(err)?;
+            let s = i32s(s).ok_or(err)?;
+            let (q, k, v) = (i8s(q.pick(qb)), i8s(k.pick(kb)), i8s(v.pick(vb)));
+            attention_i8(&p, exp2, q, k, v, i8s_mut(y), s);
+        }
+        Exec::Mean { p, x, y } => {
+            let ([x], [y]) = carve(arena, [x], [y]).ok_or(err)?;
+            mean_i8(&p, i8s(x), i8s_mut(y));
         }
     }
     Ok(())

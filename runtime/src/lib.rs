@@ -26,6 +26,7 @@ mod exec;
 pub mod format;
 #[cfg(feature = "frontend")]
 pub mod frontend;
+pub mod golden;
 pub mod kernels;
 mod model;
 mod session;

@@ -11,9 +11,9 @@ use crate::error::Error;
 use crate::exec;
 use crate::format::{
     DType, Header, OpEntry, TensorEntry, TensorKind, ARENA_ALIGN, CRC_FIELD, CRC_START, FILE_ALIGN,
-    FLAG_STREAMABLE, MAGIC, MAX_RANK, NO_TIME_AXIS, OP_ADD, OP_CONCAT, OP_COPY, OP_FC,
-    OP_FLAG_PER_STEP, OP_GRU, OP_LSTM, OP_LUT8, OP_REQUANT, OP_RNN, OP_SELECT_LAST, OP_SOFTMAX,
-    VERSION_MAJOR,
+    FLAG_STREAMABLE, MAGIC, MAX_RANK, NO_TIME_AXIS, OP_ADD, OP_ATTENTION, OP_CONCAT, OP_COPY,
+    OP_FC, OP_FLAG_PER_STEP, OP_GRU, OP_LAYERNORM, OP_LSTM, OP_LUT8, OP_MEAN, OP_REQUANT, OP_RNN,
+    OP_SELECT_LAST, OP_SOFTMAX, VERSION_MAJOR,
 };
 use core::mem::size_of;
 use zerocopy::little_endian::{I32, U16};
@@ -40,6 +40,9 @@ pub const fn op_name(opcode: u16) -> &'static str {
         OP_SELECT_LAST => "SELECT_LAST",
         OP_CONCAT => "CONCAT",
         OP_REQUANT => "REQUANT",
+        OP_LAYERNORM => "LAYERNORM",
+        OP_ATTENTION => "ATTENTION",
+        OP_MEAN => "MEAN",
         _ => "UNKNOWN",
     }
 }

@@ -1,6 +1,8 @@
 //! Fixed-point helpers shared by every kernel: requantization `rq`, the rounding right shift
-//! `rsr`, saturation, the int16 activation-table lookup `lut16`, and `dot_i8`, the one inner
-//! loop of every matrix-vector product (the place a SIMD version will replace).
+//! `rsr`, saturation, the int16 activation-table lookup `lut16`, `dot_i8` (the reference inner
+//! loop of every matrix-vector product), and `matvec_rq`, the requantized matrix-vector product
+//! of FC and the recurrent gates, whose integer part goes through the SIMD dispatch
+//! ([`matvec_i8`]) and whose requantization stays here, scalar.
 //!
 //! Definitions (`docs/format.md`, "Integer semantics"):
 //!
@@ -15,6 +17,7 @@
 //!   and interpolation rounding) of the exact function.
 
 use super::ActTable;
+use crate::kernels::matvec::matvec_i8;
 use zerocopy::little_endian::I32;
 
 /// `rq(acc, mult, shift)`; see the module doc. `shift` outside `[-30, 31]` is clamped into it
@@ -84,9 +87,35 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
         .fold(0i32, |acc, (&x, &y)| acc.wrapping_add(x as i32 * y as i32))
 }
 
-/// `rq(bias[j] + Σ_k m[j, k] · v[k], pairs[j])` for row `j` of the row-major matrix `m` with
-/// `v.len()` columns: the requantized matrix-vector product element used by every matvec op.
-/// The bias add wraps in i32 (a validated model never gets near it).
+/// Rows per [`matvec_rq`] block: the int32 accumulators of a block live on the stack
+/// (`4 · MATVEC_BLOCK` bytes).
+pub const MATVEC_BLOCK: usize = 32;
+
+/// `out[i] = rq(bias[j] + Σ_k m[j, k] · v[k], pairs[j])` with `j = j0 + i`, for the row-major
+/// matrix `m` with `v.len()` columns: a block of the requantized matrix-vector product every
+/// matvec op uses. The products go through the dispatched [`matvec_i8`] (SIMD where available,
+/// bit-identical), [`MATVEC_BLOCK`] rows at a time. Rows that `m`, `bias` or `pairs` do not hold
+/// (never, for a validated model) follow [`matvec_rq_row`]: a missing row sums to 0, a missing
+/// bias is 0, a missing pair gives 0. The bias add wraps in i32 (a validated model never gets
+/// near it).
+pub fn matvec_rq(m: &[i8], bias: &[I32], pairs: &[I32], v: &[i8], j0: usize, out: &mut [i32]) {
+    let k = v.len();
+    let mut acc = [0i32; MATVEC_BLOCK];
+    for (b, ob) in out.chunks_mut(MATVEC_BLOCK).enumerate() {
+        let first = j0 + b * MATVEC_BLOCK;
+        let acc = &mut acc[..ob.len()];
+        let rows = m.get(first.saturating_mul(k)..).unwrap_or(&[]);
+        matvec_i8(rows, v, acc);
+        for (i, (o, &a)) in ob.iter_mut().zip(acc.iter()).enumerate() {
+            let j = first + i;
+            let bj = bias.get(j).map_or(0, |b| b.get());
+            *o = rq_at(pairs, j, bj.wrapping_add(a));
+        }
+    }
+}
+
+/// `rq(bias[j] + Σ_k m[j, k] · v[k], pairs[j])` for row `j` alone, with the reference loop:
+/// the definition [`matvec_rq`] is tested against.
 #[inline]
 pub fn matvec_rq_row(m: &[i8], bias: &[I32], pairs: &[I32], v: &[i8], j: usize) -> i32 {
     let k = v.len();
@@ -164,5 +193,43 @@ mod tests {
         assert_eq!(matvec_rq_row(&m, &bias, &pairs, &[1, 1, 1], 0), 16);
         assert_eq!(matvec_rq_row(&m, &bias, &pairs, &[1, 1, 1], 1), 5);
         assert_eq!(matvec_rq_row(&m, &bias, &pairs, &[1, 1, 1], 2), 0);
+        let mut out = [9i32; 3];
+        matvec_rq(&m, &bias, &pairs, &[1, 1, 1], 0, &mut out);
+        assert_eq!(out, [16, 5, 0]);
+        matvec_rq(&m, &bias, &pairs, &[1, 1, 1], 1, &mut out[..1]);
+        assert_eq!(out[0], 5);
+    }
+
+    /// `matvec_rq` (blocked, dispatched) equals `matvec_rq_row` (per row, reference) for blocks
+    /// that start anywhere and straddle `MATVEC_BLOCK`.
+    #[test]
+    fn matvec_rq_blocks_match_rows() {
+        let mut rng = Rng::new(77);
+        for &(rows, k) in &[(1, 1), (5, 3), (70, 17), (33, 64), (100, 40)] {
+            let m = rng.i8s(rows * k);
+            let v = rng.i8s(k);
+            let bias: std::vec::Vec<I32> = (0..rows)
+                .map(|_| I32::new(rng.i32_in(-9999, 9999)))
+                .collect();
+            let pairs: std::vec::Vec<I32> = (0..rows)
+                .flat_map(|_| {
+                    [
+                        I32::new(rng.i32_in(1 << 30, i32::MAX)),
+                        I32::new(rng.i32_in(-2, 12)),
+                    ]
+                })
+                .collect();
+            for j0 in [0, 1, rows / 2] {
+                let mut out = std::vec![0i32; rows - j0];
+                matvec_rq(&m, &bias, &pairs, &v, j0, &mut out);
+                for (i, &o) in out.iter().enumerate() {
+                    assert_eq!(
+                        o,
+                        matvec_rq_row(&m, &bias, &pairs, &v, j0 + i),
+                        "rows {rows} k {k} j0 {j0}"
+                    );
+                }
+            }
+        }
     }
 }

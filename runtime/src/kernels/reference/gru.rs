@@ -20,7 +20,7 @@
 //! `h`'s int8 rounding (½ LSB per step, carried through `z · h` with `z < 1`) dominates; the
 //! Q3.12 gates and Q0.15 tables add < 1e-3.
 
-use super::fixed::{clamp8, lut16, matvec_rq_row, rq, rsr, sat16};
+use super::fixed::{clamp8, lut16, matvec_rq, rq, rsr, sat16, MATVEC_BLOCK};
 use super::{step_index, ActTables, GateWeights};
 
 /// Shape and quantization of a GRU op.
@@ -73,9 +73,18 @@ pub fn gru_i8(
         let t = step_index(it, p.steps, p.reverse);
         let xt = &x[t * ni..(t + 1) * ni];
         let (gx, gh) = scratch.split_at_mut(3 * nh);
-        for (j, (a, b)) in gx.iter_mut().zip(gh.iter_mut()).enumerate() {
-            *a = sat16(matvec_rq_row(wt.w, wt.bias_x, wt.rq_x, xt, j) as i64);
-            *b = sat16(matvec_rq_row(wt.r, wt.bias_h, wt.rq_h, h, j) as i64);
+        let mut acc = [0i32; MATVEC_BLOCK];
+        for (m, bias, pairs, v, g) in [
+            (wt.w, wt.bias_x, wt.rq_x, xt, &mut *gx),
+            (wt.r, wt.bias_h, wt.rq_h, &*h, &mut *gh),
+        ] {
+            for (b, gb) in g.chunks_mut(MATVEC_BLOCK).enumerate() {
+                let acc = &mut acc[..gb.len()];
+                matvec_rq(m, bias, pairs, v, b * MATVEC_BLOCK, acc);
+                for (g, &a) in gb.iter_mut().zip(acc.iter()) {
+                    *g = sat16(a as i64);
+                }
+            }
         }
         let yt = &mut y[t * nh..(t + 1) * nh];
         for u in 0..nh {

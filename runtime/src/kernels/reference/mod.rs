@@ -1,14 +1,18 @@
 //! Portable scalar reference kernels, one op per file. Shared fixed-point helpers (and the one
-//! `dot_i8` inner loop every matrix-vector product goes through) live in [`fixed`].
+//! `dot_i8` inner loop every matrix-vector product goes through) live in [`fixed`];
+//! [`div_round`], shared by LAYERNORM and ATTENTION, lives here.
 
 pub mod add;
+pub mod attention;
 pub mod concat;
 pub mod copy;
 pub mod fc;
 pub mod fixed;
 pub mod gru;
+pub mod layernorm;
 pub mod lstm;
 pub mod lut;
+pub mod mean;
 pub mod requant;
 pub mod rnn;
 pub mod softmax;
@@ -64,6 +68,25 @@ impl GateWeights<'_> {
     }
 }
 
+/// `div_round(a, b)`: `a / b` rounded half away from zero, for `b > 0`
+/// (`docs/format.md`, "Integer semantics"): `(|a| + ⌊b/2⌋) / b` with the sign of `a`
+/// (integer division). Exact for every `a`, computed in u64 (`|a| + ⌊b/2⌋ < 2^64`, and the
+/// quotient's magnitude never exceeds `|a|`, so it fits back in i64). Returns 0 for `b ≤ 0`
+/// (parse-validated callers never pass it).
+#[inline]
+pub fn div_round(a: i64, b: i64) -> i64 {
+    if b <= 0 {
+        return 0;
+    }
+    let b = b as u64;
+    let q = (a.unsigned_abs() + b / 2) / b;
+    if a < 0 {
+        (q as i64).wrapping_neg()
+    } else {
+        q as i64
+    }
+}
+
 /// Which time step a recurrent cell processes at iteration `i` of `steps`.
 #[inline]
 pub(crate) fn step_index(i: usize, steps: usize, reverse: bool) -> usize {
@@ -71,5 +94,48 @@ pub(crate) fn step_index(i: usize, steps: usize, reverse: bool) -> usize {
         steps - 1 - i
     } else {
         i
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::div_round;
+
+    #[test]
+    fn div_round_is_half_away_from_zero() {
+        let cases = [
+            (0, 3, 0),
+            (5, 2, 3),
+            (-5, 2, -3),
+            (7, 2, 4),
+            (-7, 2, -4),
+            (4, 3, 1),
+            (5, 3, 2),
+            (-4, 3, -1),
+            (-5, 3, -2),
+            (6, 4, 2),
+            (-6, 4, -2),
+            (5, 4, 1),
+            (-5, 4, -1),
+            (9, 1, 9),
+            (1, 7, 0),
+            (i64::MAX, 1, i64::MAX),
+            (i64::MIN, 1, i64::MIN),
+            (i64::MIN, 2, -(1 << 62)),
+            (i64::MAX, i64::MAX, 1),
+            (5, 0, 0),
+            (5, -2, 0),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(div_round(a, b), want, "div_round({a}, {b})");
+        }
+        // Against the float definition on a grid (all exact in f64).
+        for a in -300i64..=300 {
+            for b in 1i64..=40 {
+                let r = a as f64 / b as f64;
+                let want = r.abs().floor() + if r.abs().fract() >= 0.5 { 1.0 } else { 0.0 };
+                assert_eq!(div_round(a, b) as f64, want.copysign(r), "{a} / {b}");
+            }
+        }
     }
 }
