@@ -31,7 +31,7 @@ N_CLASSES = 4
 N_CALIB, N_TEST, N_TRAIN = 64, 200, 4096
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 
 # --------------------------------------------------------------------------
@@ -207,18 +207,18 @@ FIXTURES = [
               "LayerNorm) -> mean over tokens -> Linear(32->4)",
          attention=2, layernorm=5),
     dict(name="mha_legacy_o17", task="seq", export=[("legacy", 17)],
-         make=lambda: CausalNet(16, 2),
+         make=lambda: CausalNet(16, 2), steps=800,
          arch="Linear(12->16) -> [packed qkv Linear, 2 heads, F.scaled_dot_product_attention("
               "is_causal=True), out Linear, residual] -> x + relu(Linear) -> [same, with an explicit "
               "bool tril attn_mask] -> last step -> Linear(16->4)",
          attention=2, layernorm=0),
     dict(name="vit_conv_legacy_o17", task="img", export=[("legacy", 17)],
-         make=lambda: ViT(32, 4, 2, 64, "conv", True, "cls"),
+         make=lambda: ViT(32, 4, 2, 64, "conv", True, "cls"), steps=300,
          arch="Conv2d(1,32,k7,s7) patches (16) -> [CLS; x] + pos-emb -> 2 pre-norm GELU blocks "
               "(4 heads, MLP 64) -> LayerNorm -> CLS -> Linear(32->4)",
          attention=2, layernorm=5),
     dict(name="vit_unfold_dynamo_o18", task="img", export=[("dynamo", 18)],
-         make=lambda: ViT(32, 4, 1, 64, "unfold", False, "mean"),
+         make=lambda: ViT(32, 4, 1, 64, "unfold", False, "mean"), steps=300,
          arch="reshape/permute 7x7 patches (16x49) -> Linear(49->32) + pos-emb -> 1 pre-norm GELU "
               "block (4 heads, MLP 64) -> LayerNorm -> mean over tokens -> Linear(32->4)",
          attention=1, layernorm=3),
@@ -384,7 +384,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
     ap.add_argument("--only", default="")
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=150)
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     rows, failed = [], []

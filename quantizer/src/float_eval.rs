@@ -316,8 +316,76 @@ pub fn eval(graph: &Graph, inputs: &[&[f32]], obs: &mut dyn FnMut(Event)) -> Res
                 }
                 y
             }
-            Op::Constant { .. } | Op::LayerNorm { .. } | Op::Attention { .. } | Op::Mean { .. } => {
-                anyhow::bail!("node '{}': float evaluation of this op is not written yet", node.name)
+            Op::Constant { data } => {
+                ensure!(
+                    data.len() == n_out,
+                    "Constant '{}': {} values for shape {:?}",
+                    node.name,
+                    data.len(),
+                    out_v.shape
+                );
+                data.clone()
+            }
+            Op::LayerNorm { gamma, beta, eps } => {
+                let x = ins[0];
+                let d = gamma.len();
+                ensure!(
+                    d > 0 && x.len() % d == 0 && beta.len() == d,
+                    "LayerNorm '{}': input length {} not a multiple of {d}",
+                    node.name,
+                    x.len()
+                );
+                let mut y = Vec::with_capacity(x.len());
+                for row in x.chunks(d) {
+                    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+                    let var = row
+                        .iter()
+                        .map(|&v| (v as f64 - mean) * (v as f64 - mean))
+                        .sum::<f64>()
+                        / d as f64;
+                    let inv = 1.0 / (var + *eps as f64).sqrt();
+                    y.extend(
+                        row.iter()
+                            .zip(gamma.iter().zip(beta))
+                            .map(|(&v, (&g, &b))| {
+                                ((v as f64 - mean) * inv * g as f64 + b as f64) as f32
+                            }),
+                    );
+                }
+                y
+            }
+            Op::Attention {
+                heads,
+                scale,
+                causal,
+            } => {
+                let width = *graph.values[node.inputs[0]].shape.last().unwrap_or(&0);
+                ensure!(
+                    ins[0].len() == n_out && ins[1].len() == ins[2].len() && width > 0,
+                    "Attention '{}': q/k/v/output lengths {}/{}/{}/{n_out}",
+                    node.name,
+                    ins[0].len(),
+                    ins[1].len(),
+                    ins[2].len()
+                );
+                attention(ins[0], ins[1], ins[2], width, *heads, *scale, *causal)
+                    .with_context(|| format!("Attention '{}'", node.name))?
+            }
+            Op::Mean { axis } => {
+                let in_shape = &graph.values[node.inputs[0]].shape;
+                ensure!(*axis < in_shape.len(), "Mean '{}': bad axis", node.name);
+                let outer: usize = in_shape[..*axis].iter().product();
+                let inner: usize = in_shape[axis + 1..].iter().product();
+                let dim = in_shape[*axis];
+                let x = ins[0];
+                let mut y = Vec::with_capacity(outer * inner);
+                for o in 0..outer {
+                    for i in 0..inner {
+                        let s: f64 = (0..dim).map(|k| x[(o * dim + k) * inner + i] as f64).sum();
+                        y.push((s / dim as f64) as f32);
+                    }
+                }
+                y
             }
         };
         if out.len() != n_out {
@@ -340,4 +408,58 @@ pub fn eval(graph: &Graph, inputs: &[&[f32]], obs: &mut dyn FnMut(Event)) -> Res
         .iter()
         .map(|&o| vals[o].clone().context("graph output not computed"))
         .collect()
+}
+
+/// Multi-head scaled dot-product attention on `[tokens, width]` rows, `width = heads ·
+/// head_dim` (see [`Op::Attention`]).
+fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    width: usize,
+    heads: usize,
+    scale: f32,
+    causal: bool,
+) -> Result<Vec<f32>> {
+    ensure!(
+        width % heads == 0 && q.len() % width == 0 && k.len() % width == 0,
+        "bad attention shapes"
+    );
+    let dh = width / heads;
+    let (tq, tk) = (q.len() / width, k.len() / width);
+    let mut y = vec![0f32; q.len()];
+    let mut logits = vec![0f64; tk];
+    let mut acc = vec![0f64; dh];
+    for h in 0..heads {
+        let c0 = h * dh;
+        for i in 0..tq {
+            let qi = &q[i * width + c0..i * width + c0 + dh];
+            // A causal query i sees keys j ≤ i (aligned at the start, as PyTorch's tril mask).
+            let n_keys = if causal { (i + 1).min(tk) } else { tk };
+            let mut m = f64::NEG_INFINITY;
+            for (j, l) in logits.iter_mut().enumerate().take(n_keys) {
+                let kj = &k[j * width + c0..j * width + c0 + dh];
+                let dot: f64 = qi.iter().zip(kj).map(|(&a, &b)| a as f64 * b as f64).sum();
+                *l = (dot as f32 * scale) as f64;
+                m = m.max(*l);
+            }
+            let mut sum = 0f64;
+            for l in logits.iter_mut().take(n_keys) {
+                *l = (*l - m).exp();
+                sum += *l;
+            }
+            acc.iter_mut().for_each(|a| *a = 0.0);
+            for (j, &p) in logits.iter().enumerate().take(n_keys) {
+                let vj = &v[j * width + c0..j * width + c0 + dh];
+                let p = (p / sum) as f32 as f64;
+                for (a, &vv) in acc.iter_mut().zip(vj) {
+                    *a += p * vv as f64;
+                }
+            }
+            for (o, &a) in y[i * width + c0..i * width + c0 + dh].iter_mut().zip(&acc) {
+                *o = a as f32;
+            }
+        }
+    }
+    Ok(y)
 }

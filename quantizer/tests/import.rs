@@ -17,9 +17,18 @@ fn fixtures_dir() -> PathBuf {
     }
 }
 
+/// `models/fixtures_tf` (Transformer encoders and tiny ViTs).
+fn fixtures_tf_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures_tf")
+}
+
 fn fixture_dirs() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
-        .expect("models/fixtures exists")
+    dirs_in(&fixtures_dir())
+}
+
+fn dirs_in(root: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("model.onnx").is_file() && p.join("test.npy").is_file())
         .collect();
@@ -28,12 +37,13 @@ fn fixture_dirs() -> Vec<PathBuf> {
 }
 
 /// Imports `dir/model.onnx`, runs the first test samples through the float interpreter and
-/// tract, returns (max abs diff, tolerance, number of IR nodes).
-fn check_fixture(dir: &Path) -> anyhow::Result<(f32, f32, usize)> {
+/// tract, returns (max abs diff, tolerance, the IR graph).
+fn check_fixture(dir: &Path) -> anyhow::Result<(f32, f32, kinglet_quantizer::ir::Graph)> {
     let model = dir.join("model.onnx");
     let test = npy::read_f32(&dir.join("test.npy"))?;
-    anyhow::ensure!(test.shape.len() == 3, "test.npy shape {:?}", test.shape);
-    let shape = vec![1, test.shape[1], test.shape[2]];
+    anyhow::ensure!(test.shape.len() >= 3, "test.npy shape {:?}", test.shape);
+    let mut shape = vec![1];
+    shape.extend_from_slice(&test.shape[1..]);
     // Models with a dynamic input dimension need the shape (taken from the test data).
     let imported = match import(&model, None) {
         Err(e) if format!("{e:#}").contains("dynamic dimension") => import(&model, Some(&shape))?,
@@ -73,7 +83,7 @@ fn check_fixture(dir: &Path) -> anyhow::Result<(f32, f32, usize)> {
             }
         }
     }
-    Ok((max_diff, tol, g.nodes.len()))
+    Ok((max_diff, tol, imported.graph))
 }
 
 #[test]
@@ -88,7 +98,8 @@ fn fixtures_match_tract() {
     for dir in &dirs {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         match check_fixture(dir) {
-            Ok((diff, tol, nodes)) => {
+            Ok((diff, tol, g)) => {
+                let nodes = g.nodes.len();
                 let ok = diff <= tol;
                 eprintln!(
                     "{name:28} {nodes:4} IR nodes  max|float - tract| = {diff:.3e} (tol {tol:.0e}) {}",
@@ -100,6 +111,53 @@ fn fixtures_match_tract() {
             }
             Err(e) => {
                 eprintln!("{name:28} ERROR {e:#}");
+                failures.push(format!("{name}: {e:#}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "fixtures failing:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Every Transformer fixture imports with the expected number of `Attention` / `LayerNorm`
+/// nodes (`expected_ir` in its `meta.json`) and matches tract.
+#[test]
+fn transformer_fixtures_match_tract() {
+    let dirs = dirs_in(&fixtures_tf_dir());
+    assert!(dirs.len() >= 7, "expected 7 fixtures in models/fixtures_tf");
+    let mut failures = Vec::new();
+    for dir in &dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+        let want = |k: &str| meta["expected_ir"][k].as_u64().unwrap() as usize;
+        match check_fixture(dir) {
+            Ok((diff, tol, g)) => {
+                let count = |f: &dyn Fn(&Op) -> bool| g.nodes.iter().filter(|n| f(&n.op)).count();
+                let att = count(&|o| matches!(o, Op::Attention { .. }));
+                let ln = count(&|o| matches!(o, Op::LayerNorm { .. }));
+                let tr = count(&|o| matches!(o, Op::Transpose { .. }));
+                let ok = diff <= tol && att == want("attention") && ln == want("layernorm");
+                eprintln!(
+                    "{name:26} {:4} IR nodes ({att} Attention, {ln} LayerNorm, {tr} Transpose)  \
+                     max|float - tract| = {diff:.3e} {}",
+                    g.nodes.len(),
+                    if ok { "ok" } else { "FAIL" }
+                );
+                if !ok {
+                    failures.push(format!(
+                        "{name}: max diff {diff} (tol {tol}), {att} Attention (want {}), {ln} \
+                         LayerNorm (want {})",
+                        want("attention"),
+                        want("layernorm")
+                    ));
+                }
+            }
+            Err(e) => {
+                eprintln!("{name:26} ERROR {e:#}");
                 failures.push(format!("{name}: {e:#}"));
             }
         }
@@ -446,4 +504,267 @@ fn synthetic_mlp_matches_tract() {
     assert_eq!(count(&|o| matches!(o, Op::Transpose { .. })), 1, "{ops:#?}");
     assert_eq!(g.values[g.outputs[0]].shape, vec![8, 4]);
     assert_eq!(g.values[g.outputs[1]].shape, vec![1, 3, 16]);
+}
+
+fn synth_model(
+    opset: i64,
+    nodes: Vec<tract_onnx::pb::NodeProto>,
+    initializer: Vec<tract_onnx::pb::TensorProto>,
+    input: &[usize],
+) -> tract_onnx::pb::ModelProto {
+    tract_onnx::pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![tract_onnx::pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: opset,
+        }],
+        producer_name: "kinglet-test".into(),
+        graph: Some(tract_onnx::pb::GraphProto {
+            node: nodes,
+            name: "synthetic".into(),
+            initializer,
+            input: vec![value_info("x", Some(input))],
+            output: vec![value_info("y", None)],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn count_ops(g: &kinglet_quantizer::ir::Graph, f: &dyn Fn(&Op) -> bool) -> usize {
+    g.nodes.iter().filter(|n| f(&n.op)).count()
+}
+
+/// Decomposed attention with separate q/k/v projections, a `Div` scale after Q·Kᵀ and an
+/// additive mask `mask` (`[T, T]`): `x [1, 4, 8]` → 2 heads of 4.
+fn synthetic_attention(mask: Vec<f32>) -> tract_onnx::pb::ModelProto {
+    use synth::*;
+    let nodes = vec![
+        node("MatMul", &["x", "wq"], &["q"], vec![]),
+        node("MatMul", &["x", "wk"], &["k"], vec![]),
+        node("MatMul", &["x", "wv"], &["v"], vec![]),
+        node("Reshape", &["q", "heads"], &["q4"], vec![]),
+        node("Reshape", &["k", "heads"], &["k4"], vec![]),
+        node("Reshape", &["v", "heads"], &["v4"], vec![]),
+        node(
+            "Transpose",
+            &["q4"],
+            &["qh"],
+            vec![aints("perm", vec![0, 2, 1, 3])],
+        ),
+        node(
+            "Transpose",
+            &["k4"],
+            &["kt"],
+            vec![aints("perm", vec![0, 2, 3, 1])],
+        ),
+        node(
+            "Transpose",
+            &["v4"],
+            &["vh"],
+            vec![aints("perm", vec![0, 2, 1, 3])],
+        ),
+        node("MatMul", &["qh", "kt"], &["s"], vec![]),
+        node("Div", &["s", "two"], &["s2"], vec![]),
+        node("Add", &["s2", "mask"], &["s3"], vec![]),
+        node("Softmax", &["s3"], &["p"], vec![ai("axis", -1)]),
+        node("MatMul", &["p", "vh"], &["a"], vec![]),
+        node(
+            "Transpose",
+            &["a"],
+            &["at"],
+            vec![aints("perm", vec![0, 2, 1, 3])],
+        ),
+        node("Reshape", &["at", "flat"], &["y"], vec![]),
+    ];
+    let inits = vec![
+        weights("wq", &[8, 8], 1),
+        weights("wk", &[8, 8], 2),
+        weights("wv", &[8, 8], 3),
+        init_i64("heads", vec![1, 4, 2, 4]),
+        init_i64("flat", vec![1, 4, 8]),
+        init("two", &[], vec![2.0]),
+        init("mask", &[4, 4], mask),
+    ];
+    synth_model(17, nodes, inits, &[1, 4, 8])
+}
+
+#[test]
+fn synthetic_causal_attention_matches_tract() {
+    let ninf = f32::NEG_INFINITY;
+    let mask: Vec<f32> = (0..16)
+        .map(|n| if n % 4 <= n / 4 { 0.0 } else { ninf })
+        .collect();
+    let model = synthetic_attention(mask);
+    let (g, diff) = max_diff_vs_tract(&model, None, &[1, 4, 8], 8);
+    assert!(diff <= 1e-5, "max diff {diff}");
+    let att: Vec<_> = g
+        .nodes
+        .iter()
+        .filter_map(|n| match n.op {
+            Op::Attention {
+                heads,
+                scale,
+                causal,
+            } => Some((heads, scale, causal)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(att, vec![(2, 0.5, true)]);
+    // The projections feed the attention directly: no data movement left.
+    assert_eq!(count_ops(&g, &|o| matches!(o, Op::Fc { .. })), 3);
+    assert_eq!(count_ops(&g, &|o| matches!(o, Op::Transpose { .. })), 0);
+}
+
+#[test]
+fn non_causal_attention_mask_is_rejected() {
+    let mask: Vec<f32> = (0..16)
+        .map(|n| if n % 3 == 0 { -1e9 } else { 0.0 })
+        .collect();
+    let model = synthetic_attention(mask);
+    let msg = format!("{:#}", import_proto(&model, None, None).unwrap_err());
+    assert!(msg.contains("only causal masks"), "{msg}");
+    let bias: Vec<f32> = (0..16).map(|n| n as f32 * 0.1).collect();
+    let msg = format!(
+        "{:#}",
+        import_proto(&synthetic_attention(bias), None, None).unwrap_err()
+    );
+    assert!(msg.contains("attention biases are not supported"), "{msg}");
+}
+
+#[test]
+fn matmul_of_two_activations_outside_attention_is_rejected() {
+    use synth::*;
+    let nodes = vec![
+        node(
+            "Transpose",
+            &["x"],
+            &["xt"],
+            vec![aints("perm", vec![0, 2, 1])],
+        ),
+        node("MatMul", &["x", "xt"], &["y"], vec![]),
+    ];
+    let model = synth_model(17, nodes, vec![], &[1, 4, 8]);
+    let msg = format!("{:#}", import_proto(&model, None, None).unwrap_err());
+    assert!(msg.contains("attention scores"), "{msg}");
+}
+
+/// The opset-23 `Attention` op with 3-D inputs (`q_num_heads`) and `is_causal`.
+#[test]
+fn onnx_attention_op_3d_causal_matches_tract() {
+    use synth::*;
+    let nodes = vec![
+        node("MatMul", &["x", "wq"], &["q"], vec![]),
+        node("MatMul", &["x", "wk"], &["k"], vec![]),
+        node("MatMul", &["x", "wv"], &["v"], vec![]),
+        node(
+            "Attention",
+            &["q", "k", "v"],
+            &["a"],
+            vec![
+                ai("is_causal", 1),
+                ai("q_num_heads", 2),
+                ai("kv_num_heads", 2),
+            ],
+        ),
+        node("MatMul", &["a", "wo"], &["y"], vec![]),
+    ];
+    let inits = vec![
+        weights("wq", &[6, 8], 1),
+        weights("wk", &[6, 8], 2),
+        weights("wv", &[6, 8], 3),
+        weights("wo", &[8, 3], 4),
+    ];
+    let model = synth_model(23, nodes, inits, &[1, 5, 6]);
+    let (g, diff) = max_diff_vs_tract(&model, None, &[1, 5, 6], 8);
+    assert!(diff <= 1e-5, "max diff {diff}");
+    assert_eq!(
+        count_ops(&g, &|o| matches!(
+            o,
+            Op::Attention {
+                heads: 2,
+                causal: true,
+                ..
+            }
+        )),
+        1
+    );
+}
+
+/// The LayerNorm decomposition of old exports (opset < 17) becomes one `LayerNorm`.
+#[test]
+fn decomposed_layer_norm_matches_tract() {
+    use synth::*;
+    let nodes = vec![
+        node("ReduceMean", &["x"], &["m"], vec![aints("axes", vec![-1])]),
+        node("Sub", &["x", "m"], &["d"], vec![]),
+        node("Pow", &["d", "two"], &["d2"], vec![]),
+        node(
+            "ReduceMean",
+            &["d2"],
+            &["var"],
+            vec![aints("axes", vec![-1])],
+        ),
+        node("Add", &["var", "eps"], &["ve"], vec![]),
+        node("Sqrt", &["ve"], &["sd"], vec![]),
+        node("Div", &["d", "sd"], &["n"], vec![]),
+        node("Mul", &["n", "gamma"], &["ng"], vec![]),
+        node("Add", &["ng", "beta"], &["ln"], vec![]),
+        node("MatMul", &["ln", "w"], &["y"], vec![]),
+    ];
+    let inits = vec![
+        init("two", &[], vec![2.0]),
+        init("eps", &[], vec![1e-5]),
+        weights("gamma", &[8], 1),
+        weights("beta", &[8], 2),
+        weights("w", &[8, 3], 3),
+    ];
+    let model = synth_model(13, nodes, inits, &[1, 5, 8]);
+    let (g, diff) = max_diff_vs_tract(&model, None, &[1, 5, 8], 8);
+    assert!(diff <= 1e-5, "max diff {diff}");
+    assert_eq!(count_ops(&g, &|o| matches!(o, Op::LayerNorm { .. })), 1);
+    assert_eq!(g.nodes.len(), 2, "{:#?}", g.nodes);
+}
+
+#[test]
+fn conv_other_than_patch_embedding_is_rejected() {
+    use synth::*;
+    let nodes = vec![node(
+        "Conv",
+        &["x", "w"],
+        &["y"],
+        vec![
+            aints("strides", vec![1, 1]),
+            aints("pads", vec![1, 1, 1, 1]),
+        ],
+    )];
+    let model = synth_model(
+        17,
+        nodes,
+        vec![weights("w", &[4, 1, 3, 3], 1)],
+        &[1, 1, 8, 8],
+    );
+    let msg = format!("{:#}", import_proto(&model, None, None).unwrap_err());
+    assert!(msg.contains("only patch-embedding Conv"), "{msg}");
+}
+
+/// A patch-embedding Conv whose input is not a multiple of the kernel (the trailing pixels
+/// are dropped), with 2 input channels.
+#[test]
+fn patch_conv_with_crop_matches_tract() {
+    use synth::*;
+    let nodes = vec![node(
+        "Conv",
+        &["x", "w", "b"],
+        &["y"],
+        vec![
+            aints("strides", vec![3, 2]),
+            aints("kernel_shape", vec![3, 2]),
+        ],
+    )];
+    let inits = vec![weights("w", &[4, 2, 3, 2], 1), weights("b", &[4], 2)];
+    let model = synth_model(17, nodes, inits, &[1, 2, 7, 9]);
+    let (g, diff) = max_diff_vs_tract(&model, None, &[1, 2, 7, 9], 4);
+    assert!(diff <= 1e-5, "max diff {diff}");
+    assert_eq!(g.values[g.outputs[0]].shape, vec![1, 4, 2, 4]);
 }

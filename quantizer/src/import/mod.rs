@@ -11,6 +11,18 @@
 //!   `Add` / `Sub` / `Mul` / `Div` by a per-feature constant and a following `Relu` are folded
 //!   into it; a per-feature affine constant op anywhere else becomes a diagonal `Fc`;
 //! * `Tanh` / `Sigmoid` / `Relu` / `Gelu` (and the exporters' `Erf` GELU chain) → [`Op::Unary`];
+//! * scaled dot-product attention (decomposed `MatMul(Q, Kᵀ)` … `Softmax` … `MatMul(·, V)` as
+//!   exported for `nn.MultiheadAttention` / `F.scaled_dot_product_attention`, or the opset-23
+//!   `Attention` op) → `Fc` per Q / K / V (a packed in-projection is split) + [`Op::Attention`]
+//!   (see `attention.rs`); constant causal masks / `is_causal` → `causal: true`;
+//! * `LayerNormalization` (and the opset < 17 decomposition `ReduceMean/Sub/Pow/ReduceMean/Add/
+//!   Sqrt/Div/Mul/Add`) → [`Op::LayerNorm`];
+//! * `Conv` with kernel = stride, no padding / dilation, group 1 (patch embedding) → Reshape /
+//!   Transpose into patch rows + `Fc`;
+//! * a constant joined to activations by `Concat` (CLS token) or added to them with a shape
+//!   that is not per-feature (positional embedding) → [`Op::Constant`] + `Concat` / `Add`;
+//! * `ReduceMean` over contiguous axes other than the last (mean over tokens) →
+//!   [`Op::Mean`] (+ Reshape); other `ReduceMean` / `ReduceSum` → `Fc` with constant weights;
 //! * `Add` of two activations → [`Op::Add`]; `Softmax` → [`Op::Softmax`];
 //! * `Reshape` / `Flatten` / `Squeeze` / `Unsqueeze` / size-1 `Transpose` → [`Op::Reshape`]
 //!   (`Identity`, `Dropout`, float-to-float `Cast` are aliases), `Transpose` →
@@ -18,7 +30,9 @@
 //!   (+ `Reshape` / `Concat`), `Concat` → [`Op::Concat`].
 //!
 //! Anything else is an error naming the op and the node. Dead nodes are removed, reshape
-//! chains collapsed, and the nodes are in topological order.
+//! chains collapsed (and duplicate reshapes merged), Reshape/Transpose chains that move no data
+//! replaced by a Reshape, Transposes emitted with size-1 axes dropped and adjacent axes merged,
+//! and the nodes are in topological order.
 
 /// `map_err` adapter turning a helper's error into an error naming the node.
 macro_rules! ctx {
@@ -27,6 +41,7 @@ macro_rules! ctx {
     };
 }
 
+mod attention;
 mod rnn;
 pub(crate) mod tensor;
 
@@ -131,6 +146,7 @@ pub fn import_proto(
     let output_set: HashSet<String> = outputs.iter().cloned().collect();
     let nodes = topo_sort(graph.node.clone(), &inits, &input.name)?;
     let nodes = rewrite_gelu(nodes, &inits, opset, &output_set);
+    let nodes = rewrite_layer_norm(nodes, &inits, opset, &output_set);
 
     let mut imp = Importer::new(opset);
     for name in &outputs {
@@ -154,6 +170,12 @@ pub fn import_proto(
 
     // Outputs.
     for o in &graph.output {
+        ensure!(
+            !imp.scores.contains_key(&o.name),
+            "graph output '{}' is attention scores (a MatMul of two activations); only complete \
+             scaled dot-product attention is supported",
+            o.name
+        );
         let sym =
             imp.syms.get(&o.name).cloned().with_context(|| {
                 format!("graph output '{}' is not produced by any node", o.name)
@@ -517,6 +539,199 @@ fn rewrite_gelu(
         .collect()
 }
 
+/// Replaces the decomposed LayerNorm of old exports (opset < 17):
+/// `d = x - ReduceMean(x)`, `y = d / Sqrt(ReduceMean(d²) + eps)` (`d²` as `Pow(d, 2)` or
+/// `Mul(d, d)`), then optional `Mul` by a constant scale and `Add` of a constant bias, all over
+/// the last axis (`axes = [-1]`) — by a single `LayerNormalization` node.
+fn rewrite_layer_norm(
+    nodes: Vec<NodeProto>,
+    inits: &HashMap<String, Tensor>,
+    opset: i64,
+    outputs: &HashSet<String>,
+) -> Vec<NodeProto> {
+    if !nodes.iter().any(|n| n.op_type == "ReduceMean") {
+        return nodes;
+    }
+    let consts = static_consts(&nodes, inits, opset);
+    let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (k, n) in nodes.iter().enumerate() {
+        for i in &n.input {
+            consumers.entry(i).or_default().push(k);
+        }
+    }
+    let uses = |name: &str| -> Vec<usize> {
+        let mut v = consumers.get(name).cloned().unwrap_or_default();
+        if outputs.contains(name) {
+            v.push(usize::MAX);
+        }
+        v
+    };
+    let single = |name: &str| -> Option<usize> {
+        match uses(name).as_slice() {
+            [c] if *c != usize::MAX => Some(*c),
+            _ => None,
+        }
+    };
+    let cst = |name: &str| consts.get(name);
+    let scalar = |name: &str| cst(name).filter(|t| t.numel() == 1).map(|t| t.as_f32()[0]);
+    let last_axis_mean = |n: &NodeProto| -> bool {
+        if n.op_type != "ReduceMean" || tensor::attr_i(n, "keepdims").unwrap_or(1) == 0 {
+            return false;
+        }
+        let axes = if opset >= 18 {
+            n.input
+                .get(1)
+                .and_then(|a| cst(a))
+                .and_then(|t| t.as_i64().ok())
+        } else {
+            tensor::attr_ints(n, "axes")
+        };
+        axes.as_deref() == Some(&[-1])
+    };
+    let other = |n: &NodeProto, name: &str| -> Option<String> {
+        match n.input.as_slice() {
+            [a, b] if a == name => Some(b.clone()),
+            [a, b] if b == name => Some(a.clone()),
+            _ => None,
+        }
+    };
+    let mut removed = vec![false; nodes.len()];
+    let mut replacement: HashMap<usize, NodeProto> = HashMap::new();
+    for (r1, n1) in nodes.iter().enumerate() {
+        if removed[r1] || !last_axis_mean(n1) {
+            continue;
+        }
+        let matched = (|| -> Option<(Vec<usize>, usize, NodeProto)> {
+            let x = n1.input.first()?.clone();
+            let m = n1.output.first()?;
+            let sub = single(m)?;
+            let sn = &nodes[sub];
+            if sn.op_type != "Sub" || sn.input.first()? != &x || sn.input.get(1)? != m {
+                return None;
+            }
+            let d = sn.output.first()?;
+            let du = uses(d);
+            let (sq, div) = match du.as_slice() {
+                [a, b] if nodes.get(*a)?.op_type == "Div" => (*b, *a),
+                [a, b] => (*a, *b),
+                _ => return None,
+            };
+            let qn = &nodes[sq];
+            let is_sq = match qn.op_type.as_str() {
+                "Pow" => qn.input.first()? == d && scalar(qn.input.get(1)?) == Some(2.0),
+                "Mul" => qn.input.first()? == d && qn.input.get(1)? == d,
+                _ => false,
+            };
+            let dn = &nodes[div];
+            if !is_sq || dn.op_type != "Div" || dn.input.first()? != d {
+                return None;
+            }
+            let r2 = single(qn.output.first()?)?;
+            if !last_axis_mean(&nodes[r2]) {
+                return None;
+            }
+            let add = single(nodes[r2].output.first()?)?;
+            let an = &nodes[add];
+            let eps = scalar(&other(an, nodes[r2].output.first()?)?)?;
+            if an.op_type != "Add" {
+                return None;
+            }
+            let sqrt = single(an.output.first()?)?;
+            let qtn = &nodes[sqrt];
+            if qtn.op_type != "Sqrt" || dn.input.get(1)? != qtn.output.first()? {
+                return None;
+            }
+            let mut chain = vec![r1, sub, sq, r2, add, sqrt, div];
+            let mut last = div;
+            let (mut gamma, mut beta) = (String::new(), String::new());
+            if let Some(c) = single(dn.output.first()?) {
+                let cn = &nodes[c];
+                let g = other(cn, dn.output.first()?);
+                if cn.op_type == "Mul" && g.as_deref().is_some_and(|g| cst(g).is_some()) {
+                    gamma = g.unwrap();
+                    chain.push(c);
+                    last = c;
+                }
+            }
+            if let Some(c) = single(nodes[last].output.first()?) {
+                let cn = &nodes[c];
+                let b = other(cn, nodes[last].output.first()?);
+                if cn.op_type == "Add" && b.as_deref().is_some_and(|b| cst(b).is_some()) {
+                    beta = b.unwrap();
+                    chain.push(c);
+                    last = c;
+                }
+            }
+            let mut ln = NodeProto {
+                input: vec![x, gamma, beta],
+                output: vec![nodes[last].output[0].clone()],
+                name: format!("{}/layer_norm", node_name(n1)),
+                op_type: "LayerNormalization".into(),
+                ..Default::default()
+            };
+            ln.attribute.push(tract_onnx::pb::AttributeProto {
+                name: "epsilon".into(),
+                r#type: 1,
+                f: eps,
+                ..Default::default()
+            });
+            Some((chain, last, ln))
+        })();
+        if let Some((chain, last, ln)) = matched {
+            if chain.iter().any(|&c| removed[c]) {
+                continue;
+            }
+            for &c in &chain {
+                removed[c] = true;
+            }
+            replacement.insert(last, ln);
+        }
+    }
+    nodes
+        .into_iter()
+        .enumerate()
+        .filter_map(|(k, n)| match replacement.remove(&k) {
+            Some(r) => Some(r),
+            None if removed[k] => None,
+            None => Some(n),
+        })
+        .collect()
+}
+
+/// Constants reachable without shape information (initializers, `Constant` nodes and what
+/// folds from them).
+fn static_consts(
+    nodes: &[NodeProto],
+    inits: &HashMap<String, Tensor>,
+    opset: i64,
+) -> HashMap<String, Tensor> {
+    let mut consts: HashMap<String, Tensor> = inits.clone();
+    for n in nodes {
+        if n.op_type == "Shape" || n.op_type == "Size" {
+            continue;
+        }
+        let ins: Option<Vec<Option<Tensor>>> = n
+            .input
+            .iter()
+            .map(|i| {
+                if i.is_empty() {
+                    Some(None)
+                } else {
+                    consts.get(i).cloned().map(Some)
+                }
+            })
+            .collect();
+        if let Some(ins) = ins {
+            if let Ok(outs) = tensor::eval_node(n, opset, &ins) {
+                for (o, t) in n.output.iter().zip(outs) {
+                    consts.insert(o.clone(), t);
+                }
+            }
+        }
+    }
+    consts
+}
+
 /// What an ONNX value is at import time.
 #[derive(Debug, Clone)]
 pub(crate) enum Sym {
@@ -536,6 +751,10 @@ pub(crate) struct Importer {
     ir_uses: Vec<usize>,
     /// Per IR value: the node producing it.
     producer: Vec<Option<usize>>,
+    /// Pending attention scores (`MatMul` of two activations and what follows), by ONNX name.
+    scores: HashMap<String, attention::Scores>,
+    /// Column blocks of `Fc` nodes already split off: (node, first row, rows) → value.
+    fc_splits: HashMap<(usize, usize, usize), ValueId>,
 }
 
 /// Affine per-feature constant op `y = s · x + b` (over the last axis).
@@ -553,6 +772,8 @@ impl Importer {
             uses: HashMap::new(),
             ir_uses: Vec::new(),
             producer: Vec::new(),
+            scores: HashMap::new(),
+            fc_splits: HashMap::new(),
         }
     }
 
@@ -600,8 +821,13 @@ impl Importer {
     /// Binds an output name to an existing IR value on behalf of a pass-through node that
     /// consumed it (the pass-through's own use is released).
     fn alias(&mut self, name: &str, id: ValueId) {
-        self.ir_uses[id] = self.ir_uses[id].saturating_sub(1);
+        self.release_use(id);
         self.bind(name, Sym::A(id));
+    }
+
+    /// Releases one pending use of `id` (its consumer has been lowered without reading it).
+    pub(crate) fn release_use(&mut self, id: ValueId) {
+        self.ir_uses[id] = self.ir_uses[id].saturating_sub(1);
     }
 
     pub(crate) fn shape(&self, id: ValueId) -> &[usize] {
@@ -679,6 +905,9 @@ impl Importer {
     }
 
     fn node(&mut self, node: &NodeProto) -> Result<()> {
+        if node.input.iter().any(|i| self.scores.contains_key(i)) {
+            return attention::scores_use(self, node);
+        }
         let ins: Vec<Option<Sym>> = node
             .input
             .iter()
@@ -948,14 +1177,16 @@ impl Importer {
                     match s {
                         Some(Sym::A(id)) => ids.push(*id),
                         Some(Sym::C(t)) if t.numel() == 0 => {}
-                        Some(Sym::C(_)) => {
-                            return Err(self.unsupported(
-                                node,
-                                &format!(
-                                    "Concat of a constant (input {k}) with activations is not \
-                                     supported"
-                                ),
-                            ))
+                        Some(Sym::C(t)) => {
+                            // A learned token (CLS) joined to the activations.
+                            let c = self.emit(
+                                &name,
+                                Op::Constant { data: t.as_f32() },
+                                vec![],
+                                &format!("{}/const", node.input[k]),
+                                t.shape.clone(),
+                            );
+                            ids.push(c);
                         }
                         None => {}
                     }
@@ -998,13 +1229,8 @@ impl Importer {
                 };
                 let w = match &ins[1] {
                     Some(Sym::C(t)) => t.clone(),
-                    _ => {
-                        return Err(self.unsupported(
-                            node,
-                            "MatMul of two activations is not supported (only MatMul by a \
-                             constant weight matrix)",
-                        ))
-                    }
+                    Some(Sym::A(b)) => return attention::start_scores(self, node, x, *b),
+                    None => return Err(self.node_err(node, "missing input 1")),
                 };
                 let xs = self.shape(x).to_vec();
                 let mut ws = w.shape.clone();
@@ -1141,6 +1367,9 @@ impl Importer {
                 self.bind(&out, Sym::A(y));
             }
             "LSTM" | "GRU" | "RNN" => rnn::lower(self, node, ins)?,
+            "Attention" => attention::lower_attention_op(self, node, ins)?,
+            "LayerNormalization" => self.lower_layer_norm(node, ins, &name, &out)?,
+            "Conv" => self.lower_patch_conv(node, ins, &name, &out)?,
             "ReduceMean" | "ReduceSum" => self.lower_reduce(node, ins, &name, &out)?,
             "Shape" | "Size" => unreachable!("handled before"),
             "Erf" => {
@@ -1153,13 +1382,158 @@ impl Importer {
             _ => {
                 return Err(self.unsupported(
                     node,
-                    "Kinglet imports LSTM/GRU/RNN, MatMul/Gemm with constant weights, Add, \
-                     per-feature constant Add/Sub/Mul/Div, Tanh/Sigmoid/Relu/Gelu, Softmax, \
-                     ReduceMean/ReduceSum and shape/slicing ops; re-export the model without \
-                     this op",
+                    "Kinglet imports LSTM/GRU/RNN, MatMul/Gemm with constant weights, \
+                     scaled dot-product attention, LayerNormalization, patch-embedding Conv \
+                     (kernel = stride), Add, per-feature constant Add/Sub/Mul/Div, \
+                     Tanh/Sigmoid/Relu/Gelu, Softmax, ReduceMean/ReduceSum and shape/slicing \
+                     ops; re-export the model without this op",
                 ))
             }
         }
+        Ok(())
+    }
+
+    /// `LayerNormalization` → [`Op::LayerNorm`] over the last axis (the normalized trailing
+    /// axes are flattened into one if there are several).
+    fn lower_layer_norm(
+        &mut self,
+        node: &NodeProto,
+        ins: &[Option<Sym>],
+        name: &str,
+        out: &str,
+    ) -> Result<()> {
+        let x = self.act(node, ins, 0)?;
+        for o in node.output.iter().skip(1) {
+            if !o.is_empty() && self.uses.get(o).copied().unwrap_or(0) > 0 {
+                return Err(self.node_err(node, "the Mean / InvStdDev outputs are used"));
+            }
+        }
+        let shape = self.shape(x).to_vec();
+        let axis = tensor::norm_axis(attr_i(node, "axis").unwrap_or(-1), shape.len())
+            .map_err(ctx!(self, node))?;
+        let d: usize = shape[axis..].iter().product();
+        let vec_of = |t: Option<&Tensor>, default: f32| -> Result<Vec<f32>> {
+            match t {
+                None => Ok(vec![default; d]),
+                Some(t) if t.numel() == 1 => Ok(vec![t.as_f32()[0]; d]),
+                Some(t) if t.numel() == d => Ok(t.as_f32()),
+                Some(t) => bail!(
+                    "scale/bias {:?} does not match the normalized size {d}",
+                    t.shape
+                ),
+            }
+        };
+        let gamma = vec_of(self.opt_cst(node, ins, 1)?, 1.0).map_err(ctx!(self, node))?;
+        let beta = vec_of(self.opt_cst(node, ins, 2)?, 0.0).map_err(ctx!(self, node))?;
+        let eps = tensor::attr_f(node, "epsilon").unwrap_or(1e-5);
+        let mut flat = shape[..axis].to_vec();
+        flat.push(d);
+        let xr = self.reshape(name, x, flat.clone(), &format!("{out}/flat"));
+        let y = self.emit(
+            name,
+            Op::LayerNorm { gamma, beta, eps },
+            vec![xr],
+            out,
+            flat,
+        );
+        let y = self.reshape(name, y, shape, out);
+        self.bind(out, Sym::A(y));
+        Ok(())
+    }
+
+    /// `Conv` with kernel = stride, no padding / dilation / groups (a patch embedding):
+    /// the input is unfolded into patch rows `[patches, C·k…]` (Reshape + Transpose), an `Fc`
+    /// applies the kernel, and a Transpose + Reshape restore `[1, O, spatial…]`.
+    fn lower_patch_conv(
+        &mut self,
+        node: &NodeProto,
+        ins: &[Option<Sym>],
+        name: &str,
+        out: &str,
+    ) -> Result<()> {
+        let x = self.act(node, ins, 0)?;
+        let w = self.cst(node, ins, 1)?.clone();
+        let b = self.opt_cst(node, ins, 2)?.cloned();
+        let xs = self.shape(x).to_vec();
+        let nsp = xs.len().saturating_sub(2);
+        if nsp == 0 || xs[0] != 1 || w.shape.len() != xs.len() || w.shape[1] != xs[1] {
+            return Err(self.node_err(
+                node,
+                format!(
+                    "Conv of {xs:?} with weights {:?} (batch 1 expected)",
+                    w.shape
+                ),
+            ));
+        }
+        let ks: Vec<usize> = w.shape[2..].to_vec();
+        let ints =
+            |a: &str, d: i64, n: usize| tensor::attr_ints(node, a).unwrap_or_else(|| vec![d; n]);
+        let strides = ints("strides", 1, nsp);
+        let pads = ints("pads", 0, 2 * nsp);
+        let dil = ints("dilations", 1, nsp);
+        let group = attr_i(node, "group").unwrap_or(1);
+        let auto_pad = attr_s(node, "auto_pad").unwrap_or_else(|| "NOTSET".into());
+        let kernel_attr = tensor::attr_ints(node, "kernel_shape");
+        let ok = strides.iter().zip(&ks).all(|(&s, &k)| s == k as i64)
+            && pads.iter().all(|&p| p == 0)
+            && dil.iter().all(|&d| d == 1)
+            && group == 1
+            && (auto_pad == "NOTSET" || auto_pad == "VALID")
+            && kernel_attr.is_none_or(|k| k.iter().zip(&ks).all(|(&a, &b)| a == b as i64));
+        if !ok {
+            return Err(self.unsupported(
+                node,
+                &format!(
+                    "only patch-embedding Conv is supported (stride = kernel {ks:?}, no padding,                      no dilation, group 1); got strides {strides:?}, pads {pads:?}, dilations                      {dil:?}, group {group}"
+                ),
+            ));
+        }
+        let c = xs[1];
+        let o_ch = w.shape[0];
+        let outs: Vec<usize> = (0..nsp).map(|i| xs[2 + i] / ks[i]).collect();
+        if outs.contains(&0) {
+            return Err(self.node_err(node, "the kernel is larger than the input"));
+        }
+        // Drop the trailing pixels the strided kernel never reaches.
+        let mut y = x;
+        for i in 0..nsp {
+            let used = outs[i] * ks[i];
+            if used != xs[2 + i] {
+                let idx: Vec<usize> = (0..used).collect();
+                y = self.take(node, y, 2 + i, &idx, &format!("{out}/crop{i}"))?;
+            }
+        }
+        // [C, o1, k1, o2, k2, …] → [o1, o2, …, C, k1, k2, …]
+        let mut split = vec![c];
+        for i in 0..nsp {
+            split.extend([outs[i], ks[i]]);
+        }
+        let y = self.reshape(name, y, split, &format!("{out}/blocks"));
+        let mut perm: Vec<usize> = (0..nsp).map(|i| 1 + 2 * i).collect();
+        perm.push(0);
+        perm.extend((0..nsp).map(|i| 2 + 2 * i));
+        let y = self.permute(name, y, perm, &format!("{out}/patches"));
+        let patches: usize = outs.iter().product();
+        let kk: usize = c * ks.iter().product::<usize>();
+        let y = self.reshape(name, y, vec![patches, kk], &format!("{out}/rows"));
+        let bias = match b {
+            Some(b) if b.numel() == o_ch => b.as_f32(),
+            Some(b) => return Err(self.node_err(node, format!("bias {:?}", b.shape))),
+            None => vec![0.0; o_ch],
+        };
+        let fc = Op::Fc {
+            w: w.as_f32(),
+            b: bias,
+            n: o_ch,
+            k: kk,
+            relu: false,
+        };
+        let y = self.emit(name, fc, vec![y], &format!("{out}/fc"), vec![patches, o_ch]);
+        let y = self.permute(name, y, vec![1, 0], &format!("{out}/channels"));
+        let mut shape = vec![1, o_ch];
+        shape.extend(&outs);
+        let y = self.reshape(name, y, shape, out);
+        self.bind(out, Sym::A(y));
         Ok(())
     }
 
@@ -1174,12 +1548,46 @@ impl Importer {
         } else if big.windows(2).all(|w| w[0] < w[1]) {
             self.emit(name, Op::Reshape, vec![x], out, new_shape)
         } else {
-            self.emit(name, Op::Transpose { perm }, vec![x], out, new_shape)
+            // The same data movement with size-1 axes dropped and axes that stay adjacent
+            // merged (the lowest-rank Transpose), between Reshapes.
+            let mut groups: Vec<Vec<usize>> = Vec::new(); // input axes, in output order
+            for &p in &big {
+                match groups.last_mut() {
+                    Some(g) if *g.last().unwrap() + 1 == p => g.push(p),
+                    _ => groups.push(vec![p]),
+                }
+            }
+            let mut order: Vec<usize> = (0..groups.len()).collect();
+            order.sort_by_key(|&g| groups[g][0]);
+            let in_shape: Vec<usize> = order
+                .iter()
+                .map(|&g| groups[g].iter().map(|&a| shape[a]).product())
+                .collect();
+            let small_perm: Vec<usize> = (0..groups.len())
+                .map(|g| order.iter().position(|&o| o == g).unwrap())
+                .collect();
+            if in_shape == shape {
+                return self.emit(name, Op::Transpose { perm }, vec![x], out, new_shape);
+            }
+            let t_shape: Vec<usize> = small_perm.iter().map(|&p| in_shape[p]).collect();
+            let r = self.reshape(name, x, in_shape, &format!("{out}/in"));
+            let t = self.emit(
+                name,
+                Op::Transpose { perm: small_perm },
+                vec![r],
+                &format!("{out}/t"),
+                t_shape,
+            );
+            self.emit(name, Op::Reshape, vec![t], out, new_shape)
         }
     }
 
-    /// `ReduceMean` / `ReduceSum` of an activation: the reduced axes are moved last and
-    /// flattened, then an `Fc` with one output and constant weights `1/R` (or 1) sums them.
+    /// `ReduceMean` / `ReduceSum` of an activation. A `ReduceMean` over contiguous axes that do
+    /// not include the last one (a mean over tokens) becomes [`Op::Mean`] (output keeps the
+    /// reduced axis as size 1; several axes are first merged by a Reshape), followed by a
+    /// Reshape to the ONNX shape. Otherwise (a reduction over the last axis, `ReduceSum`), the
+    /// reduced axes are moved last and flattened, then an `Fc` with one output and constant
+    /// weights `1/R` (or 1) sums them.
     fn lower_reduce(
         &mut self,
         node: &NodeProto,
@@ -1200,6 +1608,28 @@ impl Importer {
         let keep = attr_i(node, "keepdims").unwrap_or(1) != 0;
         let kept: Vec<usize> = (0..rank).filter(|d| !axes.contains(d)).collect();
         let r: usize = axes.iter().map(|&a| shape[a]).product();
+        let final_shape: Vec<usize> = if keep {
+            (0..rank)
+                .map(|d| if axes.contains(&d) { 1 } else { shape[d] })
+                .collect()
+        } else {
+            kept.iter().map(|&d| shape[d]).collect()
+        };
+        let mut sorted = axes.clone();
+        sorted.sort_unstable();
+        let contiguous = sorted.windows(2).all(|w| w[1] == w[0] + 1);
+        if node.op_type == "ReduceMean" && contiguous && !sorted.contains(&(rank - 1)) {
+            let a0 = sorted[0];
+            let mut merged = shape[..a0].to_vec();
+            merged.push(r);
+            merged.extend_from_slice(&shape[sorted[sorted.len() - 1] + 1..]);
+            let y = self.reshape(name, x, merged.clone(), &format!("{out}/merged"));
+            merged[a0] = 1;
+            let y = self.emit(name, Op::Mean { axis: a0 }, vec![y], out, merged);
+            let y = self.reshape(name, y, final_shape, out);
+            self.bind(out, Sym::A(y));
+            return Ok(());
+        }
         let perm: Vec<usize> = kept.iter().chain(axes.iter()).copied().collect();
         let y = self.permute(name, x, perm, &format!("{out}/permuted"));
         let mut flat: Vec<usize> = kept.iter().map(|&d| shape[d]).collect();
@@ -1219,13 +1649,6 @@ impl Importer {
             relu: false,
         };
         let y = self.emit(name, op, vec![y], &format!("{out}/sum"), flat);
-        let final_shape: Vec<usize> = if keep {
-            (0..rank)
-                .map(|d| if axes.contains(&d) { 1 } else { shape[d] })
-                .collect()
-        } else {
-            kept.iter().map(|&d| shape[d]).collect()
-        };
         let y = self.reshape(name, y, final_shape, out);
         self.g.values[y].name = out.to_string();
         self.bind(out, Sym::A(y));
@@ -1452,6 +1875,39 @@ impl Importer {
                     && (c.numel() == 1
                         || (c.shape.last() == Some(&nf)
                             && c.shape[..c.shape.len() - 1].iter().all(|&d| d == 1)));
+                let same = shape.iter().product::<usize>() == xs.iter().product::<usize>();
+                if !per_feature
+                    && same
+                    && !shape.is_empty()
+                    && (op == "Add" || (op == "Sub" && x_first))
+                {
+                    // A constant that varies along other axes (positional embedding): a
+                    // Constant node and an Add.
+                    let sign = if op == "Sub" { -1.0 } else { 1.0 };
+                    let trim = |v: &[usize]| -> Vec<usize> {
+                        v.iter().copied().skip_while(|&d| d == 1).collect()
+                    };
+                    let (ct, xt) = (trim(&c.shape), trim(&xs));
+                    let (cshape, data) = if xt.len() >= ct.len() && xt[xt.len() - ct.len()..] == ct
+                    {
+                        (c.shape.clone(), c.as_f32())
+                    } else {
+                        let idx = tensor::broadcast_index(&c.shape, &shape);
+                        let cv = c.as_f32();
+                        (shape.clone(), idx.iter().map(|&i| cv[i]).collect())
+                    };
+                    let data = data.iter().map(|v| sign * v).collect();
+                    let cid = self.emit(
+                        name,
+                        Op::Constant { data },
+                        vec![],
+                        &format!("{out}/const"),
+                        cshape,
+                    );
+                    let y = self.emit(name, Op::Add, vec![x, cid], out, shape);
+                    self.bind(out, Sym::A(y));
+                    return Ok(());
+                }
                 if !per_feature || shape.is_empty() {
                     return Err(self.unsupported(
                         node,
@@ -1550,15 +2006,65 @@ impl Importer {
     }
 }
 
+/// Turns a Reshape / Transpose node into a Reshape of an earlier value when the chain of
+/// Reshapes and Transposes between them moves no data (e.g. the heads split and merged again
+/// around attention, or a patch-embedding Conv's channel-first output flattened and
+/// transposed back to tokens).
+fn cancel_transposes(g: &mut Graph) {
+    let mut producer: Vec<Option<usize>> = vec![None; g.values.len()];
+    for (i, n) in g.nodes.iter().enumerate() {
+        producer[n.output] = Some(i);
+    }
+    for i in 0..g.nodes.len() {
+        let mut moved = match &g.nodes[i].op {
+            Op::Transpose { .. } => true,
+            Op::Reshape => false,
+            _ => continue,
+        };
+        let mut cur = g.nodes[i].inputs[0];
+        let mut map: Vec<usize> = match &g.nodes[i].op {
+            Op::Transpose { perm } => tensor::transpose_index(&g.values[cur].shape, perm),
+            _ => (0..g.values[cur].numel()).collect(),
+        };
+        let mut best = None;
+        loop {
+            if moved && map.iter().enumerate().all(|(k, &j)| k == j) {
+                best = Some(cur);
+            }
+            let Some(p) = producer[cur] else { break };
+            let x = match g.nodes[p].inputs.first() {
+                Some(&x) => x,
+                None => break,
+            };
+            match &g.nodes[p].op {
+                Op::Reshape => {}
+                Op::Transpose { perm } => {
+                    let idx = tensor::transpose_index(&g.values[x].shape, perm);
+                    map = map.iter().map(|&j| idx[j]).collect();
+                    moved = true;
+                }
+                _ => break,
+            }
+            cur = x;
+        }
+        if let Some(src) = best {
+            g.nodes[i].op = Op::Reshape;
+            g.nodes[i].inputs[0] = src;
+        }
+    }
+}
+
 /// Collapses reshape chains, reads slices of concatenations straight from the concatenated
 /// input, drops identity reshapes / slices, removes dead nodes and unused values.
 fn finalize(mut g: Graph) -> Graph {
+    cancel_transposes(&mut g);
     let nv = g.values.len();
     let mut producer: Vec<Option<usize>> = vec![None; nv];
     for (i, n) in g.nodes.iter().enumerate() {
         producer[n.output] = Some(i);
     }
     let mut subst: Vec<ValueId> = (0..nv).collect();
+    let mut views: HashMap<(ValueId, Vec<usize>), ValueId> = HashMap::new();
     for i in 0..g.nodes.len() {
         let inputs: Vec<ValueId> = g.nodes[i].inputs.iter().map(|&x| subst[x]).collect();
         g.nodes[i].inputs = inputs;
@@ -1577,6 +2083,15 @@ fn finalize(mut g: Graph) -> Graph {
                 g.nodes[i].inputs[0] = src;
                 if g.values[src].shape == g.values[out].shape && !is_output {
                     subst[out] = src;
+                } else if !is_output {
+                    // The same view of the same value twice: keep the first.
+                    let key = (src, g.values[out].shape.clone());
+                    match views.get(&key) {
+                        Some(&v) => subst[out] = v,
+                        None => {
+                            views.insert(key, out);
+                        }
+                    }
                 }
             }
             Op::Slice {

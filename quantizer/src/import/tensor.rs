@@ -1191,6 +1191,41 @@ pub fn eval_node(node: &NodeProto, opset: i64, inputs: &[Option<Tensor>]) -> Res
         "ReduceSum" | "ReduceMean" | "ReduceProd" | "ReduceMax" | "ReduceMin" => {
             one(reduce(op, node, opset, inputs)?)
         }
+        "Trilu" => {
+            let a = req(inputs, 0)?;
+            let k = match inputs.get(1) {
+                Some(Some(t)) => *t.as_i64()?.first().context("empty Trilu k")?,
+                _ => 0,
+            };
+            let upper = attr_i(node, "upper").unwrap_or(1) != 0;
+            let r = a.shape.len();
+            ensure!(r >= 2, "Trilu of a rank-{r} tensor");
+            let (rows, cols) = (a.shape[r - 2] as i64, a.shape[r - 1] as i64);
+            let keep = |n: usize| {
+                let n = n as i64;
+                let (i, j) = ((n / cols) % rows, n % cols);
+                if upper {
+                    j - i >= k
+                } else {
+                    j - i <= k
+                }
+            };
+            let data = match &a.data {
+                Data::F(v) => Data::F(
+                    v.iter()
+                        .enumerate()
+                        .map(|(n, &x)| if keep(n) { x } else { 0.0 })
+                        .collect(),
+                ),
+                Data::I(v) => Data::I(
+                    v.iter()
+                        .enumerate()
+                        .map(|(n, &x)| if keep(n) { x } else { 0 })
+                        .collect(),
+                ),
+            };
+            one(a.with_data(a.shape.clone(), data))
+        }
         "Gemm" => {
             let (a, b) = (req(inputs, 0)?, req(inputs, 1)?);
             ensure!(
