@@ -315,6 +315,19 @@ fn inspect(m: &kinglet::Model<'_>, json: bool) {
             o["tensors"]
         );
     }
+    for o in (0..m.n_ops()).filter_map(|i| m.op(i)) {
+        if o.opcode() == kinglet::format::OP_ATTENTION {
+            let p: Vec<i32> = o.params().collect();
+            let (tq, tk, heads) = (p[1] as usize, p[2] as usize, p[3] as usize);
+            println!(
+                "  attention op {}: scores need {} bytes of scratch (one row of {tk} i32); \
+                 a naive plan holding T×T×heads i32 scores would need {} bytes",
+                o.index(),
+                tk * 4,
+                tq * tk * heads * 4
+            );
+        }
+    }
     println!("\ntensors:");
     println!(
         "  {:<3} {:<32} {:<5} {:<10} {:<18} {:>7} {:>7} {:>12} {:>5}",

@@ -4,17 +4,22 @@
 use kinglet_quantizer::{npy, quantize_model, validate};
 use std::path::{Path, PathBuf};
 
+/// Recurrent fixtures (`models/fixtures`) and Transformer / ViT fixtures (`models/fixtures_tf`).
 fn fixtures() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&root)
-        .expect("models/fixtures exists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("model.onnx").exists())
-        .collect();
+    let mut v: Vec<PathBuf> = Vec::new();
+    for dir in ["../models/fixtures", "../models/fixtures_tf"] {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        v.extend(
+            std::fs::read_dir(&root)
+                .expect("fixture folder exists")
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("model.onnx").exists()),
+        );
+    }
     v.sort();
     assert!(
-        v.len() >= 14,
-        "expected the 14 committed fixtures, found {}",
+        v.len() >= 21,
+        "expected the 14 recurrent and 7 Transformer fixtures, found {}",
         v.len()
     );
     v
