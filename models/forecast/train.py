@@ -73,12 +73,46 @@ class Forecaster(nn.Module):
         out, _ = self.rnn(x)
         return self.head(out[:, -1])
 
+    def forward_fq(self, x, scale: float, qmax: int = 127):
+        """The same model with the recurrent state `h` fake-quantized to int8 (`scale`, zero point
+        0) after every step, as Kinglet's int8 GRU/LSTM keeps it; straight-through gradients.
+        Single layer only. Used for quantization-aware fine-tuning of the GRU, whose only state
+        is `h` (the LSTM keeps its memory in the int16 cell `c`)."""
+        assert self.rnn.num_layers == 1 and isinstance(self.rnn, nn.GRU)
+        r = self.rnn
+        hsz = r.hidden_size
+        gx = x @ r.weight_ih_l0.T + r.bias_ih_l0          # [B, T, 3H], PyTorch gate order r, z, n
+        h = x.new_zeros(x.shape[0], hsz)
+        for t in range(x.shape[1]):
+            gh = h @ r.weight_hh_l0.T + r.bias_hh_l0
+            rg = torch.sigmoid(gx[:, t, :hsz] + gh[:, :hsz])
+            z = torch.sigmoid(gx[:, t, hsz:2 * hsz] + gh[:, hsz:2 * hsz])
+            n = torch.tanh(gx[:, t, 2 * hsz:] + rg * gh[:, 2 * hsz:])
+            h = (1 - z) * n + z * h
+            hq = torch.clamp(torch.round(h / scale), -qmax - 1, qmax) * scale
+            h = h + (hq - h).detach()
+        return self.head(h)
+
 
 @torch.no_grad()
 def predict(model: nn.Module, x: np.ndarray, batch: int = 512) -> np.ndarray:
     model.eval()
     return np.concatenate([model(torch.from_numpy(x[i:i + batch])).numpy()
                            for i in range(0, len(x), batch)])
+
+
+@torch.no_grad()
+def state_precision_sim(model: "Forecaster", x: np.ndarray, y: np.ndarray) -> dict:
+    """Test MSE of the float GRU with only its state h rounded to a b-bit grid over [-1, 1)
+    after every step (everything else float), for b = 8, 10, 12, 16."""
+    model.eval()
+    res = {}
+    for bits in (8, 10, 12, 16):
+        q = 2 ** (bits - 1)
+        p = np.concatenate([model.forward_fq(torch.from_numpy(x[i:i + 512]), 1.0 / q, q - 1).numpy()
+                            for i in range(0, len(x), 512)])
+        res[f"int{bits}"] = mse_mae(p, y)[0]
+    return res
 
 
 def mse_mae(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -127,6 +161,10 @@ def main() -> None:
                    help="path to a built `kinglet` binary (default: cargo run --release -p "
                         "kinglet-quantizer --); pass --no-kinglet to skip quantize/validate")
     p.add_argument("--no-kinglet", action="store_true")
+    p.add_argument("--qat-epochs", type=int, default=None,
+                   help="epochs of fine-tuning with the GRU state h fake-quantized to int8 "
+                        "(default 8 for --cell gru, 0 for lstm)")
+    p.add_argument("--qat-lr", type=float, default=3e-4)
     p.add_argument("--readme-only", action="store_true",
                    help="only rewrite README.md from the folder's meta.json (no training)")
     args = p.parse_args()
@@ -184,9 +222,54 @@ def main() -> None:
             bad += 1
             if bad >= args.patience:
                 break
-    train_seconds = time.time() - t0
     model.load_state_dict(best_state)
     model.eval()
+    float_res = {k: mse_mae(predict(model, data[k][0]), data[k][1]) for k in ("val", "test")}
+
+    # Quantization-aware fine-tuning of the GRU: Kinglet keeps the GRU state h in int8 (scale
+    # 1/128 for h in [-1, 1]) between steps, and small updates of h below half a step are lost.
+    qat_epochs = args.qat_epochs if args.qat_epochs is not None else (8 if args.cell == "gru" else 0)
+    qat_history = []
+    if qat_epochs > 0:
+        hscale = 1.0 / 128
+        def predict_fq(x, batch=512):
+            with torch.no_grad():
+                return np.concatenate([model.forward_fq(torch.from_numpy(x[i:i + batch]), hscale).numpy()
+                                       for i in range(0, len(x), batch)])
+        fq_best = mse_mae(predict_fq(xva), yva)[0]
+        print(f"float model, h fake-quantized: val mse {fq_best:.4f}", flush=True)
+        qat_history.append(dict(epoch=0, val_mse_fq=fq_best))
+        best_state = copy.deepcopy(model.state_dict())
+        opt = torch.optim.Adam(model.parameters(), lr=args.qat_lr)
+        for epoch in range(1, qat_epochs + 1):
+            model.train()
+            perm = torch.randperm(len(xtr), generator=g)
+            tot = 0.0
+            for i in range(0, len(perm), args.batch):
+                b = perm[i:i + args.batch]
+                loss = nn.functional.mse_loss(model.forward_fq(xtr[b], hscale), ytr[b])
+                opt.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                tot += loss.item() * len(b)
+            model.eval()
+            v_fq = mse_mae(predict_fq(xva), yva)[0]
+            v_fl = mse_mae(predict(model, xva), yva)[0]
+            qat_history.append(dict(epoch=epoch, train_mse_fq=tot / len(xtr), val_mse_fq=v_fq,
+                                    val_mse_float=v_fl))
+            print(f"qat epoch {epoch:2d} train {tot / len(xtr):.4f} val mse: h int8 {v_fq:.4f}, "
+                  f"float {v_fl:.4f} ({time.time() - t0:.0f} s)", flush=True)
+            if v_fq < fq_best - 1e-5:
+                fq_best, best_state = v_fq, copy.deepcopy(model.state_dict())
+        model.load_state_dict(best_state)
+        model.eval()
+    train_seconds = time.time() - t0
+    if args.cell == "gru" and args.layers == 1:
+        meta_state_sim = state_precision_sim(model, xte, yte)
+        print("test MSE with the GRU state h rounded every step:", meta_state_sim)
+    else:
+        meta_state_sim = None
 
     xte, yte = data["test"]
     res = {k: mse_mae(predict(model, data[k][0]), data[k][1]) for k in ("train", "val", "test")}
@@ -222,6 +305,11 @@ def main() -> None:
         torch_mse={k: v[0] for k, v in res.items()}, torch_mae={k: v[1] for k, v in res.items()},
         onnxruntime_vs_torch_max_abs_diff=ort_diff,
         best_epoch=best_epoch, epochs_run=len(history), train_seconds=round(train_seconds, 1),
+        before_qat=dict(val_mse=float_res["val"][0], test_mse=float_res["test"][0],
+                        test_mae=float_res["test"][1]) if qat_epochs > 0 else None,
+        qat_epochs=qat_epochs, qat_lr=args.qat_lr if qat_epochs > 0 else None,
+        qat_history=qat_history,
+        state_precision_sim_test_mse=meta_state_sim,
         hparams=dict(cell=args.cell, hidden=args.hidden, layers=args.layers, batch=args.batch, lr=args.lr,
                      max_epochs=args.epochs, patience=args.patience, seed=args.seed,
                      threads=args.threads),
@@ -268,6 +356,29 @@ int8 vs float: test MSE {drop:+.2f} %, SQNR of the int8 output against the float
     else:
         results = "(not quantized: run without `--no-kinglet`)"
     tm = meta["torch_mse"]
+    sim = meta.get("state_precision_sim_test_mse")
+    if v and sim and v["mse_int8"] > 1.02 * v["mse_float"]:
+        pre = meta.get("investigation_before_qat")
+        pre_txt = "" if not pre else f""" Before the fine-tuning, the same GRU
+(float training only) gave tract float {pre['tract_float_test_mse']:.4f} and Kinglet int8
+{pre['kinglet_int8_test_mse']:.4f} ({100 * (pre['kinglet_int8_test_mse'] / pre['tract_float_test_mse'] - 1):+.0f} %, SQNR
+{pre['sqnr_db']:.1f} dB); with its h rounded to int8 in float it gave
+{pre['state_precision_sim_test_mse']['int8']:.4f}, to int10 {pre['state_precision_sim_test_mse']['int10']:.4f}, to int12
+{pre['state_precision_sim_test_mse']['int12']:.4f}; clipping the output to its int8 range changed nothing
+({pre['output_clipping_test_mse']:.4f}), and the calibration windows cover the test inputs (test z in
+[-2.27, -0.26], calibration [-2.31, 3.15])."""
+        results += f"""
+
+**The int8 MSE is not within 2 % of float.** The cause is the GRU's recurrent state: Kinglet
+keeps `h` in int8 (scale about 1/128) from step to step, and over 96 steps the updates of `h`
+smaller than half a step are lost. The LSTM does not suffer from this because its memory is
+the int16 cell `c`. Running this float model in PyTorch with only `h` rounded after every step
+gives test MSE {sim['int8']:.4f} (int8), {sim['int10']:.4f} (int10), {sim['int12']:.4f} (int12) and
+{sim['int16']:.4f} (int16), against {v['mse_float']:.4f} in float. So the int8 state alone accounts
+for Kinglet's gap, and a state of 10 bits or more would close it. The model was therefore
+fine-tuned for {meta['qat_epochs']} epochs with `h` fake-quantized to int8 (straight-through, lr
+{meta['qat_lr']}), keeping the epoch with the best validation MSE under int8 `h`. On validation
+that brings the int8-`h` MSE to the float level, but on the test months the gap remains.{pre_txt}"""
     text = f"""# ETTh1 forecaster: {cell}
 
 {meta['arch']}, trained on ETTh1 `OT` (oil temperature, univariate): the last {SEQ_LEN} hourly

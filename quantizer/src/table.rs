@@ -14,8 +14,11 @@ pub const TABLE_BEGIN: &str = "<!-- table:begin -->";
 /// End marker of the generated region in `models/README.md`.
 pub const TABLE_END: &str = "<!-- table:end -->";
 
-/// Folders under `models/` never listed (test fixtures, not example models).
-const SKIP: &[&str] = &["fixtures"];
+/// Folders under `models/` never listed: test fixtures (`fixtures`, `fixtures_*`), not example
+/// models.
+fn skipped(name: &str) -> bool {
+    name == "fixtures" || name.starts_with("fixtures_")
+}
 
 /// Published figures shown beside the models trained on the same data set:
 /// `(data set key, model, task, metric cell)`.
@@ -142,8 +145,8 @@ pub fn model_row(dir: &Path) -> Result<Row> {
         .unwrap_or_default();
     let onnx = dir.join("model.onnx");
     let kgl_path = dir.join("model.kgl");
-    let kgl = std::fs::read(&kgl_path)
-        .with_context(|| format!("cannot read {}", kgl_path.display()))?;
+    let kgl =
+        std::fs::read(&kgl_path).with_context(|| format!("cannot read {}", kgl_path.display()))?;
     let model = kinglet::Model::parse(&kgl)
         .map_err(|e| anyhow!("{}: invalid model file: {e}", kgl_path.display()))?;
     let counts = counts(&model).with_context(|| format!("counting {}", kgl_path.display()))?;
@@ -178,38 +181,45 @@ pub fn model_row(dir: &Path) -> Result<Row> {
             .map(str::to_owned)
     };
     let n = r.samples;
-    let (task, float, int8, drop) = match (r.accuracy_float, r.accuracy_int8, r.mse_float, r.mse_int8)
-    {
-        (Some(f), Some(q), _, _) => {
-            let classes = model
-                .output(0)
-                .map(|o| o.dims()[o.rank().max(1) - 1])
-                .unwrap_or(0);
-            let per_step = labels.as_ref().is_some_and(|l| l.1.len() > n);
-            let kind = if per_step { "per-step classification" } else { "classification" };
-            (
-                format!("{kind}, {classes} classes"),
-                format!("top-1 {:.2} %", f * 100.0),
-                format!("top-1 {:.2} %", q * 100.0),
-                format!("{:+.2} pp", (q - f) * 100.0),
-            )
-        }
-        (_, _, Some(f), Some(q)) => {
-            let (fa, qa) = (r.mae_float.unwrap_or(f64::NAN), r.mae_int8.unwrap_or(f64::NAN));
-            (
-                "regression".to_owned(),
-                format!("MSE {f:.4}, MAE {fa:.4}"),
-                format!("MSE {q:.4}, MAE {qa:.4}"),
-                format!("MSE {:+.2} %", (q / f - 1.0) * 100.0),
-            )
-        }
-        _ => (
-            "no labels or targets".to_owned(),
-            "–".to_owned(),
-            format!("SQNR {:.1} dB", r.sqnr_db),
-            "–".to_owned(),
-        ),
-    };
+    let (task, float, int8, drop) =
+        match (r.accuracy_float, r.accuracy_int8, r.mse_float, r.mse_int8) {
+            (Some(f), Some(q), _, _) => {
+                let classes = model
+                    .output(0)
+                    .map(|o| o.dims()[o.rank().max(1) - 1])
+                    .unwrap_or(0);
+                let per_step = labels.as_ref().is_some_and(|l| l.1.len() > n);
+                let kind = if per_step {
+                    "per-step classification"
+                } else {
+                    "classification"
+                };
+                (
+                    format!("{kind}, {classes} classes"),
+                    format!("top-1 {:.2} %", f * 100.0),
+                    format!("top-1 {:.2} %", q * 100.0),
+                    format!("{:+.2} pp", (q - f) * 100.0),
+                )
+            }
+            (_, _, Some(f), Some(q)) => {
+                let (fa, qa) = (
+                    r.mae_float.unwrap_or(f64::NAN),
+                    r.mae_int8.unwrap_or(f64::NAN),
+                );
+                (
+                    "regression".to_owned(),
+                    format!("MSE {f:.4}, MAE {fa:.4}"),
+                    format!("MSE {q:.4}, MAE {qa:.4}"),
+                    format!("MSE {:+.2} %", (q / f - 1.0) * 100.0),
+                )
+            }
+            _ => (
+                "no labels or targets".to_owned(),
+                "–".to_owned(),
+                format!("SQNR {:.1} dB", r.sqnr_db),
+                "–".to_owned(),
+            ),
+        };
     let task = match meta_str("description") {
         Some(d) => d,
         None => task,
@@ -235,7 +245,7 @@ pub fn model_dirs(models_dir: &Path) -> Result<Vec<PathBuf>> {
     for e in entries {
         let p = e?.path();
         let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
-        if !p.is_dir() || name.as_deref().is_some_and(|n| SKIP.contains(&n)) {
+        if !p.is_dir() || name.as_deref().is_some_and(skipped) {
             continue;
         }
         if ["model.onnx", "model.kgl", "test.npy"]
@@ -312,7 +322,7 @@ pub fn render(rows: &[Row]) -> String {
     s
 }
 
-/// Validates every model folder under `models_dir` (skipping `fixtures`) and returns the
+/// Validates every model folder under `models_dir` (skipping `fixtures` and `fixtures_*`) and returns the
 /// Markdown table.
 pub fn models_table(models_dir: &Path) -> Result<String> {
     let dirs = model_dirs(models_dir)?;
@@ -333,7 +343,7 @@ const README_HEAD: &str = "# Example models\n\
 \n\
 Each folder holds a float ONNX model (`model.onnx`), its int8 Kinglet file (`model.kgl`, from \
 `kinglet quantize`), calibration and test data, and a README with the recipe and the data \
-attribution. `models/fixtures/` holds small test fixtures and is not listed here.\n\
+attribution. The test fixtures (`models/fixtures/`, `models/fixtures_*/`) are not listed here.\n\
 \n\
 The table below is generated by `kinglet table` (`kinglet_quantizer::table`), which validates \
 every model on its test set; do not edit it by hand.\n\
