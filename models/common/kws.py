@@ -241,7 +241,7 @@ def onnxruntime_logits(path: Path, x: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 # The whole recipe
 # ----------------------------------------------------------------------------------------------
-def main(cell: str, default_hidden: int, default_out: str) -> None:
+def main(cell: str, default_hidden: int, default_out: str, demo_clips: bool = False) -> None:
     p = argparse.ArgumentParser(description=f"Train the {cell.upper()} keyword spotter on "
                                 "Speech Commands (12 classes), features from `kinglet features`.")
     p.add_argument("--data", default="../shared/data/speech_commands",
@@ -252,8 +252,8 @@ def main(cell: str, default_hidden: int, default_out: str) -> None:
                         "kinglet-quantizer --)")
     p.add_argument("--out", default=default_out, help="output folder (relative to the repo root)")
     p.add_argument("--hidden", type=int, default=default_hidden)
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--aug-copies", type=int, default=8,
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--aug-copies", type=int, default=4,
                    help="augmented copies of each training clip")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -384,29 +384,39 @@ def main(cell: str, default_hidden: int, default_out: str) -> None:
     )
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
-    # 6. Demo clips (GRU folder only asks for them; any model may write them).
+    # 6. Demo clips (only one model folder carries them, to keep the committed data small).
     clips = out / "clips"
     if clips.exists():
         shutil.rmtree(clips)
     picked = []
-    for k, c in enumerate(CLASSES):
-        cand = [files[i] for i in idx["test"] if y_all[i] == k][:2]
+    used_speakers: set[str] = set()
+    for k, c in enumerate(CLASSES if demo_clips else []):
+        # The first two clips (by file name) of speakers not yet picked, for variety.
+        pool = [i for i in idx["test"] if y_all[i] == k]
+        fresh = [i for i in pool if speakers[i] not in used_speakers]
+        chosen = []
+        for i in fresh + pool:
+            if len(chosen) < 2 and i not in chosen and all(speakers[i] != speakers[j] for j in chosen):
+                chosen.append(i)
+        used_speakers.update(speakers[i] for i in chosen)
+        cand = [files[i] for i in chosen]
         (clips / c).mkdir(parents=True)
         for f in cand:
             shutil.copy(f, clips / c / Path(f).name)
             picked.append(f"{c}/{Path(f).name}")
-    (clips / "README.md").write_text(
-        "# Demo clips\n\nTwo clips per class from the held-out TEST speakers of the split described "
-        "in ../README.md, copied unmodified (16 kHz mono 16-bit WAV) from the Speech Commands "
-        "v0.02 test set.\n\nLicence: CC BY 4.0. Attribution: " + ATTRIBUTION + "\n\n"
-        + "\n".join(f"- `{p}`" for p in picked) + "\n")
-    write_readme(out, meta, cell, args)
+    if demo_clips:
+        (clips / "README.md").write_text(
+            "# Demo clips\n\nTwo clips per class from the held-out TEST speakers of the split described "
+            "in ../README.md, copied unmodified (16 kHz mono 16-bit WAV) from the Speech Commands "
+            "v0.02 test set.\n\nLicence: CC BY 4.0. Attribution: " + ATTRIBUTION + "\n\n"
+            + "\n".join(f"- `{p}`" for p in picked) + "\n")
+    write_readme(out, meta, cell, args, demo_clips)
     print(f"wrote {out} in {time.time() - t_start:.0f} s", flush=True)
     if work_ctx is not None:
         work_ctx.cleanup()
 
 
-def write_readme(out: Path, meta: dict, cell: str, args) -> None:
+def write_readme(out: Path, meta: dict, cell: str, args, demo_clips: bool) -> None:
     rel = out.relative_to(REPO) if out.is_relative_to(REPO) else out
     s = meta["split"]
     pc = " | ".join(f"{c} {100 * a:.0f}" for c, a in meta["per_class_test_accuracy"].items())
@@ -470,7 +480,7 @@ validation accuracy is kept (epoch {meta['best_epoch']}). Seed {meta['seed']}.
 | `test.npy`, `labels.npy` | float32 `[{meta['test_samples']}, 49, 40]` and int64 `[{meta['test_samples']}]`, all test-speaker clips |
 | `labels.txt` | class names, one per line, in label order |
 | `meta.json` | everything above as JSON (accuracies, split, margins, versions) |
-| `clips/` | two WAV clips per class from test speakers (for the demo), with attribution |
+{"| `clips/` | two WAV clips per class from test speakers (for the demo), with attribution |" if demo_clips else ""}
 
 ## Reproduce
 

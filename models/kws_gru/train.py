@@ -13,4 +13,4 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
 import kws  # noqa: E402
 
 if __name__ == "__main__":
-    kws.main(cell="gru", default_hidden=64, default_out="models/kws_gru")
+    kws.main(cell="gru", default_hidden=64, default_out="models/kws_gru", demo_clips=True)

@@ -27,8 +27,9 @@ Two forms:
 
 Output: float32 .npy of shape [N, 49, 40]. WAVs must be 16 kHz mono; 8/16/24/32-bit integer
 and 32-bit float samples are converted to 16-bit first (as a device's microphone driver would).
-Speaker ids (--speakers-out) are the part of the file name before `_nohash_` (Speech Commands
-naming), or the whole file stem when there is none: split data by speaker, never by file.")]
+Speaker ids (--speakers-out) are the part of the file name before `_nohash_` without a `<word>_`
+prefix (Speech Commands naming: `0a7c2a8d_nohash_3.wav`, `bed_0a7c2a8d_nohash_0.wav.wav`), or the
+whole file stem when there is none: split data by speaker, never by file.")]
 pub struct FeaturesArgs {
     /// One directory with a sub-folder per class (needs --classes), or one or more WAV files.
     #[arg(required = true, value_name = "DIR | FILE.wav...")]
@@ -241,14 +242,17 @@ pub fn read_wav_16k_mono(path: &Path) -> Result<Vec<i16>> {
     Ok(samples)
 }
 
-/// The speaker id of a Speech Commands file name (`<speaker>_nohash_<n>.wav`), or the file stem.
+/// The speaker id of a Speech Commands file name: the part before `_nohash_` without any
+/// `<word>_` prefix (`yes/0a7c2a8d_nohash_3.wav` and the test set's
+/// `_unknown_/bed_0a7c2a8d_nohash_0.wav.wav` are both speaker `0a7c2a8d`), or the file stem
+/// when the name has no `_nohash_`.
 pub fn speaker_id(path: &Path) -> String {
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     match stem.find("_nohash_") {
-        Some(i) => stem[..i].to_string(),
+        Some(i) => stem[..i].rsplit('_').next().unwrap_or_default().to_string(),
         None => stem,
     }
 }
@@ -336,6 +340,10 @@ mod tests {
 
     #[test]
     fn speaker_ids() {
+        assert_eq!(
+            speaker_id(Path::new("_unknown_/bed_0a7c2a8d_nohash_0.wav.wav")),
+            "0a7c2a8d"
+        );
         assert_eq!(
             speaker_id(Path::new("a/yes/0a7c2a8d_nohash_3.wav")),
             "0a7c2a8d"
