@@ -6,6 +6,7 @@ pub mod features;
 pub mod float_eval;
 pub mod import;
 pub mod ir;
+pub mod kws;
 pub mod npy;
 pub mod oracle;
 pub mod plan;

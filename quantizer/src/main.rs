@@ -84,10 +84,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Keyword spotting on WAV files: whole clips, or streamed hop by hop with --stream.
+    Kws(kinglet_quantizer::kws::KwsArgs),
     /// Quantize the bundled model, validate it against tract and run it.
     Demo {
         /// Folder with model.onnx, calib.npy, test.npy and labels.npy or targets.npy.
-        #[arg(long, default_value = "models/fixtures/gru_legacy_o17")]
+        #[arg(long, default_value = "models/kws_gru")]
         dir: PathBuf,
     },
     /// Compute log-mel features from 16 kHz WAV files (the runtime's front-end).
@@ -265,6 +267,7 @@ fn real_main(cli: Cli) -> Result<()> {
             inspect(&m, json);
         }
         Cmd::Demo { dir } => demo(&dir)?,
+        Cmd::Kws(args) => kinglet_quantizer::kws::kws_cmd(args)?,
         Cmd::Features(args) => kinglet_quantizer::features::features_cmd(args)?,
         Cmd::Table { dir } => {
             let path = kinglet_quantizer::table::write_models_readme(&dir)?;
