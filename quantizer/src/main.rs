@@ -402,7 +402,40 @@ fn demo(dir: &Path) -> Result<()> {
     if let (Some(f), Some(i)) = (r.mse_float, r.mse_int8) {
         println!("   MSE: float (tract) {f:.5}, int8 (Kinglet) {i:.5}");
     }
-    println!("== run on the host (reference kernels)");
+    let clips_dir = dir.join("clips");
+    if clips_dir.is_dir() {
+        let classes: Vec<String> = std::fs::read_to_string(dir.join("labels.txt"))
+            .context("the model folder has clips/ but no labels.txt")?
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        let (mut n, mut ok) = (0, 0);
+        for (ci, class) in classes.iter().enumerate() {
+            let Ok(entries) = std::fs::read_dir(clips_dir.join(class)) else {
+                continue;
+            };
+            let mut files: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            files.sort();
+            for f in files
+                .iter()
+                .filter(|f| f.extension().is_some_and(|e| e == "wav"))
+            {
+                let pcm = kinglet_quantizer::features::read_wav_16k_mono(f)?;
+                let (best, _) = kinglet_quantizer::kws::classify_clip(&q.bytes, &pcm)?;
+                n += 1;
+                ok += (best == ci) as usize;
+            }
+        }
+        println!("== keyword spotting on {n} real clips (WAV → on-device front-end → int8 model)");
+        println!(
+            "   {ok} of {n} correct (see `kinglet kws --stream {} {}/clips/*/*.wav`)",
+            out.display(),
+            dir.display()
+        );
+    }
+    println!("== run on the host (this build's kernels)");
     let mut host = validate::HostModel::new(&q.bytes)?;
     let mut times = Vec::new();
     for s in 0..test.samples().min(200) {
