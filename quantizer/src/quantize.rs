@@ -674,14 +674,15 @@ pub fn quantize(g: &Graph, ranges: &Ranges, _opts: &Options) -> Result<QModel> {
                     }
                     Op::Gru { .. } => {
                         let scr = b.scratch(format!("{}/gates", n.name), DType::I16, 6 * h);
-                        let (im, is) = quantize_multiplier(s_y as f64 * 32768.0)?;
+                        // The exact hidden state, Q0.15: int8 alone loses slow dynamics.
+                        let h16 = b.state(format!("{}/h16", n.name), DType::I16, h, 0, 2f32.powi(-15));
                         let (hm, hs) = quantize_multiplier(2f64.powi(-15) / s_y as f64)?;
                         b.push_op(
                             &n.name,
                             format::OP_GRU,
                             true,
-                            vec![xt, wt, rt, bxt, bht, rqxt, rqht, sig, tanh, hst, yt, scr],
-                            vec![s, *input as i32, h as i32, rev, z_y, im, is, hm, hs],
+                            vec![xt, wt, rt, bxt, bht, rqxt, rqht, sig, tanh, hst, yt, scr, h16],
+                            vec![s, *input as i32, h as i32, rev, z_y, 0, 0, hm, hs],
                         );
                     }
                     _ => {

@@ -118,6 +118,7 @@ pub(crate) enum Exec<'a> {
         h: Region,
         y: Region,
         scratch: Region,
+        h16: Region,
     },
     Rnn {
         p: RnnParams,
@@ -595,7 +596,7 @@ pub(crate) fn decode<'a>(m: &Model<'a>, i: usize, streaming: bool) -> Result<Exe
             })
         }
         OP_GRU => {
-            c.counts(12, 9)?;
+            c.counts(13, 9)?;
             let (_, run, input, hidden, reverse, h_zp, x, y) = c.recurrent(10)?;
             let (hin_mult, hin_shift) = c.pair(5)?;
             let (hq_mult, hq_shift) = c.pair(7)?;
@@ -614,7 +615,16 @@ pub(crate) fn decode<'a>(m: &Model<'a>, i: usize, streaming: bool) -> Result<Exe
                 sb,
                 "scratch must be an int16 activation [6·hidden]",
             )?;
-            c.disjoint(&[h, y, scratch], &[x])?;
+            let hb = c.mul(hidden, 2)?;
+            let h16 = c.arena(
+                12,
+                DType::I16,
+                STATE,
+                hb,
+                hb,
+                "h16 must be int16 state [hidden]",
+            )?;
+            c.disjoint(&[h, y, scratch, h16], &[x])?;
             let p = GruParams {
                 steps: run,
                 input,
@@ -634,6 +644,7 @@ pub(crate) fn decode<'a>(m: &Model<'a>, i: usize, streaming: bool) -> Result<Exe
                 h,
                 y,
                 scratch,
+                h16,
             })
         }
         OP_RNN => {
@@ -1281,10 +1292,12 @@ pub(crate) fn run_op(
             h,
             y,
             scratch,
+            h16,
         } => {
-            let ([x], [h, y, s]) = carve(arena, [x], [h, y, scratch]).ok_or(err)?;
+            let ([x], [h, y, s, h16]) = carve(arena, [x], [h, y, scratch, h16]).ok_or(err)?;
             let s = i16s(s).ok_or(err)?;
-            gru_i8(&p, &wt, &tabs, i8s(x), i8s_mut(h), i8s_mut(y), s);
+            let h16 = i16s(h16).ok_or(err)?;
+            gru_i8(&p, &wt, &tabs, i8s(x), i8s_mut(h), h16, i8s_mut(y), s);
         }
         Exec::Rnn {
             p,

@@ -208,8 +208,8 @@ pub const OP_LSTM: u16 = 2;
 ///
 /// Tensors: `[x i8 [T, I], w i8 [3H, I], r i8 [3H, H], bias_x i32 [3H], bias_h i32 [3H],
 /// rq_x i32 [3H, 2], rq_h i32 [3H, 2], sigmoid i16 [513], tanh i16 [513], h i8 [H] (State),
-/// y i8 [T, H], scratch i16 [6H]]`.
-/// Params: `[steps, input, hidden, reverse, h_zp, hin_mult, hin_shift, hq_mult, hq_shift]`.
+/// y i8 [T, H], scratch i16 [6H], h16 i16 [H] (State, Q0.15)]`.
+/// Params: `[steps, input, hidden, reverse, h_zp, reserved, reserved, hq_mult, hq_shift]`.
 pub const OP_GRU: u16 = 3;
 /// Vanilla RNN, one direction: `h' = act(W x + b_w + R h + b_r)`.
 ///

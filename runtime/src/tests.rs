@@ -127,13 +127,13 @@ fn add_cell(
         }
         Cell::Gru => {
             let scr = b.act("scratch", DType::I16, &[2 * gh], None, 0.0, 0);
-            let (im, is) = quantize_multiplier(sh * 32768.0);
+            let h16 = b.state("h16", DType::I16, h, 2f32.powi(-15), 0);
             let (hm, hsh) = quantize_multiplier(2f64.powi(-15) / sh);
             b.op(
                 OP_GRU,
                 true,
-                &[x, wt, rt, bxt, bht, rqxt, rqht, sig, tanh, hs, y, scr],
-                &[t, i32_, h32, rev, zh, im, is, hm, hsh],
+                &[x, wt, rt, bxt, bht, rqxt, rqht, sig, tanh, hs, y, scr, h16],
+                &[t, i32_, h32, rev, zh, 0, 0, hm, hsh],
             );
         }
         Cell::Rnn => {
