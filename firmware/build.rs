@@ -28,10 +28,10 @@ const APPS: &[App] = &[
     },
     App {
         name: "kws",
-        model: "../models/fixtures/lstm_legacy_o13/model.kgl",
-        test: "../models/fixtures/lstm_legacy_o13/test.npy",
+        model: "../models/kws_gru/model.kgl",
+        test: "../models/kws_gru/test.npy",
         samples: 4,
-        labels: Some("../models/fixtures/lstm_legacy_o13/labels.npy"),
+        labels: Some("../models/kws_gru/labels.npy"),
     },
 ];
 
