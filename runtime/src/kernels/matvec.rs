@@ -231,11 +231,22 @@ pub fn force_reference(on: bool) {
 
 /// `acc[j] = Σ_k m[j·K + k] · v[k]` with `K = v.len()`, for `j < acc.len()`, through the
 /// [`active_isa`]. Rows that `m` does not hold in full (never, for a validated model) get 0.
+///
+/// Products shorter than [`SIMD_MIN_COLS`] take the reference loop on x86 and aarch64 (their
+/// SIMD kernels would only add set-up and a horizontal sum to a scalar tail).
 #[inline]
 pub fn matvec_i8(m: &[i8], v: &[i8], acc: &mut [i32]) {
+    let isa = match active_isa() {
+        Isa::Dsp => Isa::Dsp,
+        _ if v.len() < SIMD_MIN_COLS => Isa::Reference,
+        isa => isa,
+    };
     // Every level is available when `active_isa` returns it.
-    let _ = matvec_i8_with(active_isa(), m, v, acc);
+    let _ = matvec_i8_with(isa, m, v, acc);
 }
+
+/// Below this many columns [`matvec_i8`] uses the reference loop on x86 / aarch64.
+pub const SIMD_MIN_COLS: usize = 16;
 
 /// [`matvec_i8`] through a given level. Returns `false`, writing nothing, when `isa` is not
 /// available on this CPU.

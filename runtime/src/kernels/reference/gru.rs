@@ -54,6 +54,7 @@ pub struct GruParams {
 /// Runs `p.steps` GRU steps over `x [steps, I]`, updating `h [H]` in place and writing
 /// `y [steps, H]`; `scratch` holds `6H` gates. Returns without writing if a slice length
 /// disagrees with `p`.
+#[allow(clippy::too_many_arguments)]
 pub fn gru_i8(
     p: &GruParams,
     wt: &GateWeights<'_>,
