@@ -64,6 +64,9 @@ run_app forecast-thumbv6m-none-eabi-arena512 target/thumbv6m-none-eabi/release/f
 # Leave the normal build in place.
 cargo build --release --quiet --target thumbv6m-none-eabi --bin forecast
 
+# Time steps of a model file: the header's seq_len (u32 at byte 56).
+frames_of() { od -An -t u4 -j 56 -N 4 "$1" | tr -d ' '; }
+
 # Exact instructions and estimated M4 cycles between the apps' kinglet_mark() calls.
 plugin_src=${M4CYCLES_SRC:-../../shared/tools/m4cycles/m4cycles.c}
 if [ -f "$plugin_src" ]; then
@@ -77,8 +80,8 @@ if [ -f "$plugin_src" ]; then
             -d plugin -D "$work/$a.m4cycles.log" -plugin "$work/libm4cycles.so,mark=$mark" \
             -kernel "$elf" >/dev/null
         # Marks come in pairs around each measured call: even intervals are the calls. kws
-        # measures 20 steps then one run per clip.
-        case $a in kws) group=21 ;; *) group=1 ;; esac
+        # measures one step per frame, then one run per clip (frames from the model file).
+        case $a in kws) group=$(( $(frames_of ../models/kws_gru/model.kgl) + 1 )) ;; *) group=1 ;; esac
         awk -v group="$group" -v app="$a" '
             /interval/ {
                 k = $3
