@@ -675,13 +675,16 @@ pub fn quantize(g: &Graph, ranges: &Ranges, _opts: &Options) -> Result<QModel> {
                     Op::Gru { .. } => {
                         let scr = b.scratch(format!("{}/gates", n.name), DType::I16, 6 * h);
                         // The exact hidden state, Q0.15: int8 alone loses slow dynamics.
-                        let h16 = b.state(format!("{}/h16", n.name), DType::I16, h, 0, 2f32.powi(-15));
+                        let h16 =
+                            b.state(format!("{}/h16", n.name), DType::I16, h, 0, 2f32.powi(-15));
                         let (hm, hs) = quantize_multiplier(2f64.powi(-15) / s_y as f64)?;
                         b.push_op(
                             &n.name,
                             format::OP_GRU,
                             true,
-                            vec![xt, wt, rt, bxt, bht, rqxt, rqht, sig, tanh, hst, yt, scr, h16],
+                            vec![
+                                xt, wt, rt, bxt, bht, rqxt, rqht, sig, tanh, hst, yt, scr, h16,
+                            ],
                             vec![s, *input as i32, h as i32, rev, z_y, 0, 0, hm, hs],
                         );
                     }
