@@ -12,6 +12,16 @@
 # Needs: cargo with the three thumb targets, qemu-system-arm 7.2 (QEMU=... to override), nm and
 # size (binutils), gcc for the plugin.
 set -euo pipefail
+
+# The .cargo/config.toml flags of each target, plus a remap of the checkout's absolute path,
+# so that panic-location strings (and so .rodata sizes) do not depend on where the repository
+# was cloned: the snapshots must match on any machine.
+root=$(cd "$(dirname "$0")/.." && pwd)
+flags_for() {
+    local f="-C link-arg=-Tlink.x --remap-path-prefix=$root=/kinglet"
+    case $1 in thumbv8m.main-none-eabihf) f="-C target-cpu=cortex-m33 $f" ;; esac
+    echo "$f"
+}
 cd "$(dirname "$0")"
 bless=0
 [ "${1:-}" = --bless ] && bless=1
@@ -52,17 +62,17 @@ run_app() {
 
 start=$SECONDS
 for t in "${targets[@]}"; do
-    cargo build --release --quiet --target "$t" --bins
+    RUSTFLAGS=$(flags_for "$t") cargo build --release --quiet --target "$t" --bins
     for a in "${apps[@]}"; do
         run_app "$a-$t" "target/$t/release/$a"
     done
 done
 
 # An arena that does not fit must be refused at start, giving both sizes.
-KINGLET_ARENA_BYTES=512 cargo build --release --quiet --target thumbv6m-none-eabi --bin forecast
+KINGLET_ARENA_BYTES=512 RUSTFLAGS=$(flags_for thumbv6m-none-eabi) cargo build --release --quiet --target thumbv6m-none-eabi --bin forecast
 run_app forecast-thumbv6m-none-eabi-arena512 target/thumbv6m-none-eabi/release/forecast
 # Leave the normal build in place.
-cargo build --release --quiet --target thumbv6m-none-eabi --bin forecast
+RUSTFLAGS=$(flags_for thumbv6m-none-eabi) cargo build --release --quiet --target thumbv6m-none-eabi --bin forecast
 
 # Time steps of a model file: the header's seq_len (u32 at byte 56).
 frames_of() { od -An -t u4 -j 56 -N 4 "$1" | tr -d ' '; }

@@ -55,6 +55,7 @@ pub fn check_sample_shape(data: &ArrayF32, shape: &[usize], what: &str) -> Resul
 
 /// Runs `graph` over every sample of `calib` and records ranges.
 pub fn calibrate(graph: &Graph, calib: &ArrayF32) -> Result<Ranges> {
+    crate::check_weights(graph)?;
     let input: ValueId = match graph.inputs.as_slice() {
         [i] => *i,
         other => bail!(
@@ -63,6 +64,14 @@ pub fn calibrate(graph: &Graph, calib: &ArrayF32) -> Result<Ranges> {
         ),
     };
     check_sample_shape(calib, &graph.values[input].shape, "the calibration set")?;
+    if let Some(pos) = calib.data.iter().position(|v| !v.is_finite()) {
+        let n = calib.sample_len().max(1);
+        bail!(
+            "the calibration set holds {} at element {pos} (sample {}): calibration data must be finite",
+            calib.data[pos],
+            pos / n
+        );
+    }
     let mut values = vec![(f32::INFINITY, f32::NEG_INFINITY); graph.values.len()];
     let mut cell_max: HashMap<usize, f32> = HashMap::new();
     let mut gate_max: HashMap<usize, f32> = HashMap::new();

@@ -83,3 +83,35 @@ pub fn quantize_model(
         naive_bytes,
     })
 }
+
+/// Refuses non-finite weights, naming the node that holds them.
+pub fn check_weights(g: &ir::Graph) -> Result<()> {
+    for n in &g.nodes {
+        let arrays: Vec<(&str, &[f32])> = match &n.op {
+            ir::Op::Fc { w, b, .. } => vec![("weight", w), ("bias", b)],
+            ir::Op::Lstm { w, r, bw, br, .. }
+            | ir::Op::Gru { w, r, bw, br, .. }
+            | ir::Op::Rnn { w, r, bw, br, .. } => {
+                vec![
+                    ("W", w),
+                    ("R", r),
+                    ("input bias", bw),
+                    ("recurrent bias", br),
+                ]
+            }
+            ir::Op::LayerNorm { gamma, beta, .. } => vec![("gamma", gamma), ("beta", beta)],
+            ir::Op::Constant { data } => vec![("constant", data)],
+            _ => vec![],
+        };
+        for (what, a) in arrays {
+            if let Some(pos) = a.iter().position(|v| !v.is_finite()) {
+                anyhow::bail!(
+                    "node '{}': its {what} holds {} at element {pos}; weights must be finite",
+                    n.name,
+                    a[pos]
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -397,6 +397,7 @@ impl Builder<'_> {
 
 /// Quantizes `g` with the calibrated `ranges`.
 pub fn quantize(g: &Graph, ranges: &Ranges, _opts: &Options) -> Result<QModel> {
+    crate::check_weights(g)?;
     let nv = g.values.len();
     // Values that must share a quantization.
     let mut groups = Groups {

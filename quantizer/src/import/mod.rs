@@ -106,6 +106,15 @@ pub fn import_proto(
     for t in &graph.initializer {
         let v = tensor::from_proto(t, model_dir)
             .with_context(|| format!("cannot read initializer '{}'", t.name))?;
+        if let tensor::Data::F(values) = &v.data {
+            // ±inf is legitimate in attention masks; a NaN never is.
+            if let Some(pos) = values.iter().position(|x| x.is_nan()) {
+                bail!(
+                    "initializer '{}' holds NaN at element {pos}: the weights are corrupt",
+                    t.name
+                );
+            }
+        }
         inits.insert(t.name.clone(), v);
     }
     ensure!(

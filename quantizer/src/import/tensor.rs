@@ -389,7 +389,28 @@ pub fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
             bail!("shapes {a:?} and {b:?} do not broadcast")
         };
     }
+    check_foldable(&out)?;
     Ok(out)
+}
+
+/// Largest constant the importer folds (elements): far beyond any shape computation or
+/// weight of a model that fits a microcontroller, small enough to refuse a hostile shape
+/// before allocating it.
+pub const MAX_FOLD_ELEMENTS: usize = 1 << 26;
+
+/// Refuses shapes whose element count overflows or exceeds [`MAX_FOLD_ELEMENTS`].
+pub fn check_foldable(shape: &[usize]) -> Result<()> {
+    let n = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= MAX_FOLD_ELEMENTS);
+    if n.is_none() {
+        bail!(
+            "a constant of shape {shape:?} is too large to fold (limit {MAX_FOLD_ELEMENTS} \
+             elements); the model's shape computation is corrupt or hostile"
+        );
+    }
+    Ok(())
 }
 
 /// For every element of `out` (row-major), the flat index of the element of a tensor of shape
