@@ -25,7 +25,7 @@
 //! `h`'s int8 rounding (½ LSB per step, carried through `z · h` with `z < 1`) dominates; the
 //! Q3.12 gates and Q0.15 tables add < 1e-3.
 
-use super::fixed::{clamp8, lut16, matvec_rq, rq, rsr, sat16, MATVEC_BLOCK};
+use super::fixed::{clamp8, lut16, rq, rsr, sat16};
 use super::{step_index, ActTables, GateWeights};
 
 /// Shape and quantization of a GRU op.
@@ -81,19 +81,17 @@ pub fn gru_i8(
         let t = step_index(it, p.steps, p.reverse);
         let xt = &x[t * ni..(t + 1) * ni];
         let (gx, gh) = scratch.split_at_mut(3 * nh);
-        let mut acc = [0i32; MATVEC_BLOCK];
-        for (m, bias, pairs, v, g) in [
-            (wt.w, wt.bias_x, wt.rq_x, xt, &mut *gx),
-            (wt.r, wt.bias_h, wt.rq_h, &*h, &mut *gh),
-        ] {
-            for (b, gb) in g.chunks_mut(MATVEC_BLOCK).enumerate() {
-                let acc = &mut acc[..gb.len()];
-                matvec_rq(m, bias, pairs, v, b * MATVEC_BLOCK, acc);
-                for (g, &a) in gb.iter_mut().zip(acc.iter()) {
-                    *g = sat16(a as i64);
-                }
+        wt.for_each_block(3 * nh, xt, h, |first, ax, ah| {
+            let rows = first..first + ax.len();
+            for ((gx, gh), (&a, &r)) in gx[rows.clone()]
+                .iter_mut()
+                .zip(&mut gh[rows])
+                .zip(ax.iter().zip(ah))
+            {
+                *gx = sat16(a as i64);
+                *gh = sat16(r as i64);
             }
-        }
+        });
         let yt = &mut y[t * nh..(t + 1) * nh];
         for u in 0..nh {
             let z = lut16(tabs.sig, sat16(gx[u] as i64 + gh[u] as i64)) as i64;

@@ -22,7 +22,7 @@
 //! cell, so it stays bounded by about ½ / (1 − gain) LSB; the Q3.12 gates, Q0.15 tables
 //! (≤ 1.2e-4) and Q cell add < 1e-3. Saturated gates (|pre| ≥ 8) are outside the bound.
 
-use super::fixed::{clamp8, lut16, matvec_rq, rq, rsr, sat16, MATVEC_BLOCK};
+use super::fixed::{clamp8, lut16, rq, rsr, sat16};
 use super::{step_index, ActTables, GateWeights};
 
 /// Shape and quantization of an LSTM op.
@@ -76,15 +76,12 @@ pub fn lstm_i8(
     for it in 0..p.steps {
         let t = step_index(it, p.steps, p.reverse);
         let xt = &x[t * ni..(t + 1) * ni];
-        let (mut ax, mut ah) = ([0i32; MATVEC_BLOCK], [0i32; MATVEC_BLOCK]);
-        for (b, gb) in scratch.chunks_mut(MATVEC_BLOCK).enumerate() {
-            let (ax, ah) = (&mut ax[..gb.len()], &mut ah[..gb.len()]);
-            matvec_rq(wt.w, wt.bias_x, wt.rq_x, xt, b * MATVEC_BLOCK, ax);
-            matvec_rq(wt.r, wt.bias_h, wt.rq_h, h, b * MATVEC_BLOCK, ah);
-            for ((g, &a), &r) in gb.iter_mut().zip(ax.iter()).zip(ah.iter()) {
+        wt.for_each_block(4 * nh, xt, h, |first, ax, ah| {
+            let gb = &mut scratch[first..first + ax.len()];
+            for ((g, &a), &r) in gb.iter_mut().zip(ax).zip(ah) {
                 *g = sat16(a as i64 + r as i64);
             }
-        }
+        });
         let yt = &mut y[t * nh..(t + 1) * nh];
         for u in 0..nh {
             let i = lut16(tabs.sig, scratch[u]) as i64;

@@ -66,6 +66,29 @@ impl GateWeights<'_> {
             && Some(self.rq_x.len()) == gh.checked_mul(2)
             && Some(self.rq_h.len()) == gh.checked_mul(2)
     }
+
+    /// The gate products of one step, a block of at most [`fixed::MATVEC_BLOCK`] rows at a
+    /// time: for each block starting at row `first`, `f(first, ax, ah)` receives
+    /// `ax[j] = rq(bias_x + W·x, rq_x)` and `ah[j] = rq(bias_h + R·h, rq_h)` for rows
+    /// `first + j`, `rows` rows in all. The one place the recurrent cells run their products.
+    pub fn for_each_block(
+        &self,
+        rows: usize,
+        x: &[i8],
+        h: &[i8],
+        mut f: impl FnMut(usize, &[i32], &[i32]),
+    ) {
+        let (mut ax, mut ah) = ([0i32; fixed::MATVEC_BLOCK], [0i32; fixed::MATVEC_BLOCK]);
+        let mut first = 0;
+        while first < rows {
+            let n = fixed::MATVEC_BLOCK.min(rows - first);
+            let (ax, ah) = (&mut ax[..n], &mut ah[..n]);
+            fixed::matvec_rq(self.w, self.bias_x, self.rq_x, x, first, ax);
+            fixed::matvec_rq(self.r, self.bias_h, self.rq_h, h, first, ah);
+            f(first, ax, ah);
+            first += n;
+        }
+    }
 }
 
 /// `div_round(a, b)`: `a / b` rounded half away from zero, for `b > 0`

@@ -13,7 +13,7 @@
 //! measured ≤ 0.0085) for tanh and ReLU, `H` 8..32, `I = 12`, `T = 10`, recurrent gain < 1:
 //! `h`'s int8 rounding (½ LSB per step) carried through `R` dominates.
 
-use super::fixed::{clamp8, lut16, matvec_rq, rq, sat16, MATVEC_BLOCK};
+use super::fixed::{clamp8, lut16, rq, sat16};
 use super::{step_index, ActTable, GateWeights};
 
 /// Shape and quantization of an RNN op.
@@ -61,12 +61,9 @@ pub fn rnn_i8(
         let t = step_index(it, p.steps, p.reverse);
         let xt = &x[t * ni..(t + 1) * ni];
         let yt = &mut y[t * nh..(t + 1) * nh];
-        let (mut ax, mut ah) = ([0i32; MATVEC_BLOCK], [0i32; MATVEC_BLOCK]);
-        for (b, yb) in yt.chunks_mut(MATVEC_BLOCK).enumerate() {
-            let (ax, ah) = (&mut ax[..yb.len()], &mut ah[..yb.len()]);
-            matvec_rq(wt.w, wt.bias_x, wt.rq_x, xt, b * MATVEC_BLOCK, ax);
-            matvec_rq(wt.r, wt.bias_h, wt.rq_h, h, b * MATVEC_BLOCK, ah);
-            for ((out, &a), &r) in yb.iter_mut().zip(ax.iter()).zip(ah.iter()) {
+        wt.for_each_block(nh, xt, h, |first, ax, ah| {
+            let yb = &mut yt[first..first + ax.len()];
+            for ((out, &a), &r) in yb.iter_mut().zip(ax).zip(ah) {
                 let s = a as i64 + r as i64;
                 let v = if p.relu {
                     s.max(0)
@@ -75,7 +72,7 @@ pub fn rnn_i8(
                 };
                 *out = clamp8(p.h_zp as i64 + v, -128, 127);
             }
-        }
+        });
         h.copy_from_slice(yt);
     }
 }
