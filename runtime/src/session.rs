@@ -137,6 +137,19 @@ impl<'m, 'a> Session<'m, 'a> {
         Ok(())
     }
 
+    /// [`invoke`](Self::invoke), calling `after_op(i, arena)` after op `i` with the whole
+    /// (aligned, plan-sized) arena, so a host tool can read every activation while it is live
+    /// (the plan reuses memory, so after the run most are overwritten). Tensor `t` of the
+    /// model is at `arena[t.offset()..t.offset() + t.nbytes()]`. Same results as `invoke`.
+    pub fn invoke_observed(&mut self, mut after_op: impl FnMut(usize, &[u8])) -> Result<(), Error> {
+        self.reset();
+        for i in 0..self.model.n_ops() {
+            run_op(self.model, self.arena, i, false)?;
+            after_op(i, self.arena);
+        }
+        Ok(())
+    }
+
     /// Runs one time step (streaming): ops flagged `PER_STEP` run with `steps = 1` on the first
     /// step slot of their tensors; the state carries over from the previous call.
     pub fn invoke_step(&mut self) -> Result<(), Error> {
