@@ -64,6 +64,10 @@ enum Cmd {
         /// Exit non-zero when top-1 agreement is below this (0..1).
         #[arg(long)]
         min_agreement: Option<f64>,
+        /// Per-layer SQNR (every int8 activation against the float graph) over the first N
+        /// samples; 0 turns it off.
+        #[arg(long, default_value_t = 32)]
+        layer_samples: usize,
     },
     /// Run an int8 model file on float inputs (quantized on the way in, dequantized out).
     Run {
@@ -182,12 +186,13 @@ fn real_main(cli: Cli) -> Result<()> {
             json,
             min_sqnr,
             min_agreement,
+            layer_samples,
         } => {
             let data = npy::read_f32(&data)?;
             let labels = labels.map(|p| npy::read_i64(&p)).transpose()?;
             let targets = targets.map(|p| npy::read_f32(&p)).transpose()?;
             let bytes = read_file(&kgl)?;
-            let r = validate::validate(
+            let mut r = validate::validate(
                 &model,
                 &bytes,
                 &data,
@@ -195,6 +200,10 @@ fn real_main(cli: Cli) -> Result<()> {
                 targets.as_ref(),
                 limit,
             )?;
+            if layer_samples > 0 {
+                let n = limit.map_or(layer_samples, |l| l.min(layer_samples));
+                r.layers = validate::layer_sqnr(&model, &bytes, &data, n)?;
+            }
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
@@ -219,6 +228,22 @@ fn real_main(cli: Cli) -> Result<()> {
                     "model / arena    {} / {} bytes",
                     r.model_bytes, r.arena_bytes
                 );
+                if !r.layers.is_empty() {
+                    println!(
+                        "per-layer SQNR, int8 against the float graph, first {} samples:",
+                        layer_samples.min(r.samples)
+                    );
+                    println!(
+                        "  {:>3}  {:<11} {:>9}  {:>8}  tensor",
+                        "op", "kind", "elements", "SQNR dB"
+                    );
+                    for l in &r.layers {
+                        println!(
+                            "  {:>3}  {:<11} {:>9}  {:>8.2}  {}",
+                            l.op, l.op_kind, l.elements, l.sqnr_db, l.tensor
+                        );
+                    }
+                }
             }
             if let Some(m) = min_sqnr {
                 if r.sqnr_db < m {

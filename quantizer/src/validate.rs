@@ -59,6 +59,158 @@ impl<'a> HostModel<'a> {
         }
         Ok(outs)
     }
+
+    /// Runs one sample like [`run`](Self::run) and calls `seen(op, tensor, bytes)` once for
+    /// every int8 activation tensor, right after the first op that lists it (its producer,
+    /// or its first consumer for the model input and for aliases), while it is still live.
+    pub fn run_observed(
+        &mut self,
+        x: &[f32],
+        seen: &mut dyn FnMut(usize, kinglet::TensorInfo<'a>, &[i8]),
+    ) -> Result<()> {
+        let model = &self.model;
+        let input = model
+            .input(0)
+            .ok_or_else(|| anyhow!("the model has no input"))?;
+        if x.len() != input.nbytes() {
+            bail!(
+                "a sample has {} values but the model input needs {}",
+                x.len(),
+                input.nbytes()
+            );
+        }
+        let mut done = vec![false; model.n_tensors()];
+        let mut session =
+            kinglet::Session::new(model, &mut self.arena).map_err(|e| anyhow!("{e}"))?;
+        input.quantize(x, session.input_mut(0).map_err(|e| anyhow!("{e}"))?);
+        session
+            .invoke_observed(|i, arena| {
+                let Some(op) = model.op(i) else { return };
+                for t in op.tensors() {
+                    let Some(info) = model.tensor(t) else {
+                        continue;
+                    };
+                    if done[t]
+                        || info.kind() != kinglet::TensorKind::Activation
+                        || info.dtype() != kinglet::DType::I8
+                    {
+                        continue;
+                    }
+                    done[t] = true;
+                    if let Some(b) = arena.get(info.offset()..info.offset() + info.nbytes()) {
+                        let q: Vec<i8> = b.iter().map(|&v| v as i8).collect();
+                        seen(i, info, &q);
+                    }
+                }
+            })
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok(())
+    }
+}
+
+/// How much error one activation carries: the int8 tensor against the same value of the
+/// float graph.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerSqnr {
+    /// Index of the op after which it was read (its producer).
+    pub op: usize,
+    /// That op's kind (`"LSTM"`, `"FC"`, ...).
+    pub op_kind: &'static str,
+    /// The tensor (= ONNX value) name.
+    pub tensor: String,
+    /// Elements per sample.
+    pub elements: usize,
+    /// SQNR in dB over the samples (200 when exact).
+    pub sqnr_db: f64,
+}
+
+/// Per-layer SQNR over the first `samples` samples of `data`: every int8 activation of the
+/// model file against the same-named value of the float graph, as the importer evaluates it
+/// (`float_eval`, the interpreter calibration uses; its outputs agree with tract's to float
+/// rounding, which `validate` checks end to end). In op order, so the first big drop shows
+/// where error enters. Tensors with no float counterpart (internal to a fused op) are skipped.
+pub fn layer_sqnr(
+    onnx: &std::path::Path,
+    kgl_bytes: &[u8],
+    data: &ArrayF32,
+    samples: usize,
+) -> Result<Vec<LayerSqnr>> {
+    let imported = crate::import::import(onnx, None)
+        .with_context(|| format!("importing {}", onnx.display()))?;
+    let g = &imported.graph;
+    let input = g
+        .inputs
+        .first()
+        .copied()
+        .ok_or_else(|| anyhow!("the ONNX model has no input"))?;
+    crate::calibrate::check_sample_shape(data, &g.values[input].shape, "the validation data")?;
+    let mut host = HostModel::new(kgl_bytes)?;
+    let kinds: Vec<&'static str> = (0..host.model().n_ops())
+        .map(|i| host.model().op(i).map_or("?", |o| o.name()))
+        .collect();
+    let by_name: std::collections::HashMap<&str, usize> = g
+        .values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.name.as_str(), i))
+        .collect();
+    // tensor index -> (op, kind, name, Σ f², Σ (f − q)², elements)
+    let mut acc: std::collections::BTreeMap<usize, (usize, &'static str, String, f64, f64, usize)> =
+        Default::default();
+    for s in 0..samples.min(data.samples()) {
+        let x = data.sample(s);
+        let mut float: Vec<Option<Vec<f32>>> = vec![None; g.values.len()];
+        crate::float_eval::eval(g, &[x], &mut |ev| {
+            if let crate::float_eval::Event::Value { id, data } = ev {
+                float[id] = Some(data.to_vec());
+            }
+        })?;
+        let mut err = None;
+        host.run_observed(x, &mut |op, info, q| {
+            let Some(f) = by_name.get(info.name()).and_then(|&v| float[v].as_ref()) else {
+                return;
+            };
+            if f.len() != q.len() {
+                return;
+            }
+            let mut deq = vec![0f32; q.len()];
+            info.dequantize(q, &mut deq);
+            let kind = kinds.get(op).copied().unwrap_or("?");
+            let e = acc
+                .entry(info.index())
+                .or_insert_with(|| (op, kind, info.name().to_string(), 0.0, 0.0, q.len()));
+            for (a, b) in f.iter().zip(&deq) {
+                e.3 += (*a as f64).powi(2);
+                e.4 += (*a as f64 - *b as f64).powi(2);
+            }
+            if !f.iter().all(|v| v.is_finite()) {
+                err = Some(info.name().to_string());
+            }
+        })?;
+        if let Some(name) = err {
+            bail!("the float graph gives non-finite values for '{name}'");
+        }
+    }
+    let mut out: Vec<LayerSqnr> = acc
+        .into_values()
+        .map(|(op, op_kind, tensor, sig, noise, elements)| LayerSqnr {
+            op,
+            op_kind,
+            tensor,
+            elements,
+            sqnr_db: sqnr_db(sig, noise),
+        })
+        .collect();
+    out.sort_by_key(|l| l.op);
+    Ok(out)
+}
+
+fn sqnr_db(sig: f64, noise: f64) -> f64 {
+    if noise == 0.0 {
+        200.0
+    } else {
+        10.0 * (sig / noise).log10()
+    }
 }
 
 /// What `validate --json` prints.
@@ -96,6 +248,9 @@ pub struct Report {
     pub model_bytes: usize,
     /// Arena bytes the session needs.
     pub arena_bytes: usize,
+    /// Per-layer SQNR in op order ([`layer_sqnr`]); empty unless asked for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerSqnr>,
 }
 
 fn argmax(v: &[f32]) -> usize {
@@ -141,11 +296,7 @@ pub fn compare(
         }
         let rel = if sig > 0.0 { noise / sig } else { noise };
         worst_rel = worst_rel.max(rel);
-        sqnr.push(if noise == 0.0 {
-            200.0
-        } else {
-            10.0 * (sig / noise).log10()
-        });
+        sqnr.push(sqnr_db(sig, noise));
     }
     // Argmax over the last axis of output 0: one row per label (several for sequence outputs).
     let mut rows_total = 0usize;
@@ -198,6 +349,7 @@ pub fn compare(
         mae_int8: None,
         model_bytes,
         arena_bytes,
+        layers: Vec::new(),
     };
     if let Some(t) = targets {
         if t.samples() < samples {
