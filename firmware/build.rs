@@ -242,5 +242,88 @@ fn main() {
         )
         .unwrap();
     }
+    bench(&out, &manifest);
     println!("cargo:rerun-if-changed=build.rs");
+}
+
+/// The `bench` app's fixture: the model named by `KINGLET_BENCH_MODEL` (default
+/// `models/mnist_lstm/model.kgl`; a relative path is taken from the repository root), copied to
+/// `OUT_DIR/bench_model.kgl`, and one fixed input per model input: the first sample of the
+/// `test.npy` beside the model when the model has one input and that file exists, otherwise a
+/// fixed pseudo-random int8 pattern. The host runs it through `kinglet` and records the int8
+/// outputs and their FNV-1a 32 hash (`bench.rs`), which the device must reproduce.
+fn bench(out: &Path, manifest: &Path) {
+    println!("cargo:rerun-if-env-changed=KINGLET_BENCH_MODEL");
+    let root = manifest.join("..");
+    let path = match env::var("KINGLET_BENCH_MODEL") {
+        Ok(p) if Path::new(&p).is_absolute() => PathBuf::from(p),
+        Ok(p) => root.join(p),
+        Err(_) => root.join("models/mnist_lstm/model.kgl"),
+    };
+    println!("cargo:rerun-if-changed={}", path.display());
+    let bytes =
+        fs::read(&path).unwrap_or_else(|e| panic!("KINGLET_BENCH_MODEL {}: {e}", path.display()));
+    let model =
+        kinglet::Model::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+    let test = path.with_file_name("test.npy");
+    let mut inputs = Vec::new();
+    let mut source = String::from("pattern");
+    for i in 0..model.n_inputs() {
+        let x = model.input(i).expect("model input");
+        let mut q = vec![0i8; x.nbytes()];
+        if model.n_inputs() == 1 && test.exists() {
+            println!("cargo:rerun-if-changed={}", test.display());
+            let (shape, values) = read_npy(&test);
+            let per_sample: usize = shape[1..].iter().product();
+            assert_eq!(
+                per_sample,
+                x.len(),
+                "{}: sample size vs model input",
+                test.display()
+            );
+            let floats: Vec<f32> = values[..per_sample].iter().map(|&v| v as f32).collect();
+            x.quantize(&floats, &mut q);
+            source = String::from("test.npy[0]");
+        } else {
+            let mut s: u32 = 0x2545_f491 ^ i as u32;
+            for v in q.iter_mut() {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                *v = (s >> 24) as u8 as i8;
+            }
+        }
+        inputs.push(q);
+    }
+    let mut arena = vec![0u8; model.arena_bytes()];
+    let mut session = kinglet::Session::new(&model, &mut arena).unwrap();
+    for (i, q) in inputs.iter().enumerate() {
+        session.input_mut(i).unwrap().copy_from_slice(q);
+    }
+    session.invoke().unwrap();
+    let mut outputs = Vec::new();
+    for i in 0..model.n_outputs() {
+        outputs.extend_from_slice(session.output(i).unwrap());
+    }
+    let hash = fnv1a32(
+        0x811c_9dc5,
+        &outputs.iter().map(|&v| v as u8).collect::<Vec<_>>(),
+    );
+    fs::write(out.join("bench_model.kgl"), &bytes).unwrap();
+    let flat: Vec<u8> = inputs.iter().flatten().map(|&v| v as u8).collect();
+    fs::write(out.join("bench_inputs.bin"), flat).unwrap();
+    let name = path
+        .parent()
+        .and_then(|d| d.file_name())
+        .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
+    fs::write(
+        out.join("bench.rs"),
+        format!(
+            "/// The benchmarked model's folder name.\npub const MODEL_NAME: &str = {name:?};\n\
+             /// Where the input came from.\npub const INPUT_SOURCE: &str = {source:?};\n\
+             /// The host's int8 outputs (all outputs, concatenated).\npub const HOST_OUTPUT: &[i8] = &{outputs:?};\n\
+             /// FNV-1a 32 of `HOST_OUTPUT`.\npub const HOST_HASH: u32 = {hash:#010x};\n"
+        ),
+    )
+    .unwrap();
 }
