@@ -411,13 +411,15 @@ impl<'a> Ctx<'_, 'a> {
     /// write: its op reads and writes it, which is its purpose).
     fn disjoint(&self, writes: &[Region], reads: &[Region]) -> Result<(), Error> {
         let hit = |a: &Region, b: &Region| a.off < b.off + b.full && b.off < a.off + a.full;
-        for (i, w) in writes.iter().enumerate() {
+        let mut rest = writes;
+        while let Some((w, later)) = rest.split_first() {
             if reads.iter().any(|r| hit(w, r)) {
                 return Err(self.bad("an output overlaps an input in the arena"));
             }
-            if writes[i + 1..].iter().any(|v| hit(w, v)) {
+            if later.iter().any(|v| hit(w, v)) {
                 return Err(self.bad("two outputs overlap in the arena"));
             }
+            rest = later;
         }
         Ok(())
     }
@@ -1154,83 +1156,81 @@ pub(crate) type Carved<'b, const R: usize, const W: usize> = ([&'b [u8]; R], [&'
 
 /// Borrows `R` read regions (which may overlap each other) and `W` write regions (which may
 /// overlap nothing) of `arena` at once. `None` if a region is out of range or overlaps wrongly.
+///
+/// The arena is cut at the (non-empty) writes, in increasing offset order, with
+/// `split_at_mut_checked`; what lies between them is a gap, shared by the reads, and every
+/// read must lie inside one gap. No indexing that can panic: every access is `get` /
+/// `split_*_checked` (the device build is checked for panics by `nopanic/check.sh`).
 pub(crate) fn carve<'b, const R: usize, const W: usize>(
     arena: &'b mut [u8],
     reads: [Region; R],
     writes: [Region; W],
 ) -> Option<Carved<'b, R, W>> {
+    /// More regions than any op borrows at once.
     const MAX: usize = 8;
-    if R + W > MAX {
+    if W > MAX {
         return None;
     }
-    let end = |r: &Region| r.off.checked_add(r.len);
-    if reads
-        .iter()
-        .chain(&writes)
-        .any(|r| end(r).is_none_or(|e| e > arena.len()))
-    {
-        return None;
-    }
-    // Pieces: (start, end, tag) with tag < W a write, tag ≥ W the read group `tag - W`.
-    let mut pieces = [(0usize, 0usize, 0usize); MAX];
-    let mut np = 0;
-    for (w, r) in writes.iter().enumerate() {
-        pieces[np] = (r.off, r.off + r.len, w);
-        np += 1;
-    }
-    // Merge reads into groups of overlapping ranges.
-    let mut group_of = [0usize; MAX];
-    let mut order = [0usize; MAX];
-    for (i, o) in order.iter_mut().enumerate().take(R) {
-        *o = i;
-    }
-    order[..R].sort_unstable_by_key(|&i| reads[i].off);
-    let mut groups = 0;
-    let mut cur: Option<(usize, usize)> = None;
-    for &i in &order[..R] {
-        let (s, e) = (reads[i].off, reads[i].off + reads[i].len);
-        match cur {
-            Some((cs, ce)) if s < ce => cur = Some((cs, ce.max(e))),
-            _ => {
-                if let Some((cs, ce)) = cur {
-                    pieces[np] = (cs, ce, W + groups);
-                    np += 1;
-                    groups += 1;
-                }
-                cur = Some((s, e));
-            }
+    // Non-empty writes as (offset, length, slot), in increasing offset order.
+    let mut order = [(0usize, 0usize, 0usize); MAX];
+    let mut nw = 0usize;
+    for (slot, r) in writes.iter().enumerate() {
+        if r.len == 0 {
+            continue;
         }
-        group_of[i] = groups;
+        *order.get_mut(nw)? = (r.off, r.len, slot);
+        nw += 1;
     }
-    if let Some((cs, ce)) = cur {
-        pieces[np] = (cs, ce, W + groups);
-        np += 1;
-    }
-    pieces[..np].sort_unstable_by_key(|p| (p.0, p.1));
-    if pieces[..np].windows(2).any(|w| w[0].1 > w[1].0) {
-        return None;
-    }
+    let order = order.get_mut(..nw)?;
+    insertion_sort(order);
     let mut outs: [&'b mut [u8]; W] = core::array::from_fn(|_| <&mut [u8]>::default());
-    let mut group_slices: [(&'b [u8], usize); MAX] = [(&[], 0); MAX];
+    // Gaps between the writes: (bytes, arena offset); at most one more than the writes.
+    let mut gaps: [(&'b [u8], usize); MAX + 1] = [(&[], 0); MAX + 1];
+    let mut ng = 0usize;
     let mut rest: &'b mut [u8] = arena;
-    let mut cursor = 0;
-    for &(s, e, tag) in &pieces[..np] {
-        let (_, tail) = core::mem::take(&mut rest).split_at_mut(s - cursor);
-        let (mid, tail) = tail.split_at_mut(e - s);
+    let mut cursor = 0usize;
+    for &(off, len, slot) in order.iter() {
+        // An earlier write ending after this one starts: overlap.
+        let gap_len = off.checked_sub(cursor)?;
+        let (gap, tail) = core::mem::take(&mut rest).split_at_mut_checked(gap_len)?;
+        let (out, tail) = tail.split_at_mut_checked(len)?;
+        *gaps.get_mut(ng)? = (gap, cursor);
+        ng += 1;
+        *outs.get_mut(slot)? = out;
         rest = tail;
-        cursor = e;
-        if tag < W {
-            outs[tag] = mid;
-        } else {
-            group_slices[tag - W] = (mid, s);
+        cursor = off.checked_add(len)?;
+    }
+    *gaps.get_mut(ng)? = (rest, cursor);
+    let gaps = gaps.get(..=ng)?;
+    let mut ins: [&'b [u8]; R] = [&[]; R];
+    for (r, slot) in reads.iter().zip(ins.iter_mut()) {
+        if r.len == 0 {
+            continue;
+        }
+        let end = r.off.checked_add(r.len)?;
+        *slot = gaps.iter().find_map(|&(g, base)| {
+            let s = r.off.checked_sub(base)?;
+            g.get(s..end.checked_sub(base)?)
+        })?;
+    }
+    Some((ins, outs))
+}
+
+/// Sorts a short slice in place (insertion sort): no recursion and no panic path, unlike
+/// core's `sort_unstable` (whose pivot selection recurses and whose small-sort keeps a
+/// division-by-zero check). O(n²): used for at most [`crate::format::MAX_STATE_TENSORS`]
+/// elements.
+pub(crate) fn insertion_sort<T: Ord + Copy>(a: &mut [T]) {
+    for i in 1..a.len() {
+        let mut j = i;
+        while j > 0 {
+            match (a.get(j - 1), a.get(j)) {
+                (Some(x), Some(y)) if x > y => a.swap(j - 1, j),
+                _ => break,
+            }
+            j -= 1;
         }
     }
-    let ins: [&'b [u8]; R] = core::array::from_fn(|i| {
-        let (g, base) = group_slices[group_of[i]];
-        let s = reads[i].off - base;
-        g.get(s..s + reads[i].len).unwrap_or(&[])
-    });
-    Some((ins, outs))
 }
 
 fn i8s(b: &[u8]) -> &[i8] {
@@ -1267,6 +1267,10 @@ pub(crate) fn run_op(
             y,
         } => {
             let ([x], [y]) = carve(arena, [x], [y]).ok_or(err)?;
+            // Checked by `decode`; repeated so the optimizer can drop `clamp`'s panic.
+            if p.act_min > p.act_max {
+                return Err(err);
+            }
             fc_i8(&p, i8s(x), w, bias, rq, i8s_mut(y));
         }
         Exec::Lstm {

@@ -287,5 +287,10 @@ pub const OP_ATTENTION: u16 = 13;
 /// Tensors: `[x i8, y i8]`. Params: `[steps, outer, n, inner, x_zp, y_zp, mult, shift]`.
 pub const OP_MEAN: u16 = 14;
 
+/// Most state tensors a model may have. The parse-time check that no other arena tensor shares a
+/// state tensor's bytes sorts the state intervals on the stack (12 bytes each on Cortex-M,
+/// 24 on 64-bit hosts), which keeps it O(N log S) without an allocator.
+pub const MAX_STATE_TENSORS: usize = 64;
+
 /// Length of the int16 sigmoid / tanh tables: 512 segments over Q3.12 `[-8, 8)` plus the end.
 pub const ACT_TABLE_LEN: usize = 513;

@@ -11,9 +11,9 @@ use crate::error::Error;
 use crate::exec;
 use crate::format::{
     DType, Header, OpEntry, TensorEntry, TensorKind, ARENA_ALIGN, CRC_FIELD, CRC_START, FILE_ALIGN,
-    FLAG_STREAMABLE, MAGIC, MAX_RANK, NO_TIME_AXIS, OP_ADD, OP_ATTENTION, OP_CONCAT, OP_COPY,
-    OP_FC, OP_FLAG_PER_STEP, OP_GRU, OP_LAYERNORM, OP_LSTM, OP_LUT8, OP_MEAN, OP_REQUANT, OP_RNN,
-    OP_SELECT_LAST, OP_SOFTMAX, VERSION_MAJOR,
+    FLAG_STREAMABLE, MAGIC, MAX_RANK, MAX_STATE_TENSORS, NO_TIME_AXIS, OP_ADD, OP_ATTENTION,
+    OP_CONCAT, OP_COPY, OP_FC, OP_FLAG_PER_STEP, OP_GRU, OP_LAYERNORM, OP_LSTM, OP_LUT8, OP_MEAN,
+    OP_REQUANT, OP_RNN, OP_SELECT_LAST, OP_SOFTMAX, VERSION_MAJOR,
 };
 use core::mem::size_of;
 use zerocopy::little_endian::{I32, U16};
@@ -207,29 +207,12 @@ impl<'a> Model<'a> {
             data_off,
         };
 
-        for i in 0..tensors.len() {
-            model.validate_tensor(i, t0 + i * TENSOR_LEN)?;
+        let mut at = t0;
+        for e in tensors {
+            model.validate_tensor(e, at)?;
+            at = at.saturating_add(TENSOR_LEN);
         }
-        // State survives between `step` calls: no other tensor may share its bytes.
-        for i in 0..tensors.len() {
-            let Some(s) = model.tensor(i).filter(|t| t.kind == TensorKind::State) else {
-                continue;
-            };
-            for j in 0..tensors.len() {
-                let Some(o) = model
-                    .tensor(j)
-                    .filter(|t| j != i && t.kind != TensorKind::Const)
-                else {
-                    continue;
-                };
-                if s.offset < o.offset + o.nbytes && o.offset < s.offset + s.nbytes {
-                    return Err(malformed(
-                        t0 + i * TENSOR_LEN + 20,
-                        "state tensor shares arena bytes with another tensor",
-                    ));
-                }
-            }
-        }
+        model.check_state_disjoint(t0)?;
         let mut timed_input = false;
         for (k, &t) in io.iter().enumerate() {
             let at = i0 + 2 * k;
@@ -247,15 +230,74 @@ impl<'a> Model<'a> {
         if model.is_streamable() && !timed_input {
             return Err(malformed(16, "streamable model without a sequence input"));
         }
-        for i in 0..ops.len() {
-            model.validate_op_entry(i, o0 + i * OP_LEN)?;
+        let mut at = o0;
+        for (i, e) in ops.iter().enumerate() {
+            model.validate_op_entry(e, i, at)?;
             exec::decode(&model, i, false)?;
+            at = at.saturating_add(OP_LEN);
         }
         Ok(model)
     }
 
-    fn validate_tensor(&self, i: usize, at: usize) -> Result<(), Error> {
-        let e = &self.tensors[i];
+    /// State survives between `step` calls: no other arena tensor may share its bytes.
+    ///
+    /// O(N log S) for N tensors of which S are state, without an allocator: the state intervals
+    /// (at most [`MAX_STATE_TENSORS`], a format rule) are copied to the stack and sorted, checked
+    /// for overlap with each other by neighbours, then every activation is checked against them
+    /// by binary search. Runs after `validate_tensor`, so every interval lies in the arena.
+    fn check_state_disjoint(&self, t0: usize) -> Result<(), Error> {
+        const STATE: u8 = TensorKind::State as u8;
+        const ACTIVATION: u8 = TensorKind::Activation as u8;
+        // (offset, end, table index) of every state tensor.
+        let mut states = [(0usize, 0usize, 0usize); MAX_STATE_TENSORS];
+        let mut n = 0usize;
+        for (i, e) in self.tensors.iter().enumerate() {
+            if e.kind != STATE {
+                continue;
+            }
+            let at = t0.saturating_add(i.saturating_mul(TENSOR_LEN));
+            let slot = states
+                .get_mut(n)
+                .ok_or(malformed(at + 1, "more than 64 state tensors"))?;
+            let off = u32_at(e.offset);
+            *slot = (off, off.saturating_add(u32_at(e.nbytes)), i);
+            n += 1;
+        }
+        let states = states.get_mut(..n).unwrap_or_default();
+        exec::insertion_sort(states);
+        let shared = |i: usize| {
+            malformed(
+                t0.saturating_add(i.saturating_mul(TENSOR_LEN)) + 20,
+                "state tensor shares arena bytes with another tensor",
+            )
+        };
+        // Sorted by offset, two states overlap only if some state overlaps its successor.
+        for w in states.windows(2) {
+            if let [(_, end, i), (next, _, j)] = *w {
+                if next < end {
+                    return Err(shared(i.max(j)));
+                }
+            }
+        }
+        for e in self.tensors {
+            if e.kind != ACTIVATION {
+                continue;
+            }
+            let off = u32_at(e.offset);
+            let end = off.saturating_add(u32_at(e.nbytes));
+            // The states are disjoint and sorted, so their ends are increasing too: the first
+            // state ending after `off` is the only candidate.
+            let k = states.partition_point(|s| s.1 <= off);
+            if let Some(&(s_off, _, i)) = states.get(k) {
+                if s_off < end {
+                    return Err(shared(i));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_tensor(&self, e: &TensorEntry, at: usize) -> Result<(), Error> {
         let dtype = DType::from_code(e.dtype).ok_or(malformed(at, "unknown dtype"))?;
         let kind = TensorKind::from_code(e.kind).ok_or(malformed(at + 1, "unknown tensor kind"))?;
         let rank = e.rank as usize;
@@ -325,8 +367,7 @@ impl<'a> Model<'a> {
         Ok(())
     }
 
-    fn validate_op_entry(&self, i: usize, at: usize) -> Result<(), Error> {
-        let e = &self.ops[i];
+    fn validate_op_entry(&self, e: &OpEntry, i: usize, at: usize) -> Result<(), Error> {
         let opcode = e.opcode.get();
         if op_name(opcode) == "UNKNOWN" {
             return Err(Error::UnknownOp { op: i, opcode });
@@ -482,7 +523,7 @@ impl<'a> Model<'a> {
     }
 
     /// The bytes of constant tensor `t` (in the data section), if it is a constant.
-    pub(crate) fn const_data(&self, t: &TensorInfo<'_>) -> Option<&'a [u8]> {
+    pub fn const_data(&self, t: &TensorInfo<'_>) -> Option<&'a [u8]> {
         if t.kind != TensorKind::Const {
             return None;
         }

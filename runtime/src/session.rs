@@ -27,8 +27,13 @@ impl<'m, 'a> Session<'m, 'a> {
                 got: arena.len(),
             });
         }
+        let got = arena.len();
         let pad = (ARENA_ALIGN - arena.as_ptr() as usize % ARENA_ALIGN) % ARENA_ALIGN;
-        let arena = &mut arena[pad..pad + model.plan_bytes()];
+        // `pad + plan_bytes ≤ arena_bytes ≤ got`: never `None`, but `get` keeps it panic-free.
+        let arena = arena
+            .get_mut(pad..)
+            .and_then(|a| a.get_mut(..model.plan_bytes()))
+            .ok_or(Error::ArenaTooSmall { needed, got })?;
         arena.fill(0);
         let mut s = Session { model, arena };
         s.reset();
@@ -191,10 +196,9 @@ impl<'m, 'a> Session<'m, 'a> {
                 got: output.len(),
             });
         }
-        self.input_mut(0)?.copy_from_slice(input);
+        copy_exact(self.input_mut(0)?, input)?;
         self.invoke()?;
-        output.copy_from_slice(self.output(0)?);
-        Ok(())
+        copy_exact(output, self.output(0)?)
     }
 
     /// Single-input, single-output streaming: `frame` is one time step of the input
@@ -221,9 +225,19 @@ impl<'m, 'a> Session<'m, 'a> {
                 got: output.len(),
             });
         }
-        self.input_frame_mut(0)?.copy_from_slice(frame);
+        copy_exact(self.input_frame_mut(0)?, frame)?;
         self.invoke_step()?;
-        output.copy_from_slice(self.output_frame(0)?);
-        Ok(())
+        copy_exact(output, self.output_frame(0)?)
     }
+}
+
+/// `dst.copy_from_slice(src)` without its length-mismatch panic: the callers have checked both
+/// lengths against the same tensor, so the error is unreachable, but the optimizer cannot see
+/// that through the arena lookups.
+fn copy_exact(dst: &mut [i8], src: &[i8]) -> Result<(), Error> {
+    if dst.len() != src.len() {
+        return Err(Error::Arena { op: usize::MAX });
+    }
+    dst.copy_from_slice(src);
+    Ok(())
 }

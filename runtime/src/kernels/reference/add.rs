@@ -52,6 +52,7 @@ pub fn add_i8(p: &AddParams, a: &[i8], b: &[i8], y: &mut [i8]) {
         .and_then(|v| v.checked_add(p.b_len));
     let ok = p.len > 0
         && p.b_len > 0
+        && p.act_min <= p.act_max
         && p.len % p.b_len == 0
         && Some(a.len()) == p.steps.checked_mul(p.len)
         && y.len() == a.len()
@@ -59,18 +60,22 @@ pub fn add_i8(p: &AddParams, a: &[i8], b: &[i8], y: &mut [i8]) {
     if !ok {
         return;
     }
-    for (s, (ar, yr)) in a
-        .chunks_exact(p.len)
-        .zip(y.chunks_exact_mut(p.len))
-        .enumerate()
-    {
-        let bs = &b[s * p.b_step..s * p.b_step + p.b_len];
+    // `b`'s block for the current step; it advances by `b_step` (0 for a broadcast `b`).
+    let mut b_from = 0usize;
+    super::for_rows(a, p.len, y, p.len, |ar, yr| {
+        // In range by the check above (`b_need`); an empty block would only skip the step.
+        let bs = b
+            .get(b_from..)
+            .and_then(|r| r.get(..p.b_len))
+            .unwrap_or(&[]);
+        b_from = b_from.wrapping_add(p.b_step);
         for ((av, yv), bv) in ar.iter().zip(yr.iter_mut()).zip(bs.iter().cycle()) {
+            // |(a - a_zp) · a_mult| < 2^40 each: the sum cannot overflow i64.
             let acc = (*av as i64 - p.a_zp as i64) * p.a_mult as i64
                 + (*bv as i64 - p.b_zp as i64) * p.b_mult as i64;
             *yv = clamp8(p.y_zp as i64 + rsr(acc, p.shift), p.act_min, p.act_max);
         }
-    }
+    });
 }
 
 #[cfg(test)]

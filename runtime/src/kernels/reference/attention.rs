@@ -136,27 +136,36 @@ pub fn attention_i8(
     let (Some(qlen), Some(klen)) = (qlen, klen) else {
         return;
     };
-    if !ok {
+    if !ok || w == 0 || qlen == 0 || klen == 0 {
         return;
     }
     let (q_zp, k_zp, v_zp) = (p.q_zp, p.k_zp, p.v_zp);
-    for (((qb, kb), vb), yb) in q
-        .chunks_exact(qlen)
-        .zip(k.chunks_exact(klen))
-        .zip(v.chunks_exact(klen))
-        .zip(y.chunks_exact_mut(qlen))
-    {
-        for (i, (qr, yr)) in qb.chunks_exact(w).zip(yb.chunks_exact_mut(w)).enumerate() {
+    // Blocks of `tq` query rows and `tk` key / value rows; no `Zip` over `ChunksExact` and no
+    // indexing that can panic (see `for_rows`).
+    let (mut kbs, mut vbs) = (k.chunks_exact(klen), v.chunks_exact(klen));
+    super::for_rows(q, qlen, y, qlen, |qb, yb| {
+        let (Some(kb), Some(vb)) = (kbs.next(), vbs.next()) else {
+            return;
+        };
+        let mut i = 0usize;
+        super::for_rows(qb, w, yb, w, |qr, yr| {
             let n = if p.causal { (i + 1).min(p.tk) } else { p.tk };
-            let sc = &mut scores[..n];
-            for h in 0..p.heads {
-                let col = h * p.dh;
-                let qh = &qr[col..col + p.dh];
+            i += 1;
+            let Some(sc) = scores.get_mut(..n) else {
+                return;
+            };
+            // Head `h` is the column block `h·dh .. (h+1)·dh`, starting at `col`.
+            let mut col = 0usize;
+            super::for_rows(qr, p.dh, yr, p.dh, |qh, yh| {
                 // Scores of this head against the visible keys; |s_j| < 2^24.
-                for (s, kr) in sc.iter_mut().zip(kb.chunks_exact(w)) {
+                // `w ≥ 1` (checked above; `max` lets the optimizer see it in this closure).
+                let mut krs = kb.chunks_exact(w.max(1));
+                for s in sc.iter_mut() {
+                    let Some(kr) = krs.next() else { break };
+                    let kh = kr.get(col..).and_then(|r| r.get(..p.dh)).unwrap_or(&[]);
                     *s = qh
                         .iter()
-                        .zip(&kr[col..col + p.dh])
+                        .zip(kh)
                         .map(|(&a, &b)| (a as i32 - q_zp) * (b as i32 - k_zp))
                         .sum();
                 }
@@ -167,19 +176,23 @@ pub fn attention_i8(
                     *s = pow2_neg(exp2, rq(m - *s, p.score_mult, p.score_shift));
                     l += *s as i64;
                 }
-                for (c, out) in yr[col..col + p.dh].iter_mut().enumerate() {
-                    let a: i64 = sc
-                        .iter()
-                        .zip(vb.chunks_exact(w))
-                        .map(|(&pj, vr)| pj as i64 * (vr[col + c] as i64 - v_zp as i64))
-                        .sum();
+                for (c, out) in yh.iter_mut().enumerate() {
+                    let at = col + c;
+                    let mut a = 0i64;
+                    let mut vrs = vb.chunks_exact(w.max(1));
+                    for &pj in sc.iter() {
+                        let Some(vr) = vrs.next() else { break };
+                        let vv = vr.get(at).map_or(v_zp as i64, |&x| x as i64);
+                        a += pj as i64 * (vv - v_zp as i64);
+                    }
                     let mean = div_round(a << 16, l); // |mean| < 2^24
                     let r = rq(mean as i32, p.out_mult, p.out_shift);
                     *out = clamp8(p.y_zp as i64 + r as i64, -128, 127);
                 }
-            }
-        }
-    }
+                col += p.dh;
+            });
+        });
+    });
 }
 
 #[cfg(test)]

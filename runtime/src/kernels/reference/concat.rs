@@ -16,9 +16,11 @@ pub fn concat_part(rows: usize, chunk: usize, col: usize, x: &[u8], y: &mut [u8]
     if !ok {
         return;
     }
-    for (xr, yr) in x.chunks_exact(chunk).zip(y.chunks_exact_mut(row_bytes)) {
-        yr[col..col + chunk].copy_from_slice(xr);
-    }
+    super::for_rows(x, chunk, y, row_bytes, |xr, yr| {
+        if let Some(dst) = yr.get_mut(col..).and_then(|r| r.get_mut(..xr.len())) {
+            dst.copy_from_slice(xr);
+        }
+    });
 }
 
 #[cfg(test)]

@@ -65,17 +65,25 @@ pub fn copy_strided(p: &CopyParams, x: &[u8], y: &mut [u8]) {
     }
     let [d0, d1, d2, d3] = p.out_dims;
     let [s0, s1, s2, s3] = p.in_strides;
+    // Every index is below `in_extent` (checked above), so this arithmetic cannot overflow;
+    // wrapping ops say so without a debug-build overflow check.
     let mut out = y.chunks_exact_mut(es);
     for s in 0..p.steps {
-        let base = s * p.in_step + p.in_offset;
+        let base = s.wrapping_mul(p.in_step).wrapping_add(p.in_offset);
         for i0 in 0..d0 {
             for i1 in 0..d1 {
                 for i2 in 0..d2 {
-                    let row = base + i0 * s0 + i1 * s1 + i2 * s2;
+                    let row = base
+                        .wrapping_add(i0.wrapping_mul(s0))
+                        .wrapping_add(i1.wrapping_mul(s1))
+                        .wrapping_add(i2.wrapping_mul(s2));
                     for i3 in 0..d3 {
-                        let src = (row + i3 * s3) * es;
+                        let src = row.wrapping_add(i3.wrapping_mul(s3)).wrapping_mul(es);
+                        let v = x.get(src..).and_then(|r| r.get(..es)).unwrap_or(&[]);
                         if let Some(o) = out.next() {
-                            o.copy_from_slice(&x[src..src + es]);
+                            for (d, &b) in o.iter_mut().zip(v) {
+                                *d = b;
+                            }
                         }
                     }
                 }
@@ -91,7 +99,9 @@ pub fn select_last(steps: usize, x: &[u8], y: &mut [u8]) {
     if steps == 0 || Some(x.len()) != steps.checked_mul(row) {
         return;
     }
-    y.copy_from_slice(&x[(steps - 1) * row..]);
+    if let Some(last) = x.get((steps - 1) * row..).filter(|l| l.len() == row) {
+        y.copy_from_slice(last);
+    }
 }
 
 #[cfg(test)]

@@ -82,6 +82,7 @@ pub fn isqrt(v: u64) -> u64 {
 pub fn layernorm_i8(p: &LayerNormParams, x: &[i8], gamma_rq: &[I32], beta: &[I32], y: &mut [i8]) {
     let ok = p.d > 0
         && p.d <= MAX_D
+        && p.act_min <= p.act_max
         && Some(x.len()) == p.rows.checked_mul(p.d)
         && y.len() == x.len()
         && gamma_rq.len() == 2 * p.d
@@ -90,7 +91,7 @@ pub fn layernorm_i8(p: &LayerNormParams, x: &[i8], gamma_rq: &[I32], beta: &[I32
         return;
     }
     let d = p.d as i64;
-    for (xr, yr) in x.chunks_exact(p.d).zip(y.chunks_exact_mut(p.d)) {
+    super::for_rows(x, p.d, y, p.d, |xr, yr| {
         let sum: i64 = xr.iter().map(|&v| v as i64).sum();
         let diff = |v: i8| v as i64 * d - sum;
         let ss: i64 = xr.iter().map(|&v| diff(v) * diff(v)).sum();
@@ -106,7 +107,7 @@ pub fn layernorm_i8(p: &LayerNormParams, x: &[i8], gamma_rq: &[I32], beta: &[I32
             let b = beta.get(i).map_or(0, |b| b.get()) as i64;
             *out = clamp8(b + rq_at(gamma_rq, i, n) as i64, p.act_min, p.act_max);
         }
-    }
+    });
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ pub fn mean_i8(p: &MeanParams, x: &[i8], y: &mut [i8]) {
     if !ok {
         return;
     }
-    for (xb, yr) in x.chunks_exact(block).zip(y.chunks_exact_mut(p.inner)) {
+    super::for_rows(x, block, y, p.inner, |xb, yr| {
         for (i, out) in yr.iter_mut().enumerate() {
             let acc: i32 = xb
                 .iter()
@@ -57,7 +57,7 @@ pub fn mean_i8(p: &MeanParams, x: &[i8], y: &mut [i8]) {
                 .sum();
             *out = clamp8(p.y_zp as i64 + rq(acc, p.mult, p.shift) as i64, -128, 127);
         }
-    }
+    });
 }
 
 #[cfg(test)]

@@ -110,6 +110,29 @@ pub fn div_round(a: i64, b: i64) -> i64 {
     }
 }
 
+/// `f(x_row, y_row)` for the rows of `x` (`xn` elements each) and of `y` (`yn` each), in order,
+/// as many as both hold: `x.chunks_exact(xn).zip(y.chunks_exact_mut(yn))`, written so that the
+/// optimizer can prove it panic-free (core's `Zip::new` over `ChunksExact` divides by the chunk
+/// size in an out-of-line function and so keeps a division-by-zero panic on the device path).
+/// Does nothing when `xn` or `yn` is 0.
+#[inline(always)]
+pub(crate) fn for_rows<A, B>(
+    x: &[A],
+    xn: usize,
+    y: &mut [B],
+    yn: usize,
+    mut f: impl FnMut(&[A], &mut [B]),
+) {
+    if xn == 0 || yn == 0 {
+        return;
+    }
+    let mut xs = x.chunks_exact(xn);
+    for yr in y.chunks_exact_mut(yn) {
+        let Some(xr) = xs.next() else { return };
+        f(xr, yr);
+    }
+}
+
 /// Which time step a recurrent cell processes at iteration `i` of `steps`.
 #[inline]
 pub(crate) fn step_index(i: usize, steps: usize, reverse: bool) -> usize {

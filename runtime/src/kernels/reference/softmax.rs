@@ -26,9 +26,11 @@ pub fn softmax_i8(p: &SoftmaxParams, table: &[I32; 256], x: &[i8], y: &mut [i8])
     if p.len == 0 || Some(x.len()) != p.rows.checked_mul(p.len) || y.len() != x.len() {
         return;
     }
-    for (xr, yr) in x.chunks_exact(p.len).zip(y.chunks_exact_mut(p.len)) {
+    super::for_rows(x, p.len, y, p.len, |xr, yr| {
         let m = xr.iter().copied().max().unwrap_or(0) as i32;
-        let e = |v: i8| table[(m - v as i32) as usize].get() as i64;
+        // `m ≥ v`, so `m - v ∈ [0, 255]` and the `u8` cast is exact: an index the compiler
+        // can see is in range.
+        let e = |v: i8| table[(m - v as i32) as u8 as usize].get() as i64;
         let s: i64 = xr.iter().map(|&v| e(v)).sum();
         for (out, &v) in yr.iter_mut().zip(xr) {
             *out = if s > 0 {
@@ -37,7 +39,7 @@ pub fn softmax_i8(p: &SoftmaxParams, table: &[I32; 256], x: &[i8], y: &mut [i8])
                 -128
             };
         }
-    }
+    });
 }
 
 #[cfg(test)]

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Lists the panic sites reachable from the probe's entry points in a linked ELF.
+
+Usage: panic_sites.py ELF [ROOT...]   (roots default to probe_parse probe_session probe_frontend)
+
+Reads `objdump -d -C` (arm-none-eabi-objdump or llvm-objdump), builds the call graph from every
+direct call or branch whose target is another function (`bl`, `b.w`, conditional tail calls),
+finds the functions from which the panic handler (`rust_begin_unwind`) is reachable, and prints
+every call site, in a function reachable from a root, whose target is such a function and which
+is not itself inside core's panic machinery. Each site is resolved to its inline chain
+(file:line, innermost first) with addr2line. Indirect calls (`blx rN`) in reachable code are
+reported too, since the walk cannot follow them. Exit status 0; the last line is
+`panic sites: N`.
+"""
+import re
+import shutil
+import subprocess
+import sys
+
+HANDLER = "rust_begin_unwind"
+# Functions that are part of the panic machinery itself: a call *to* one of them is a site,
+# calls *inside* them are not.
+MACHINERY = re.compile(
+    r"^(core::panicking::|core::slice::index::|core::slice::copy_from_slice_impl::|"
+    r"core::option::(expect|unwrap)_failed|core::result::unwrap_failed|core::fmt::|"
+    r"core::str::slice_error_fail|core::cell::panic_|core::array::.*::try_from.*fail|"
+    r"rust_begin_unwind$)"
+)
+
+
+def tool(*names):
+    for n in names:
+        p = shutil.which(n)
+        if p:
+            return p
+    sys.exit("panic_sites.py: none of %s found" % ", ".join(names))
+
+
+def disassemble(elf):
+    objdump = tool("arm-none-eabi-objdump", "llvm-objdump")
+    out = subprocess.run(
+        [objdump, "-d", "-C", "--no-show-raw-insn", elf],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    funcs = {}  # name -> list of (addr, mnemonic, target or None)
+    cur = None
+    head = re.compile(r"^([0-9a-f]+) <(.*)>:$")
+    insn = re.compile(r"^\s+([0-9a-f]+):\s+(\S+)\s*(.*)$")
+    for line in out.splitlines():
+        m = head.match(line)
+        if m:
+            cur = m.group(2)
+            funcs.setdefault(cur, [])
+            continue
+        m = insn.match(line)
+        if not m or cur is None:
+            continue
+        addr, mnem, rest = int(m.group(1), 16), m.group(2), m.group(3)
+        t = re.search(r"<(.*)>\s*$", rest)
+        target = None
+        if t:
+            name = re.sub(r"\+0x[0-9a-f]+$", "", t.group(1))
+            if name != cur:
+                target = name
+        funcs[cur].append((addr, mnem, rest, target))
+    return funcs
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    elf = sys.argv[1]
+    roots = sys.argv[2:] or ["probe_parse", "probe_session", "probe_frontend"]
+    funcs = disassemble(elf)
+    calls = {f: {t for (_, _, _, t) in ins if t and t in funcs} for f, ins in funcs.items()}
+    # Functions that can reach the handler.
+    # (With LTO the handler is often inlined into `panic_fmt`: seed with both.)
+    panics = {f for f in funcs if f == HANDLER or f.startswith("core::panicking::")}
+    changed = True
+    while changed:
+        changed = False
+        for f, ts in calls.items():
+            if f not in panics and ts & panics:
+                panics.add(f)
+                changed = True
+    # Functions reachable from the roots (not descending into the machinery).
+    seen, todo = set(), [r for r in roots if r in funcs]
+    while todo:
+        f = todo.pop()
+        if f in seen or MACHINERY.match(f):
+            continue
+        seen.add(f)
+        todo.extend(calls[f])
+    sites, indirect = [], []
+    for f in sorted(seen):
+        for addr, mnem, rest, target in funcs[f]:
+            if target and target in panics and (MACHINERY.match(target) or target == HANDLER):
+                sites.append((addr, f, target))
+            elif mnem.startswith("blx") and re.match(r"^r\d+|^lr|^ip", rest):
+                indirect.append((addr, f, rest))
+    a2l = tool("arm-none-eabi-addr2line", "llvm-addr2line")
+    for addr, f, target in sites:
+        chain = subprocess.run(
+            [a2l, "-e", elf, "-i", "-f", "-C", "-p", hex(addr)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        frames = [re.sub(r" \(discriminator \d+\)", "", l.strip()) for l in chain.splitlines()]
+        frames = [re.sub(r"\S*/(runtime|library|registry/src/[^/]+)/", r"\1/", l) for l in frames]
+        print("%#x in %s -> %s" % (addr, f, target))
+        for fr in frames:
+            print("    " + fr)
+    for addr, f, rest in indirect:
+        print("%#x in %s: indirect call %s (not followed)" % (addr, f, rest))
+    print("reachable functions: %d" % len(seen))
+    print("panic sites: %d" % len(sites))
+
+
+if __name__ == "__main__":
+    main()
