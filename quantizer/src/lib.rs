@@ -1,6 +1,7 @@
 //! Kinglet's host tool: imports float ONNX models, calibrates them on real data, quantizes them
 //! to the int8 model file the `kinglet` runtime executes, and validates the result against tract.
 
+pub mod bench;
 pub mod calibrate;
 pub mod features;
 pub mod float_eval;

@@ -98,6 +98,25 @@ enum Cmd {
     },
     /// Compute log-mel features from 16 kHz WAV files (the runtime's front-end).
     Features(kinglet_quantizer::features::FeaturesArgs),
+    /// Host latency of every example model: Kinglet SIMD, Kinglet reference, tract (float).
+    /// `bench/run.sh` adds ONNX Runtime and writes the README's benchmark table.
+    Bench {
+        /// Folder of the example models (`fixtures*` folders are skipped).
+        #[arg(long, default_value = "models")]
+        dir: PathBuf,
+        /// Only these model folders (comma-separated names).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Timed milliseconds per engine in each of the 5 rounds.
+        #[arg(long, default_value_t = 200)]
+        slice_ms: u64,
+        /// Skip the reference path.
+        #[arg(long)]
+        no_reference: bool,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Validate every example model and rewrite the accuracy table in DIR/README.md.
     Table {
         /// Folder of the example models (`models/fixtures` is skipped).
@@ -294,10 +313,57 @@ fn real_main(cli: Cli) -> Result<()> {
         Cmd::Demo { dir } => demo(&dir)?,
         Cmd::Kws(args) => kinglet_quantizer::kws::kws_cmd(args)?,
         Cmd::Features(args) => kinglet_quantizer::features::features_cmd(args)?,
+        Cmd::Bench {
+            dir,
+            only,
+            slice_ms,
+            no_reference,
+            json,
+        } => bench(dir, only, slice_ms, no_reference, json)?,
         Cmd::Table { dir } => {
             let path = kinglet_quantizer::table::write_models_readme(&dir)?;
             println!("wrote {}", path.display());
         }
+    }
+    Ok(())
+}
+
+fn bench(
+    dir: PathBuf,
+    only: Vec<String>,
+    slice_ms: u64,
+    no_reference: bool,
+    json: Option<PathBuf>,
+) -> Result<()> {
+    use kinglet_quantizer::bench;
+    let opts = bench::Options {
+        dir,
+        only,
+        slice: std::time::Duration::from_millis(slice_ms),
+        no_reference,
+    };
+    println!(
+        "Kinglet kernels: {} (one thread, batch 1; median / p90 of {} rounds × {slice_ms} ms)",
+        kinglet::kernels::best_isa().name(),
+        bench::ROUNDS
+    );
+    println!(
+        "{:<22} {:>14} {:>14} {:>14}",
+        "model", "kinglet simd", "reference", "tract f32"
+    );
+    let fmt = |l: &bench::Latency| format!("{:.1}/{:.1}", l.median_us, l.p90_us);
+    let report = bench::run(&opts, |m| {
+        println!(
+            "{:<22} {:>14} {:>14} {:>14}  µs",
+            m.name,
+            fmt(&m.kinglet_simd),
+            m.kinglet_reference.as_ref().map_or("-".into(), fmt),
+            fmt(&m.tract)
+        );
+    })?;
+    if let Some(p) = json {
+        write_atomic(&p, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        println!("wrote {}", p.display());
     }
     Ok(())
 }

@@ -160,7 +160,11 @@ impl LogMel {
                     if first.is_none() {
                         first = Some(k);
                     }
-                    weights[used] = w as f32;
+                    // WEIGHTS_CAP holds every band's weights (checked by a test); `get_mut`
+                    // keeps the device path free of a bounds-check panic.
+                    if let Some(slot) = weights.get_mut(used) {
+                        *slot = w as f32;
+                    }
                     used += 1;
                 }
             }
@@ -197,11 +201,12 @@ impl LogMel {
         spectrum[0].re = dc * dc;
         spectrum[0].im = nyquist * nyquist;
         // Now fft[2k] is the power of bin k for k < 256, and fft[1] that of bin 256.
+        // (`get`: the band tables only name bins below BINS, so 2k < FFT_LEN.)
         let power = |k: usize| {
             if k == BINS - 1 {
                 self.fft[1]
             } else {
-                self.fft[2 * k]
+                self.fft.get(2 * k).copied().unwrap_or(0.0)
             }
         };
 
@@ -210,7 +215,8 @@ impl LogMel {
             let start = self.band_start[m] as usize;
             let len = self.band_len[m] as usize;
             let mut energy = 0.0f32;
-            for (i, &w) in self.weights[offset..offset + len].iter().enumerate() {
+            let weights = self.weights.get(offset..offset + len).unwrap_or(&[]);
+            for (i, &w) in weights.iter().enumerate() {
                 energy += w * power(start + i);
             }
             offset += len;
@@ -223,11 +229,11 @@ impl LogMel {
     /// is ignored (pad the clip first if it must count).
     pub fn clip(&mut self, pcm: &[i16], out: &mut [[f32; BANDS]]) -> usize {
         let n = frames_in(pcm.len()).min(out.len());
-        for (t, frame) in out[..n].iter_mut().enumerate() {
-            let start = t * HOP;
-            let window: &[i16; WINDOW] = pcm[start..start + WINDOW]
-                .try_into()
-                .expect("slice of WINDOW samples");
+        for (t, frame) in out.iter_mut().take(n).enumerate() {
+            // `t < frames_in(pcm.len())`, so the window is in `pcm`.
+            let Some(window) = pcm.get(t * HOP..).and_then(|r| r.first_chunk::<WINDOW>()) else {
+                return t;
+            };
             self.frame(window, frame);
         }
         n

@@ -63,10 +63,14 @@ impl Streamer {
     pub fn push(&mut self, samples: &[i16], mut on_frame: impl FnMut(&[f32; BANDS])) {
         let mut rest = samples;
         while !rest.is_empty() {
-            let take = (WINDOW - self.filled).min(rest.len());
-            self.history[self.filled..self.filled + take].copy_from_slice(&rest[..take]);
+            // `filled < WINDOW` here; `get_mut` and `zip` keep the copy free of panic paths.
+            let free = self.history.get_mut(self.filled..).unwrap_or_default();
+            let take = free.len().min(rest.len());
+            for (d, &s) in free.iter_mut().zip(rest) {
+                *d = s;
+            }
             self.filled += take;
-            rest = &rest[take..];
+            rest = rest.get(take..).unwrap_or_default();
             if self.filled == WINDOW {
                 self.logmel.frame(&self.history, &mut self.frame);
                 on_frame(&self.frame);
