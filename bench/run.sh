@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The benchmark table: Kinglet (SIMD and reference), tract, ONNX Runtime (float32, dynamic and
+# static int8) on every example model, plus the Cortex-M4 figures; rewrites the section between
+# <!-- bench:begin --> and <!-- bench:end --> of README.md. Not part of CI.
+#
+#   bash bench/run.sh [--no-m4] [--slice-ms N] [--only a,b]
+#
+# --no-m4      skip firmware/bench.sh (Cortex-M4 instructions, flash, arena, stack under QEMU)
+# --slice-ms   timed milliseconds per engine in each of 5 rounds (default 200)
+# --only       only these model folders under models/
+# Needs /work/venv/bin/python (or $PYTHON) with bench/requirements.txt installed.
+# Raw results go to bench/out/ (kinglet.json, ort.json, m4.jsonl).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+M4=1
+SLICE=200
+ONLY=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --no-m4) M4=0 ;;
+        --slice-ms) SLICE="$2"; shift ;;
+        --only) ONLY="$2"; shift ;;
+        *) echo "usage: bash bench/run.sh [--no-m4] [--slice-ms N] [--only a,b]" >&2; exit 2 ;;
+    esac
+    shift
+done
+PY="${PYTHON:-/work/venv/bin/python}"
+OUT=bench/out
+mkdir -p "$OUT"
+
+echo "== build (release)"
+cargo build --release -p kinglet-quantizer
+KINGLET=target/release/kinglet
+
+echo "== Kinglet and tract"
+ARGS=(--slice-ms "$SLICE" --json "$OUT/kinglet.json")
+[ -n "$ONLY" ] && ARGS+=(--only "$ONLY")
+"$KINGLET" bench "${ARGS[@]}"
+
+echo "== ONNX Runtime"
+ARGS=(--slice-ms "$SLICE" --json "$OUT/ort.json")
+[ -n "$ONLY" ] && ARGS+=(--only "$ONLY")
+"$PY" bench/ort_bench.py "${ARGS[@]}" 2> >(grep -v -E '^WARNING|^$' >&2)
+
+M4ARGS=()
+if [ "$M4" = 1 ]; then
+    if [ -x firmware/bench.sh ] || [ -f firmware/bench.sh ]; then
+        echo "== Cortex-M4 (firmware/bench.sh under QEMU)"
+        : > "$OUT/m4.jsonl"
+        for kgl in models/*/model.kgl; do
+            name=$(basename "$(dirname "$kgl")")
+            case "$name" in fixtures*) continue ;; esac
+            if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$name,"* ]]; then continue; fi
+            if line=$(bash firmware/bench.sh "$kgl" | grep '^{' | tail -1) && [ -n "$line" ]; then
+                echo "$line" | tee -a "$OUT/m4.jsonl"
+            else
+                echo "firmware/bench.sh $kgl failed; its M4 cells stay empty" >&2
+            fi
+        done
+        M4ARGS=(--m4 "$OUT/m4.jsonl")
+    else
+        echo "firmware/bench.sh is not there: M4 columns left empty (or pass --no-m4)" >&2
+        M4ARGS=(--m4-note "Cortex-M4 columns: not measured in this run (firmware/bench.sh missing).")
+    fi
+else
+    M4ARGS=(--m4-note "Cortex-M4 columns: not measured in this run (--no-m4); see the firmware table above.")
+fi
+
+CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+MACHINE="$CPU, $(nproc) cores under KVM, shared with other builds (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+CMD="bash bench/run.sh"
+[ "$M4" = 0 ] && CMD="$CMD --no-m4"
+[ "$SLICE" != 200 ] && CMD="$CMD --slice-ms $SLICE"
+echo "== table"
+"$PY" bench/table.py --kinglet "$OUT/kinglet.json" --ort "$OUT/ort.json" "${M4ARGS[@]}" \
+    --readme README.md --machine "$MACHINE" --command "$CMD"

@@ -1,0 +1,143 @@
+"""Writes the benchmark table into README.md between `<!-- bench:begin -->` and
+`<!-- bench:end -->` from the JSON files `bench/run.sh` produced.
+
+    python3 bench/table.py --kinglet K.json --ort O.json [--m4 M4.jsonl] --readme README.md
+                           --machine "..." --command "bash bench/run.sh"
+
+Standard library only. Latency cells are `median (p90)` in µs; a peer's `×` figure is its
+median divided by Kinglet SIMD's median (above 1: Kinglet is faster).
+"""
+
+import argparse
+import datetime
+import json
+import sys
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def us(v):
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def cell(lat, base=None):
+    if not lat or "median_us" not in lat:
+        return "–"
+    s = f"{us(lat['median_us'])} ({us(lat['p90_us'])})"
+    if base:
+        s += f" **{lat['median_us'] / base:.2f}×**"
+    return s
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kinglet", required=True)
+    ap.add_argument("--ort", required=True)
+    ap.add_argument("--m4", default=None)
+    ap.add_argument("--m4-note", default="")
+    ap.add_argument("--readme", default="README.md")
+    ap.add_argument("--machine", required=True)
+    ap.add_argument("--command", default="bash bench/run.sh")
+    a = ap.parse_args()
+
+    k = json.load(open(a.kinglet))
+    o = json.load(open(a.ort))
+    ort_by = {m["name"]: m for m in o["models"]}
+    m4 = {}
+    if a.m4:
+        for line in open(a.m4):
+            line = line.strip()
+            if line.startswith("{"):
+                r = json.loads(line)
+                # `model` may be a name or a path such as models/kws_gru/model.kgl.
+                key = r["model"].rstrip("/").split("/")
+                key = key[-2] if len(key) > 1 and key[-1].endswith(".kgl") else key[-1]
+                m4[key] = r
+
+    isa = k["isa"]
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"Measured {date} on {a.machine}; `{a.command}`. One thread, batch 1, float in and "
+        f"float out; each call timed alone, engines taking turns in {k['rounds']} rounds of "
+        f"{k['slice_ms']} ms; cells are median (p90) in µs, **×** = that engine's median ÷ "
+        f"Kinglet SIMD's (above 1: Kinglet is faster). Kinglet SIMD = `{isa}` kernels; "
+        f"tract 0.23 float32 in the same process; ONNX Runtime {o['onnxruntime']} through "
+        f"its Python API (`bench/ort_bench.py`, its ~5-9 µs per-call floor included).",
+        "",
+        "| model | MACs | Kinglet SIMD | Kinglet reference | tract f32 | ORT f32 | "
+        "ORT dynamic int8 | ORT static int8 | best peer ÷ Kinglet |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    notes = []
+    for m in k["models"]:
+        base = m["kinglet_simd"]["median_us"]
+        om = ort_by.get(m["name"], {"variants": {}})
+        v = om["variants"]
+        peers = [m["tract"]] + [v.get(x, {}) for x in ("ort_f32", "ort_dynamic", "ort_static")]
+        best = min((p["median_us"] for p in peers if "median_us" in p), default=None)
+        lines.append(
+            "| {} | {:,} | {} | {} | {} | {} | {} | {} | {} |".format(
+                m["name"],
+                m["macs"],
+                cell(m["kinglet_simd"]),
+                cell(m.get("kinglet_reference"), base),
+                cell(m["tract"], base),
+                cell(v.get("ort_f32"), base),
+                cell(v.get("ort_dynamic"), base),
+                cell(v.get("ort_static"), base),
+                f"{best / base:.2f}×" if best else "–",
+            )
+        )
+        for x in ("ort_dynamic", "ort_static"):
+            d = v.get(x, {})
+            if "ops" in d:
+                notes.append(
+                    f"{m['name']} {x.replace('ort_', '')}: {d['ops']}; "
+                    f"SQNR vs ORT f32 {d['sqnr_vs_f32_db']:.1f} dB"
+                )
+            if "note" in d:
+                notes.append(f"{m['name']} {x.replace('ort_', '')}: {d['note']}")
+    lines += [
+        "",
+        "What ONNX Runtime's quantizers made of each model (ops quantized / left float):",
+        "",
+    ]
+    lines += [f"- {n}" for n in notes]
+    lines += [
+        "",
+        "| model | .kgl bytes | .onnx bytes | arena bytes | M4 instructions / inference "
+        "| est. M4 cycles | M4 flash code + model bytes | M4 peak stack |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for m in k["models"]:
+        r = m4.get(m["name"])
+        if r:
+            m4cells = [
+                f"{r['instructions_per_inference']:,}",
+                f"{r['est_m4_cycles']:,}",
+                f"{r['flash_code_bytes']:,} + {r['flash_model_bytes']:,}",
+                f"{r['peak_stack_bytes']:,}",
+            ]
+        else:
+            m4cells = ["–"] * 4
+        lines.append(
+            "| {} | {:,} | {:,} | {:,} | {} |".format(
+                m["name"], m["kgl_bytes"], m["onnx_bytes"], m["arena_bytes"], " | ".join(m4cells)
+            )
+        )
+    if a.m4_note:
+        lines += ["", a.m4_note]
+    table = "\n".join(lines)
+
+    text = open(a.readme).read()
+    if BEGIN not in text or END not in text:
+        sys.exit(f"{a.readme} has no {BEGIN} ... {END} section")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    open(a.readme, "w").write(head + BEGIN + "\n" + table + "\n" + END + tail)
+    print(table)
+    print(f"\nwrote {a.readme}")
+
+
+if __name__ == "__main__":
+    main()
