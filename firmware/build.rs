@@ -3,37 +3,35 @@
 //! 1. Picks the board from the target (or the `nucleo-f446re` feature), copies its
 //!    `memory/<board>.x` to `OUT_DIR/memory.x` for cortex-m-rt's `link.x`, and writes
 //!    `board.rs` (board name, RAM size, arena capacity).
-//! 2. For each app, quantizes the first few samples of the fixture's `test.npy` with the model's
-//!    own input scale / zero point (`kinglet::TensorInfo::quantize`, run here on the host) into
-//!    `<app>_inputs.bin`, runs them through `kinglet` on the host and records the FNV-1a 32 hash
-//!    of all int8 outputs, which the firmware compares with its own (`<app>.rs`).
+//! 2. `kws`: converts a few committed Speech Commands clips (16 kHz WAV) to raw little-endian
+//!    i16 PCM for flash (`kws_clips.bin`), and computes on the host what the device must print:
+//!    the streaming detections of `kinglet kws --stream` (runtime front-end hop by hop, `step`,
+//!    posterior smoothing and threshold, `src/common.rs`), the hash of every step's int8
+//!    output, and the few `exp` arguments where `libm::expf` differs from the host's `f32::exp`
+//!    (`kws.rs`).
+//! 3. `forecast`: rebuilds the ETTh1 `OT` series from the committed test windows of
+//!    `models/forecast_gru`, encodes it as TMP117 `Temp_Result` register values for the replay
+//!    I2C bus (`forecast_replay.bin`), and runs the device's computation on the host: z-score,
+//!    quantize, `Session::run` every hour once 96 samples are in, MSE against the replayed
+//!    truth (`forecast.rs`).
 use std::{env, fs, path::Path, path::PathBuf};
 
-/// One app's fixture: model, test inputs, how many samples go on the device, optional labels.
-struct App {
-    name: &'static str,
-    model: &'static str,
-    test: &'static str,
-    samples: usize,
-    labels: Option<&'static str>,
-}
+#[path = "src/common.rs"]
+#[allow(dead_code)]
+mod common;
 
-const APPS: &[App] = &[
-    App {
-        name: "forecast",
-        model: "../models/fixtures/gru_forecast_legacy_o17/model.kgl",
-        test: "../models/fixtures/gru_forecast_legacy_o17/test.npy",
-        samples: 8,
-        labels: None,
-    },
-    App {
-        name: "kws",
-        model: "../models/kws_gru/model.kgl",
-        test: "../models/kws_gru/test.npy",
-        samples: 4,
-        labels: Some("../models/kws_gru/labels.npy"),
-    },
+/// Committed clips streamed by the kws app (paths under `models/kws_gru/clips/`).
+const KWS_CLIPS: &[&str] = &[
+    "yes/0cb74144_nohash_0.wav",
+    "stop/1acc97de_nohash_0.wav",
+    "left/43fc47a7_nohash_0.wav",
+    "_unknown_/bed_cfbedff9_nohash_0.wav.wav",
 ];
+const KWS_MODEL: &str = "../models/kws_gru/model.kgl";
+const FORECAST_MODEL: &str = "../models/forecast_gru/model.kgl";
+/// Forecasts the forecast app makes (one per replayed hour once 96 samples are in; each one's
+/// 24-hour truth is replayed too).
+const FORECASTS: usize = 12;
 
 /// Board facts: memory map file, RAM size, and the static arena's capacity (RAM less room for
 /// the stack and the app's other statics).
@@ -147,6 +145,271 @@ fn fnv1a32(hash: u32, bytes: &[u8]) -> u32 {
         .fold(hash, |h, &b| (h ^ b as u32).wrapping_mul(0x0100_0193))
 }
 
+/// Reads a 16 kHz mono 16-bit PCM WAV file (the format of the committed clips).
+fn read_wav(path: &Path) -> Vec<i16> {
+    let b = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        b.len() > 12 && &b[0..4] == b"RIFF" && &b[8..12] == b"WAVE",
+        "{}: not a RIFF/WAVE file",
+        path.display()
+    );
+    let (mut pos, mut format_ok, mut data) = (12, false, None);
+    while pos + 8 <= b.len() {
+        let id = &b[pos..pos + 4];
+        let len = u32::from_le_bytes(b[pos + 4..pos + 8].try_into().unwrap()) as usize;
+        let body = &b[pos + 8..(pos + 8 + len).min(b.len())];
+        if id == b"fmt " {
+            let u16_at = |i: usize| u16::from_le_bytes([body[i], body[i + 1]]);
+            let rate = u32::from_le_bytes(body[4..8].try_into().unwrap());
+            format_ok = u16_at(0) == 1 && u16_at(2) == 1 && rate == 16_000 && u16_at(14) == 16;
+        } else if id == b"data" {
+            data = Some(body);
+        }
+        pos += 8 + len + (len & 1);
+    }
+    assert!(
+        format_ok,
+        "{}: the kws app takes 16 kHz mono 16-bit PCM WAV",
+        path.display()
+    );
+    let data = data.unwrap_or_else(|| panic!("{}: no data chunk", path.display()));
+    data.chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect()
+}
+
+/// A number field of a flat JSON object (`norm.json`).
+fn json_number(text: &str, key: &str) -> f64 {
+    let rest = text
+        .split(&format!("\"{key}\""))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no \"{key}\" in {text}"));
+    let rest = rest.trim_start().trim_start_matches(':').trim_start();
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)))
+        .unwrap_or(rest.len());
+    rest[..end].parse().expect("a number")
+}
+
+fn rerun(path: &Path) {
+    println!("cargo:rerun-if-changed={}", path.display());
+}
+
+fn parse_model<'a>(bytes: &'a [u8], path: &Path) -> kinglet::Model<'a> {
+    kinglet::Model::parse(bytes).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()))
+}
+
+fn kws(out: &Path, manifest: &Path) {
+    let model_path = manifest.join(KWS_MODEL);
+    rerun(&model_path);
+    let bytes = fs::read(&model_path).unwrap_or_else(|e| panic!("{KWS_MODEL}: {e}"));
+    let model = parse_model(&bytes, &model_path);
+    let (x, y) = (model.input(0).unwrap(), model.output(0).unwrap());
+    assert_eq!(y.len(), common::CLASSES, "kws: model classes");
+    let labels_path = manifest.join("../models/kws_gru/labels.txt");
+    rerun(&labels_path);
+    let labels: Vec<String> = fs::read_to_string(&labels_path)
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    assert_eq!(labels.len(), common::CLASSES, "kws: labels.txt");
+    let window = model.seq_len();
+
+    // The host's run: what `kinglet kws --stream` does for each clip, with a fresh session and
+    // streamer per clip, `f32::exp` in the softmax.
+    let mut pcm_all = Vec::new();
+    let (mut clips, mut detections) = (String::new(), String::new());
+    let mut arena = vec![0u8; model.arena_bytes()];
+    let mut hash: u32 = 0x811c_9dc5;
+    for (c, name) in KWS_CLIPS.iter().enumerate() {
+        let path = manifest.join("../models/kws_gru/clips").join(name);
+        rerun(&path);
+        let pcm = read_wav(&path);
+        // check.sh groups the m4cycles intervals by clip: 50 hops of 320 samples each.
+        assert_eq!(pcm.len(), 16_000, "{name}: the kws app takes 1 s clips");
+        clips += &format!(
+            "    Clip {{ name: {name:?}, start: {}, len: {} }},\n",
+            pcm_all.len(),
+            pcm.len()
+        );
+        pcm_all.extend_from_slice(&pcm);
+        let mut session = kinglet::Session::new(&model, &mut arena).unwrap();
+        let mut streamer = kinglet::frontend::Streamer::new();
+        let mut posterior = common::Posterior::new();
+        streamer.push(&pcm, |frame| {
+            let mut fq = [0i8; kinglet::frontend::BANDS];
+            x.quantize(frame, &mut fq);
+            let mut yq = [0i8; common::CLASSES];
+            session.step(&fq, &mut yq).unwrap();
+            hash = fnv1a32(hash, &yq.map(|v| v as u8));
+            let mut yf = [0f32; common::CLASSES];
+            y.dequantize(&yq, &mut yf);
+            if let Some((class, score)) = posterior.push(
+                &yf,
+                window,
+                |k| !labels[k].starts_with('_'),
+                f32::exp,
+            ) {
+                detections += &format!(
+                    "    Detection {{ clip: {c}, frame: {}, class: {class}, score_bits: {:#010x} }}, // {} {score}\n",
+                    posterior.frames(),
+                    score.to_bits(),
+                    labels[class]
+                );
+            }
+        });
+    }
+    fs::write(
+        out.join("kws_clips.bin"),
+        pcm_all
+            .iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+
+    // Every softmax argument the device can meet is `x - max` with both dequantized int8 scores
+    // (`scale * (q - zp)`); list those where `libm::expf` (device) and `f32::exp` (host) differ.
+    let deq = |q: i32| y.scale() * (q - y.zero_point()) as f32;
+    let mut fixups: Vec<(u32, u32)> = Vec::new();
+    for qmax in -128..=127 {
+        for q in -128..=qmax {
+            let d = deq(q) - deq(qmax);
+            let (device, host) = (libm::expf(d), d.exp());
+            if device.to_bits() != host.to_bits() {
+                fixups.push((d.to_bits(), host.to_bits()));
+            }
+        }
+    }
+    fixups.sort_unstable();
+    fixups.dedup();
+    fs::write(
+        out.join("kws.rs"),
+        format!(
+            "/// Class names (`models/kws_gru/labels.txt`).\npub const LABELS: [&str; {}] = {labels:?};\n\
+             /// The clips in `kws_clips.bin` (offsets and lengths in samples).\npub const CLIPS: &[Clip] = &[\n{clips}];\n\
+             /// The host's detections (`kinglet kws --stream` semantics, computed in build.rs).\npub const HOST_DETECTIONS: &[Detection] = &[\n{detections}];\n\
+             /// FNV-1a 32 of every step's int8 output over all clips, on the host.\npub const HOST_HASH: u32 = {hash:#010x};\n\
+             /// `(x bits, host exp(x) bits)` where `libm::expf(x)` differs from the host's `f32::exp`, sorted.\npub const EXP_FIXUPS: &[(u32, u32)] = &{fixups:#x?};\n",
+            labels.len()
+        ),
+    )
+    .unwrap();
+}
+
+fn forecast(out: &Path, manifest: &Path) {
+    let dir = manifest.join("../models/forecast_gru");
+    let model_path = manifest.join(FORECAST_MODEL);
+    for f in ["test.npy", "targets.npy", "norm.json"] {
+        rerun(&dir.join(f));
+    }
+    rerun(&model_path);
+    let bytes = fs::read(&model_path).unwrap_or_else(|e| panic!("{FORECAST_MODEL}: {e}"));
+    let model = parse_model(&bytes, &model_path);
+    let (x, y) = (model.input(0).unwrap(), model.output(0).unwrap());
+    let (lookback, horizon) = (common::LOOKBACK, common::HORIZON);
+    assert_eq!(
+        (x.len(), y.len()),
+        (lookback, horizon),
+        "forecast model shape"
+    );
+    let (tshape, test) = read_npy(&dir.join("test.npy"));
+    let (gshape, targets) = read_npy(&dir.join("targets.npy"));
+    assert_eq!(&tshape[1..], &[lookback, 1]);
+    assert_eq!(&gshape[1..], &[horizon]);
+    let norm = fs::read_to_string(dir.join("norm.json")).unwrap();
+    let (mean, std) = (json_number(&norm, "mean"), json_number(&norm, "std"));
+
+    // The test windows have stride 1: window i is rows i..i+96 of the test split, its targets
+    // rows i+96..i+120. Rebuild the series from the first values of the windows and check every
+    // window and target used against it.
+    let samples = lookback + FORECASTS - 1 + horizon;
+    let series: Vec<f64> = (0..samples).map(|j| test[j * lookback]).collect();
+    for i in 0..FORECASTS {
+        for k in 0..lookback {
+            assert_eq!(test[i * lookback + k], series[i + k], "test window {i}");
+        }
+        for h in 0..horizon {
+            assert_eq!(
+                targets[i * horizon + h],
+                series[i + lookback + h],
+                "target {i}"
+            );
+        }
+    }
+    // Oil temperature in °C (3 decimals in the CSV), as the TMP117 reports it: 1/128 °C.
+    let raw: Vec<i16> = series
+        .iter()
+        .map(|&z| {
+            let r = ((z * std + mean) * 128.0).round();
+            assert!(
+                (-32768.0..=32767.0).contains(&r),
+                "temperature out of range"
+            );
+            r as i16
+        })
+        .collect();
+    fs::write(
+        out.join("forecast_replay.bin"),
+        raw.iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<_>>(),
+    )
+    .unwrap();
+
+    // The device's computation, on the host.
+    let (mean32, std32) = (mean as f32, std as f32);
+    let z: Vec<f32> = raw
+        .iter()
+        .map(|&r| common::zscore(r, mean32, std32))
+        .collect();
+    let mut arena = vec![0u8; model.arena_bytes()];
+    let mut session = kinglet::Session::new(&model, &mut arena).unwrap();
+    let (mut forecasts, mut mses, mut differing) = (Vec::new(), Vec::new(), 0);
+    let mut mse_sum = 0f32;
+    for i in 0..FORECASTS {
+        let mut xq = vec![0i8; lookback];
+        x.quantize(&z[i..i + lookback], &mut xq);
+        // How far the sensor's 1/128 °C resolution moves the int8 input from test.npy's.
+        let committed: Vec<f32> = test[i * lookback..(i + 1) * lookback]
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        let mut cq = vec![0i8; lookback];
+        x.quantize(&committed, &mut cq);
+        differing += xq.iter().zip(&cq).filter(|(a, b)| a != b).count();
+        let mut yq = vec![0i8; horizon];
+        session.run(&xq, &mut yq).unwrap();
+        let mut yf = vec![0f32; horizon];
+        y.dequantize(&yq, &mut yf);
+        let mut err = common::SquaredError::default();
+        for (h, &f) in yf.iter().enumerate() {
+            err.add(f, z[i + lookback + h]);
+        }
+        mse_sum += err.mean();
+        mses.push(err.mean().to_bits());
+        forecasts.extend(yq);
+    }
+    let mean_mse = mse_sum / FORECASTS as f32;
+    fs::write(
+        out.join("forecast.rs"),
+        format!(
+            "/// Replayed hourly samples in `forecast_replay.bin`.\npub const SAMPLES: usize = {samples};\n\
+             /// Forecasts made (each with its full 24-hour truth replayed).\npub const FORECASTS: usize = {FORECASTS};\n\
+             /// Training mean and std of `OT` in °C (`norm.json`), as f32.\npub const MEAN: f32 = {mean32:?};\npub const STD: f32 = {std32:?};\n\
+             /// The host's int8 forecasts, {FORECASTS} x {horizon}.\npub const HOST_FORECASTS: [i8; {}] = {forecasts:?};\n\
+             /// The host's MSE (z units) of each forecast against the replayed truth, f32 bits.\npub const HOST_MSE: [u32; {FORECASTS}] = {mses:#x?};\n\
+             /// Their mean, f32 bits ({mean_mse}).\npub const HOST_MEAN_MSE: u32 = {:#x};\n\
+             /// int8 inputs (of {}) that differ from quantizing the committed test.npy windows directly.\npub const INPUTS_DIFFERING_FROM_TEST_NPY: usize = {differing};\n",
+            forecasts.len(),
+            mean_mse.to_bits(),
+            FORECASTS * lookback
+        ),
+    )
+    .unwrap();
+}
+
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap());
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
@@ -155,6 +418,8 @@ fn main() {
     let b = board(&target);
     fs::copy(manifest.join(b.memory), out.join("memory.x")).unwrap();
     println!("cargo:rustc-link-search={}", out.display());
+    // defmt's linker script (its interned strings live in a non-loaded section).
+    println!("cargo:rustc-link-arg=-Tdefmt.x");
     println!("cargo:rerun-if-changed=memory");
     // The arena's capacity can be forced (e.g. to see the refusal message): KINGLET_ARENA_BYTES.
     println!("cargo:rerun-if-env-changed=KINGLET_ARENA_BYTES");
@@ -176,74 +441,11 @@ fn main() {
     )
     .unwrap();
 
-    for app in APPS {
-        let model_path = manifest.join(app.model);
-        println!("cargo:rerun-if-changed={}", model_path.display());
-        println!(
-            "cargo:rerun-if-changed={}",
-            manifest.join(app.test).display()
-        );
-        let bytes = fs::read(&model_path).unwrap_or_else(|e| panic!("{}: {e}", app.model));
-        let model = kinglet::Model::parse(&bytes)
-            .unwrap_or_else(|e| panic!("{}: {e:?}", model_path.display()));
-        let x = model.input(0).expect("model has an input");
-        let y = model.output(0).expect("model has an output");
-        let (shape, values) = read_npy(&manifest.join(app.test));
-        let per_sample: usize = shape[1..].iter().product();
-        assert_eq!(
-            per_sample,
-            x.len(),
-            "{}: test sample size vs model input",
-            app.name
-        );
-        assert!(
-            shape[0] >= app.samples,
-            "{}: not enough test samples",
-            app.name
-        );
-
-        let mut inputs = vec![0i8; app.samples * per_sample];
-        let mut arena = vec![0u8; model.arena_bytes()];
-        let mut session = kinglet::Session::new(&model, &mut arena).unwrap();
-        let mut output = vec![0i8; y.nbytes()];
-        let mut hash: u32 = 0x811c_9dc5;
-        for (s, q) in inputs.chunks_exact_mut(per_sample).enumerate() {
-            let floats: Vec<f32> = values[s * per_sample..(s + 1) * per_sample]
-                .iter()
-                .map(|&v| v as f32)
-                .collect();
-            x.quantize(&floats, q);
-            session.run(q, &mut output).unwrap();
-            hash = fnv1a32(hash, &output.iter().map(|&v| v as u8).collect::<Vec<_>>());
-        }
-        fs::write(
-            out.join(format!("{}_inputs.bin", app.name)),
-            inputs.iter().map(|&v| v as u8).collect::<Vec<_>>(),
-        )
-        .unwrap();
-
-        let labels = match app.labels {
-            Some(p) => {
-                println!("cargo:rerun-if-changed={}", manifest.join(p).display());
-                let (_, l) = read_npy(&manifest.join(p));
-                l[..app.samples].iter().map(|&v| v as u8).collect()
-            }
-            None => Vec::new(),
-        };
-        fs::write(
-            out.join(format!("{}.rs", app.name)),
-            format!(
-                "/// Committed test samples quantized for the model input.\npub const SAMPLES: usize = {};\n\
-                 /// FNV-1a 32 of all int8 outputs, computed by `kinglet` on the host in build.rs.\n\
-                 pub const HOST_HASH: u32 = {:#010x};\n\
-                 /// Labels of the samples (empty if the fixture has none).\n#[allow(dead_code)]\npub const LABELS: &[u8] = &{:?};\n",
-                app.samples, hash, labels
-            ),
-        )
-        .unwrap();
-    }
+    kws(&out, &manifest);
+    forecast(&out, &manifest);
     bench(&out, &manifest);
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/common.rs");
 }
 
 /// The `bench` app's fixture: the model named by `KINGLET_BENCH_MODEL` (default

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Builds every firmware app for every target, runs each under QEMU (qemu-run.sh) and diffs what
-# it prints against the snapshot in expected/<app>-<target>.out. Also:
+# Builds every firmware app for every target, runs each under QEMU (qemu-run.sh, which decodes
+# the apps' defmt frames with defmt-print) and diffs what it prints against the snapshot in
+# expected/<app>-<target>.out. Also:
+#   - kws: the device's detections (clip, time, keyword, score) against the host's own
+#     `kinglet kws --stream` on the same WAV files (../target/debug/kinglet, built if missing);
 #   - the arena refusal: forecast on thumbv6m built with a 512-byte arena must refuse to start;
 #   - on thumbv7em (mps2-an386), exact instruction counts and estimated Cortex-M4 cycles per
 #     inference / step from the m4cycles QEMU plugin (../../shared/tools/m4cycles; skipped,
@@ -9,8 +12,8 @@
 #
 # usage: ./check.sh            check; exits non-zero on any difference
 #        ./check.sh --bless    rewrite the snapshots from this run (after a deliberate change)
-# Needs: cargo with the three thumb targets, qemu-system-arm 7.2 (QEMU=... to override), nm and
-# size (binutils), gcc for the plugin.
+# Needs: cargo with the three thumb targets, qemu-system-arm 7.2 (QEMU=... to override),
+# defmt-print (cargo install defmt-print), nm and size (binutils), gcc for the plugin.
 set -euo pipefail
 
 # The .cargo/config.toml flags of each target, plus a remap of the checkout's absolute path,
@@ -74,8 +77,38 @@ run_app forecast-thumbv6m-none-eabi-arena512 target/thumbv6m-none-eabi/release/f
 # Leave the normal build in place.
 RUSTFLAGS=$(flags_for thumbv6m-none-eabi) cargo build --release --quiet --target thumbv6m-none-eabi --bin forecast
 
-# Time steps of a model file: the header's seq_len (u32 at byte 56).
-frames_of() { od -An -t u4 -j 56 -N 4 "$1" | tr -d ' '; }
+# kws: the device's detections, written as `kinglet kws --stream` prints them, must equal the
+# host tool's output on the same clips (the score to the 3 decimals the tool prints; the device
+# also checks every score's f32 bits against build.rs's host computation).
+kinglet=${KINGLET:-../target/debug/kinglet}
+[ -x "$kinglet" ] || (cd .. && cargo build --quiet -p kinglet-quantizer --bin kinglet)
+clips=$(sed -n 's/^INFO  clip [0-9]* \(.*\): [0-9]* samples.*/\1/p' "$work/kws-thumbv7em-none-eabihf.out")
+if [ -z "$clips" ]; then
+    echo "FAIL kws-host: no clips in the device output"
+    fail=$((fail + 1))
+else
+    (cd .. && for c in $clips; do "${kinglet#../}" kws --stream models/kws_gru/model.kgl "models/kws_gru/clips/$c"; done) \
+        >"$work/kws-host.txt"
+    for t in thumbv7em-none-eabihf thumbv8m.main-none-eabihf; do
+        awk '
+            /^INFO  clip [0-9]+ .*: detected / {
+                name = $4; sub(":$", "", name); ms = $8
+                printf "models/kws_gru/clips/%s\t%.2f s\t%s\t%.3f\n", name, ms / 1000, $6, $13
+                seen[name] = 1
+            }
+            /^INFO  clip [0-9]+ .*: [0-9]+ samples/ {
+                name = $4; sub(":$", "", name)
+                if (!(name in seen)) printf "models/kws_gru/clips/%s\t(no keyword above 0.60)\n", name
+            }' "$work/kws-$t.out" >"$work/kws-device-$t.txt"
+        if diff -u "$work/kws-host.txt" "$work/kws-device-$t.txt"; then
+            echo "ok   kws-$t detections = kinglet kws --stream ($(grep -c . "$work/kws-host.txt") clips)"
+            pass=$((pass + 1))
+        else
+            echo "FAIL kws-$t detections differ from kinglet kws --stream"
+            fail=$((fail + 1))
+        fi
+    done
+fi
 
 # Exact instructions and estimated M4 cycles between the apps' kinglet_mark() calls.
 plugin_src=${M4CYCLES_SRC:-../../shared/tools/m4cycles/m4cycles.c}
@@ -90,14 +123,16 @@ if [ -f "$plugin_src" ]; then
             -d plugin -D "$work/$a.m4cycles.log" -plugin "$work/libm4cycles.so,mark=$mark" \
             -kernel "$elf" >/dev/null
         # Marks come in pairs around each measured call: even intervals are the calls. kws
-        # measures one step per frame, then one run per clip (frames from the model file).
-        case $a in kws) group=$(( $(frames_of ../models/kws_gru/model.kgl) + 1 )) ;; *) group=1 ;; esac
+        # measures each 20 ms hop of audio (front-end, quantize, step, posterior), 50 hops per
+        # 1 s clip, the first of which only fills the front-end's window; forecast measures
+        # each Session::run.
+        case $a in kws) group=50 ;; *) group=1 ;; esac
         awk -v group="$group" -v app="$a" '
             /interval/ {
                 k = $3
                 if (k % 2) next
                 n = k / 2
-                kind = (group == 1) ? "inference (run)" : (n % group < group - 1 ? "step" : "clip (run)")
+                kind = (group == 1) ? "forecast (run)" : (n % group == 0 ? "first hop of a clip (no frame yet)" : "hop (front-end + step + posterior)")
                 i = $4; sub("insns=", "", i); c = $5; sub("cycles=", "", c)
                 cnt[kind]++; si[kind] += i; sc[kind] += c
                 if (!(kind in lo) || i < lo[kind]) lo[kind] = i

@@ -3,7 +3,11 @@
 # target directory in the ELF's path (target/<triple>/<profile>/<bin>).
 # `-icount shift=0` makes the virtual clock advance one nanosecond per instruction, so SysTick
 # counts executed instructions exactly and runs are repeatable.
-# Override the binary with QEMU=/path/to/qemu-system-arm.
+# The apps log with defmt over semihosting: QEMU's stdout carries binary defmt frames, which
+# `defmt-print -e ELF` (cargo install defmt-print) decodes into text here, one line per message
+# ("LEVEL message"). KINGLET_RAW=1 passes QEMU's stdout through undecoded (the bench app prints
+# plain text).
+# Override the binaries with QEMU=/path/to/qemu-system-arm and DEFMT_PRINT=/path/to/defmt-print.
 set -euo pipefail
 elf=${1:?usage: qemu-run.sh path/to/elf}
 case "$elf" in
@@ -15,5 +19,13 @@ case "$elf" in
     exit 2
     ;;
 esac
-exec timeout "${QEMU_TIMEOUT:-120}" "${QEMU:-qemu-system-arm}" -cpu "$cpu" -machine "$machine" -nographic \
-    -semihosting-config enable=on,target=native -icount shift=0 -kernel "$elf"
+qemu() {
+    timeout "${QEMU_TIMEOUT:-120}" "${QEMU:-qemu-system-arm}" -cpu "$cpu" -machine "$machine" -nographic \
+        -semihosting-config enable=on,target=native -icount shift=0 -kernel "$elf"
+}
+if [ "${KINGLET_RAW:-0}" = 1 ] || [ "$(basename "$elf")" = bench ]; then
+    qemu
+else
+    # pipefail: the exit status is QEMU's (the app's) unless the decoder fails.
+    qemu | "${DEFMT_PRINT:-defmt-print}" --log-format '{L:<5} {s}' -e "$elf"
+fi

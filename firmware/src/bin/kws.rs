@@ -1,128 +1,241 @@
-//! Keyword spotting, streaming: the Speech Commands keyword model (`models/kws_gru`,
-//! GRU(40→64) → Linear(64→12) over 49 log-mel frames of 40 bands) is fed one frame at a time
-//! with `Session::step`, as audio frames would arrive; the frames are real held-out clips'
-//! features from the on-device front-end, quantized at build time. At the end of each clip it prints the argmax class and its int8 score,
-//! the instructions per step and per clip, and checks on the device that streaming gave the
-//! same bytes as `Session::run` over the whole clip (exits non-zero on a mismatch).
+//! Keyword spotting from audio: committed Speech Commands clips stored in flash as raw 16 kHz
+//! PCM stand in for the microphone ([`AudioSource`]). Each 20 ms hop of audio goes through the
+//! runtime's log-mel front-end (`kinglet::frontend::Streamer`), is quantized and fed to the
+//! keyword model (`models/kws_gru`, GRU(40→64) → Linear(64→12)) with `Session::step`, and the
+//! softmax posteriors are smoothed and thresholded exactly as `kinglet kws --stream` does
+//! (`common::Posterior`). It logs each detection, the instructions per hop and per clip, and
+//! checks its detections (scores to the bit) and every step's int8 output against the host's
+//! (computed by `build.rs`); exits non-zero on a mismatch.
 #![no_std]
 #![no_main]
 
+use core::mem::MaybeUninit;
 use cortex_m_rt::entry;
+use defmt::{error, info};
+use kinglet::frontend::{Streamer, HOP};
 use kinglet::{Model, Session};
-use kinglet_firmware::{self as fw, hprintln, Clock};
+use kinglet_firmware::audio::{AudioSource, FlashClip};
+use kinglet_firmware::common::{Posterior, CLASSES, SMOOTH, THRESHOLD};
+use kinglet_firmware::{self as fw, Clock};
 
 fw::handlers!();
 
 /// The model file, read in place from flash (16-byte aligned).
 static MODEL: &[u8] = fw::include_aligned!("../../../models/kws_gru/model.kgl");
-/// `fixture::SAMPLES` clips, already quantized with the model's input scale / zero point.
-static INPUTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kws_inputs.bin"));
+/// The clips, 16-bit little-endian PCM at 16 kHz, converted from WAV by `build.rs`.
+static PCM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kws_clips.bin"));
+
+/// A clip in [`PCM`] (offset and length in samples).
+struct Clip {
+    name: &'static str,
+    start: usize,
+    len: usize,
+}
+
+/// A detection as `kinglet kws --stream` reports it: frame number (1-based, the time is
+/// `frame * 20 ms + 10 ms`), class, smoothed score (as f32 bits, compared exactly).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Detection {
+    clip: usize,
+    frame: usize,
+    class: usize,
+    score_bits: u32,
+}
+
 mod fixture {
+    use super::{Clip, Detection};
     include!(concat!(env!("OUT_DIR"), "/kws.rs"));
 }
 
-const CLASSES: usize = 12;
+/// Front-end state plus the arena, in bytes: with the stack, what the app needs in RAM.
+const FRONTEND_BYTES: usize = core::mem::size_of::<Streamer>();
+/// Stack the app needs at most (measured peak on M4 / M33 / M0 well below this, see README).
+const STACK_RESERVE: usize = 3 * 1024;
+/// Whether the arena, the front-end and the stack fit the board's RAM together.
+const FITS: bool = fw::ARENA_BYTES + FRONTEND_BYTES + STACK_RESERVE <= fw::board::RAM_BYTES;
+/// Static arena: the board's (none when the app cannot fit, so that it still links and says why).
+const ARENA: usize = if FITS { fw::ARENA_BYTES } else { 0 };
+/// One front-end in RAM, or none.
+const FRONTENDS: usize = FITS as usize;
+/// Most detections checked (the host's list is shorter; see build.rs).
+const MAX_DETECTIONS: usize = 16;
 
-fn argmax(v: &[i8]) -> (usize, i8) {
-    v.iter().enumerate().fold(
-        (0, i8::MIN),
-        |best, (i, &s)| if s > best.1 { (i, s) } else { best },
-    )
+/// `exp` as the host computes it: `libm::expf`, corrected at the few arguments where the host's
+/// `f32::exp` rounds differently (listed by `build.rs` over every argument the softmax can see).
+fn exp_host(x: f32) -> f32 {
+    match fixture::EXP_FIXUPS.binary_search_by_key(&x.to_bits(), |&(a, _)| a) {
+        Ok(i) => f32::from_bits(fixture::EXP_FIXUPS[i].1),
+        Err(_) => libm::expf(x),
+    }
+}
+
+fn is_keyword(class: usize) -> bool {
+    !fixture::LABELS[class].starts_with('_')
 }
 
 #[entry]
 fn main() -> ! {
-    static mut ARENA: fw::Aligned<[u8; fw::ARENA_BYTES]> = fw::Aligned([0; fw::ARENA_BYTES]);
+    static mut ARENA_BUF: fw::Aligned<[u8; ARENA]> = fw::Aligned([0; ARENA]);
+    static mut FRONTEND: [MaybeUninit<Streamer>; FRONTENDS] =
+        [const { MaybeUninit::uninit() }; FRONTENDS];
     fw::paint_stack();
     let cp = fw::check(cortex_m::Peripherals::take().ok_or(()), "peripherals");
     let clock = Clock::start(cp.SYST);
 
-    hprintln!(
-        "kws on {}: models/kws_gru (GRU-64, 12 classes)",
+    info!(
+        "kws on {=str}: models/kws_gru (GRU-64, 12 classes), audio through the on-device log-mel front-end",
         fw::board::BOARD
     );
     let model = fw::check(Model::parse(MODEL), "model");
+    let needed = model.arena_bytes() + FRONTEND_BYTES + STACK_RESERVE;
+    let Some(streamer) = FRONTEND.first_mut() else {
+        error!(
+            "error: kws needs {=usize} bytes of RAM (arena {=usize} + front-end {=usize} + stack {=usize}), but {=str} has {=usize} bytes of RAM",
+            needed,
+            model.arena_bytes(),
+            FRONTEND_BYTES,
+            STACK_RESERVE,
+            fw::board::BOARD,
+            fw::board::RAM_BYTES
+        );
+        fw::exit(false)
+    };
     fw::check_arena(&model);
-    let mut session = fw::check(Session::new(&model, &mut ARENA.0), "session");
+    let mut session = fw::check(Session::new(&model, &mut ARENA_BUF.0), "session");
     let (x, y) = (
         fw::check(model.input(0).ok_or(()), "input"),
         fw::check(model.output(0).ok_or(()), "output"),
     );
-    let frames = model.seq_len();
-    let frame_len = x.step_bytes(frames);
-    hprintln!(
-        "clip {} frames x {} int8 features, {} classes, streamable {}, {} ops",
-        frames,
-        frame_len,
-        y.len(),
-        model.is_streamable(),
-        model.n_ops()
+    let window = model.seq_len();
+    info!(
+        "{=usize} clips in flash ({=usize} bytes), hop {=usize} samples, posterior: softmax, mean of the last {=usize}, threshold {=f32}, from frame {=usize}",
+        fixture::CLIPS.len(),
+        PCM.len(),
+        HOP,
+        SMOOTH,
+        THRESHOLD,
+        window
     );
-    Clock::print_resolution();
+    Clock::log_resolution();
 
-    let mut streamed = [0i8; CLASSES];
-    let mut whole = [0i8; CLASSES];
-    let (mut hash, mut all_match) = (fw::FNV_START, true);
-    let (mut step_total, mut step_lo, mut step_hi, mut run_total) = (0u64, u64::MAX, 0u64, 0u64);
-    for (c, clip) in fw::as_i8(INPUTS).chunks_exact(x.nbytes()).enumerate() {
-        // Streaming: state reset at the start of the clip, then one frame per call.
+    let streamer = streamer.write(Streamer::new());
+    let mut found = [None::<Detection>; MAX_DETECTIONS];
+    let (mut n_found, mut hash) = (0, fw::FNV_START);
+    let (mut hops, mut hop_total, mut hop_lo, mut hop_hi) = (0u64, 0u64, u64::MAX, 0u64);
+    let (mut frontend_total, mut step_total, mut frames_total) = (0u64, 0u64, 0u64);
+    for (c, clip) in fixture::CLIPS.iter().enumerate() {
+        let mut mic = FlashClip::new(&PCM[2 * clip.start..2 * (clip.start + clip.len)]);
         session.reset();
-        let mut clip_count = 0;
-        for frame in clip.chunks_exact(frame_len) {
-            let (r, ticks) = clock.measure(|| session.step(frame, &mut streamed));
-            fw::check(r, "step");
-            let n = Clock::count(ticks);
-            (clip_count, step_lo, step_hi) = (clip_count + n, step_lo.min(n), step_hi.max(n));
+        streamer.reset();
+        let mut posterior = Posterior::new();
+        let mut clip_count = 0u64;
+        let mut buf = [0i16; HOP];
+        loop {
+            let n = match mic.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => match e {},
+            };
+            // One hop: front-end (when a frame completes), quantize, step, posterior.
+            let t_hop = clock.ticks();
+            let (mut t_frame, mut t_step) = (t_hop, 0);
+            let mut failed = None;
+            let ((), ticks) = clock.measure(|| {
+                streamer.push(&buf[..n], |frame| {
+                    let t0 = clock.ticks();
+                    t_frame = t0;
+                    let mut fq = [0i8; kinglet::frontend::BANDS];
+                    x.quantize(frame, &mut fq);
+                    let mut yq = [0i8; CLASSES];
+                    if let Err(e) = session.step(&fq, &mut yq) {
+                        failed = Some(e);
+                        return;
+                    }
+                    t_step = clock.ticks() - t0;
+                    hash = fw::fnv1a32(hash, &yq);
+                    let mut yf = [0f32; CLASSES];
+                    y.dequantize(&yq, &mut yf);
+                    if let Some((class, score)) = posterior.push(&yf, window, is_keyword, exp_host)
+                    {
+                        let d = Detection {
+                            clip: c,
+                            frame: posterior.frames(),
+                            class,
+                            score_bits: score.to_bits(),
+                        };
+                        info!(
+                            "clip {=usize} {=str}: detected {=str} at {=usize} ms (frame {=usize}), score {=f32} ({=u32:#010x})",
+                            c,
+                            clip.name,
+                            fixture::LABELS[class],
+                            d.frame * 20 + 10,
+                            d.frame,
+                            score,
+                            d.score_bits
+                        );
+                        if let Some(slot) = found.get_mut(n_found) {
+                            *slot = Some(d);
+                        }
+                        n_found += 1;
+                    }
+                })
+            });
+            if let Some(e) = failed {
+                fw::check::<(), _>(Err(e), "step");
+            }
+            let count = Clock::count(ticks);
+            (hops, hop_total, clip_count) = (hops + 1, hop_total + count, clip_count + count);
+            (hop_lo, hop_hi) = (hop_lo.min(count), hop_hi.max(count));
+            if t_step > 0 {
+                frames_total += 1;
+                step_total += Clock::count(t_step);
+                frontend_total += Clock::count(t_frame - t_hop);
+            }
         }
-        step_total += clip_count;
-        // The whole clip at once must give the same bytes.
-        let (r, ticks) = clock.measure(|| session.run(clip, &mut whole));
-        fw::check(r, "run");
-        let run_count = Clock::count(ticks);
-        run_total += run_count;
-        let same = streamed == whole;
-        all_match &= same;
-        hash = fw::fnv1a32(hash, &whole);
-        let (class, score) = argmax(&streamed);
-        hprintln!(
-            "clip {}: class {} score {} (label {}) int8 {:?}, step==run {}, {} per clip: streamed {} run {}",
+        info!(
+            "clip {=usize} {=str}: {=usize} samples, {=usize} frames, {=str} per clip {=u64}",
             c,
-            class,
-            score,
-            fixture::LABELS[c],
-            streamed,
-            if same { "OK" } else { "MISMATCH" },
+            clip.name,
+            mic.samples(),
+            posterior.frames(),
             Clock::UNIT,
-            clip_count,
-            run_count
+            clip_count
         );
     }
-    let steps = (fixture::SAMPLES * frames) as u64;
-    hprintln!(
-        "{} per step: mean {} min {} max {} over {} steps",
+    info!(
+        "{=str} per hop: mean {=u64} min {=u64} max {=u64} over {=u64} hops; per hop with a frame: front-end ~{=u64}, step ~{=u64} (SysTick)",
         Clock::UNIT,
-        step_total / steps,
-        step_lo,
-        step_hi,
-        steps
+        hop_total / hops,
+        hop_lo,
+        hop_hi,
+        hops,
+        frontend_total / frames_total.max(1),
+        step_total / frames_total.max(1)
     );
-    hprintln!(
-        "{} per clip: streamed mean {}, run mean {}",
+    info!(
+        "{=str} per clip: mean {=u64} over {=usize} clips",
         Clock::UNIT,
-        step_total / fixture::SAMPLES as u64,
-        run_total / fixture::SAMPLES as u64
+        hop_total / fixture::CLIPS.len() as u64,
+        fixture::CLIPS.len()
+    );
+    let same_detections = n_found == fixture::HOST_DETECTIONS.len()
+        && found
+            .iter()
+            .zip(fixture::HOST_DETECTIONS)
+            .all(|(d, h)| *d == Some(*h));
+    info!(
+        "detections: {=usize}, host {=usize}: {=str}",
+        n_found,
+        fixture::HOST_DETECTIONS.len(),
+        if same_detections { "OK" } else { "MISMATCH" }
     );
     let hash_ok = hash == fixture::HOST_HASH;
-    hprintln!(
-        "outputs fnv1a32 {:#010x}, host {:#010x}: {}",
+    info!(
+        "step outputs fnv1a32 {=u32:#010x}, host {=u32:#010x}: {=str}",
         hash,
         fixture::HOST_HASH,
         if hash_ok { "OK" } else { "MISMATCH" }
     );
-    hprintln!(
-        "streaming vs run: {}",
-        if all_match { "OK" } else { "MISMATCH" }
-    );
-    fw::print_memory(&model);
-    fw::exit(hash_ok && all_match)
+    fw::log_memory(&model, "clips", PCM.len());
+    fw::exit(hash_ok && same_detections)
 }
