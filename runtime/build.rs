@@ -12,6 +12,9 @@
 //! environment forces the reference kernel (e.g. for a Cortex-M33 built without DSP).
 
 //!
+//! With `kinglet_dsp` on Armv8-M it also sets `cfg(kinglet_v8m)`: the kernel's `global_asm!`
+//! names the core (`.cpu`), which must match the architecture.
+//!
 //! Sets `cfg(kinglet_avx512)` when the compiler is at least 1.89, which stabilised the AVX-512
 //! intrinsics of the VNNI kernel (the crate's MSRV is older).
 
@@ -21,6 +24,7 @@ use std::process::Command;
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(kinglet_dsp)");
     println!("cargo::rustc-check-cfg=cfg(kinglet_avx512)");
+    println!("cargo::rustc-check-cfg=cfg(kinglet_v8m)");
     if rustc_minor().is_some_and(|m| m >= 89) {
         println!("cargo::rustc-cfg=kinglet_avx512");
     }
@@ -32,6 +36,10 @@ fn main() {
     let flags: Vec<&str> = rustflags.split('\x1f').collect();
     if target_has_dsp(&target, &features, &flags) && env::var_os("KINGLET_NO_DSP").is_none() {
         println!("cargo::rustc-cfg=kinglet_dsp");
+        // The DSP kernel's module-level assembly names the core (see `kernels/dsp.rs`).
+        if target.starts_with("thumbv8m") {
+            println!("cargo::rustc-cfg=kinglet_v8m");
+        }
     }
 }
 

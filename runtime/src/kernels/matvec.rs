@@ -17,7 +17,7 @@
 //! | `Avx512Vnni` | `x86` | `avx512vnni_matvec_i8_4x64`: `vpdpbusd` on `w ^ 0x80`, minus `128 · Σ v` | run time (`std`) or compile time; rustc ≥ 1.89 |
 //! | `Neon` | `neon` | `neon_matvec_i8_4x16`: `smull` + `sadalp` | every aarch64 with NEON |
 //! | `NeonDot` | `neon` | `sdot_matvec_i8_4x16`: `sdot` (inline `asm!`) | run time (`std`) or `+dotprod` |
-//! | `Dsp` | `dsp` | `dsp_matvec_i8_2x4`: `sxtb16` + `smlad` (inline `asm!`) | compile time: cfg `kinglet_dsp` from `build.rs` |
+//! | `Dsp` | `dsp` | `dsp_matvec_i8`: vector expanded once to int16 pairs, 4 rows × 4 columns per `sxtb16` + `smlad` step (`global_asm!`) | compile time: cfg `kinglet_dsp` from `build.rs` |
 //!
 //! Selection: on Cortex-M at compile time (`build.rs` sets `kinglet_dsp` for thumbv7em, and for
 //! thumbv8m.main built with `+dsp` or a DSP-capable `target-cpu`); on x86_64 / aarch64 with the
@@ -283,7 +283,7 @@ pub fn matvec_i8_with(isa: Isa, m: &[i8], v: &[i8], acc: &mut [i32]) -> bool {
         #[cfg(target_arch = "aarch64")]
         Isa::NeonDot => super::neon::sdot_matvec_i8(m, v, acc),
         #[cfg(kinglet_dsp)]
-        Isa::Dsp => super::dsp::dsp_matvec_i8_2x4(m, v, acc),
+        Isa::Dsp => super::dsp::dsp_matvec_i8(m, v, acc),
         _ => reference_matvec_i8(m, v, acc),
     }
     true
