@@ -3,8 +3,10 @@
 
 use crate::features::read_wav_16k_mono;
 use anyhow::{anyhow, bail, Context, Result};
-use kinglet::frontend::{LogMel, Streamer};
-use std::path::{Path, PathBuf};
+use kinglet::frontend::LogMel;
+use kinglet_pi_kws::detect::softmax;
+use kinglet_pi_kws::{detection_line, no_detection_line, read_labels, Params, Spotter};
+use std::path::PathBuf;
 
 /// Arguments of `kinglet kws`.
 #[derive(clap::Args, Debug)]
@@ -26,36 +28,6 @@ pub struct KwsArgs {
     /// Streaming: smoothed score above which a keyword is reported.
     #[arg(long, default_value_t = 0.6)]
     pub threshold: f32,
-}
-
-fn softmax(v: &[f32]) -> Vec<f32> {
-    let m = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = v.iter().map(|x| (x - m).exp()).collect();
-    let s: f32 = e.iter().sum();
-    e.into_iter().map(|x| x / s).collect()
-}
-
-fn read_labels(model: &Path, labels: Option<&Path>) -> Result<Vec<String>> {
-    let path = match labels {
-        Some(p) => p.to_path_buf(),
-        None => model.with_file_name("labels.txt"),
-    };
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read the class names from {} (pass --labels FILE with one class per line)",
-            path.display()
-        )
-    })?;
-    let v: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
-    if v.is_empty() {
-        bail!("{} lists no classes", path.display());
-    }
-    Ok(v)
 }
 
 /// One result per clip: `(best class, its softmax score)`.
@@ -125,72 +97,27 @@ pub fn kws_cmd(args: KwsArgs) -> Result<()> {
                 args.model.display()
             );
         }
-        let input = model.input(0).ok_or_else(|| anyhow!("no input"))?;
-        let output = model.output(0).ok_or_else(|| anyhow!("no output"))?;
+        // The detection rule and the output lines are `kinglet_pi_kws`'s (the Raspberry Pi
+        // app), so both report the same detections for the same audio: the recurrent state is
+        // kept across hops, and the smoothed posterior of every frame is judged once the first
+        // window (the 49 frames the model was trained on) has filled.
         let mut arena = vec![0u8; model.arena_bytes()];
-        let mut session = kinglet::Session::new(&model, &mut arena).map_err(|e| anyhow!("{e}"))?;
-        // The model was trained on 49-frame windows; streaming keeps the recurrent state
-        // across hops and reports the smoothed posterior of every frame after the first
-        // window has filled.
-        let window = model.seq_len();
-        let mut streamer = Streamer::new();
-        let mut history: Vec<Vec<f32>> = Vec::new();
-        let mut frame_no = 0usize;
+        let params = Params {
+            smooth: args.smooth,
+            threshold: args.threshold,
+        };
+        let mut spotter = Spotter::new(&model, &mut arena, &classes, params)
+            .with_context(|| args.model.display().to_string())?;
         let mut detections = Vec::new();
-        let mut last_reported: Option<usize> = None;
-        let mut err = None;
-        streamer.push(&pcm, |f| {
-            if err.is_some() {
-                return;
-            }
-            let mut fq = vec![0i8; 40];
-            input.quantize(f, &mut fq);
-            let mut yq = vec![0i8; output.nbytes()];
-            if let Err(e) = session.step(&fq, &mut yq) {
-                err = Some(e);
-                return;
-            }
-            let mut y = vec![0f32; yq.len()];
-            output.dequantize(&yq, &mut y);
-            history.push(softmax(&y));
-            frame_no += 1;
-            if frame_no < window {
-                return;
-            }
-            let k = args.smooth.max(1).min(history.len());
-            let recent = &history[history.len() - k..];
-            let mut avg = vec![0f32; y.len()];
-            for p in recent {
-                for (a, v) in avg.iter_mut().zip(p) {
-                    *a += v / k as f32;
-                }
-            }
-            let best = (0..avg.len())
-                .max_by(|&a, &b| avg[a].total_cmp(&avg[b]))
-                .unwrap_or(0);
-            let is_keyword = !classes[best].starts_with('_');
-            if is_keyword && avg[best] >= args.threshold && last_reported != Some(best) {
-                detections.push((frame_no, best, avg[best]));
-                last_reported = Some(best);
-            }
-        });
-        if let Some(e) = err {
-            bail!("{}: {e}", clip.display());
-        }
+        spotter
+            .push(&pcm, |f| detections.extend(f.detection))
+            .with_context(|| clip.display().to_string())?;
+        let name = clip.display().to_string();
         if detections.is_empty() {
-            println!(
-                "{}\t(no keyword above {:.2})",
-                clip.display(),
-                args.threshold
-            );
+            println!("{}", no_detection_line(&name, args.threshold));
         }
-        for (f, c, s) in detections {
-            println!(
-                "{}\t{:.2} s\t{}\t{s:.3}",
-                clip.display(),
-                f as f32 * 0.02 + 0.01,
-                classes[c]
-            );
+        for d in &detections {
+            println!("{}", detection_line(&name, d, &classes));
         }
     }
     Ok(())

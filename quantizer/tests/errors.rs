@@ -337,6 +337,44 @@ fn cli_on_corrupted_model_files() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// `run` and `inspect` map the model file (memmap2): a path that is not a regular file is
+/// read instead when it can be (a pipe gives the same answer as the file) and named in a
+/// one-line error when it cannot (a directory).
+#[test]
+fn cli_model_path_that_cannot_be_mapped() {
+    let d = scratch("unmappable");
+    let model = fixture("gru_legacy_o17").join("model.kgl");
+    let test = fixture("gru_legacy_o17").join("test.npy");
+    let out = d.join("out.npy");
+    let dir = d.to_str().unwrap();
+    assert_clean_failure(&["inspect", dir], &format!("cannot read {dir}"));
+    assert_clean_failure(
+        &[
+            "run",
+            dir,
+            "--input",
+            test.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &format!("cannot read {dir}"),
+    );
+    let (ok, from_file, err) = kinglet(&["inspect", model.to_str().unwrap(), "--json"]);
+    assert!(ok, "{err}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kinglet"))
+        .args(["inspect", "/dev/stdin", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kinglet");
+    let bytes = std::fs::read(&model).unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &bytes).unwrap();
+    let piped = child.wait_with_output().unwrap();
+    assert!(piped.status.success());
+    assert_eq!(String::from_utf8_lossy(&piped.stdout), from_file);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// BUG (found by `fuzz/` target `import`; reported, not fixed here): a two-byte change to
 /// `lstm_fp16_legacy_o17/model.onnx` (byte 769: 0x00 → 0x5B, byte 4166: 0x37 → 0x35; the file
 /// is `fuzz/regressions/import-expand-huge-alloc.onnx`) makes the importer constant-fold an
