@@ -241,7 +241,8 @@ def onnxruntime_logits(path: Path, x: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 # The whole recipe
 # ----------------------------------------------------------------------------------------------
-def main(cell: str, default_hidden: int, default_out: str, demo_clips: bool = False) -> None:
+def main(cell: str, default_hidden: int, default_out: str, demo_clips: bool = False,
+         default_epochs: int = 12) -> None:
     p = argparse.ArgumentParser(description=f"Train the {cell.upper()} keyword spotter on "
                                 "Speech Commands (12 classes), features from `kinglet features`.")
     p.add_argument("--data", default="../shared/data/speech_commands",
@@ -252,7 +253,7 @@ def main(cell: str, default_hidden: int, default_out: str, demo_clips: bool = Fa
                         "kinglet-quantizer --)")
     p.add_argument("--out", default=default_out, help="output folder (relative to the repo root)")
     p.add_argument("--hidden", type=int, default=default_hidden)
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--epochs", type=int, default=default_epochs)
     p.add_argument("--aug-copies", type=int, default=4,
                    help="augmented copies of each training clip")
     p.add_argument("--seed", type=int, default=0)

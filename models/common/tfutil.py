@@ -79,8 +79,10 @@ def run_torch(model: torch.nn.Module, x: np.ndarray, batch: int = 256) -> np.nda
                                for i in range(0, len(x), batch)])
 
 
-def kinglet_quantize(kinglet: str, onnx_path: Path, calib: Path, out: Path) -> dict:
-    cmd = [kinglet, "quantize", str(onnx_path), "--calib", str(calib), "-o", str(out), "--json"]
+def kinglet_quantize(kinglet: str, onnx_path: Path, calib: Path, out: Path,
+                     calibration: str = "minmax") -> dict:
+    cmd = [kinglet, "quantize", str(onnx_path), "--calib", str(calib), "-o", str(out), "--json",
+           "--calibration", calibration]
     print("+", " ".join(cmd), flush=True)
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if r.returncode != 0:

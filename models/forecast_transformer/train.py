@@ -175,7 +175,8 @@ def main():
     assert ort_diff < 1e-3
 
     kgl = OUT / "model.kgl"
-    q = tfutil.kinglet_quantize(args.kinglet, onnx_path, OUT / "calib.npy", kgl)
+    q = tfutil.kinglet_quantize(args.kinglet, onnx_path, OUT / "calib.npy", kgl,
+                                calibration="mse")  # docs/decisions.md, Calibration
     v = tfutil.kinglet_validate(args.kinglet, onnx_path, kgl, OUT / "test.npy", targets=OUT / "targets.npy")
     print(json.dumps(v), flush=True)
     arch = ((f"x - mean_t(x) -> " if not args.no_center else "")

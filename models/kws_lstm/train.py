@@ -13,4 +13,5 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
 import kws  # noqa: E402
 
 if __name__ == "__main__":
-    kws.main(cell="lstm", default_hidden=64, default_out="models/kws_lstm")
+    # 40 epochs: at the GRU's 12 the LSTM stops at 74.8 % test (73.3 % validation).
+    kws.main(cell="lstm", default_hidden=64, default_out="models/kws_lstm", default_epochs=40)

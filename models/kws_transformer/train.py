@@ -203,7 +203,8 @@ def main():
         print(f"test.npy/labels.npy identical to models/kws_gru: {same_as_gru}", flush=True)
 
     kgl = OUT / "model.kgl"
-    q = tfutil.kinglet_quantize(kinglet, onnx_path, OUT / "calib.npy", kgl)
+    q = tfutil.kinglet_quantize(kinglet, onnx_path, OUT / "calib.npy", kgl,
+                                calibration="mse")  # docs/decisions.md, Calibration
     v = tfutil.kinglet_validate(kinglet, onnx_path, kgl, OUT / "test.npy", labels=OUT / "labels.npy")
     print(json.dumps(v), flush=True)
     pred = got.argmax(1)

@@ -147,7 +147,8 @@ def main():
     np.save(OUT / "labels.npy", y_te[:N_TEST_COMMIT].astype(np.int64))
 
     kgl = OUT / "model.kgl"
-    q = tfutil.kinglet_quantize(args.kinglet, onnx_path, OUT / "calib.npy", kgl)
+    q = tfutil.kinglet_quantize(args.kinglet, onnx_path, OUT / "calib.npy", kgl,
+                                calibration="mse")  # docs/decisions.md, Calibration
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "test_all.npy", x_te.astype(np.float32))
         np.save(Path(tmp) / "labels_all.npy", y_te.astype(np.int64))

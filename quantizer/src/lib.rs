@@ -64,16 +64,45 @@ pub struct Quantized {
     pub naive_bytes: usize,
 }
 
-/// Imports `onnx`, calibrates it on `calib` and returns the int8 model file.
+/// The JSON text of the file's [`quantize::META_TENSOR`] (how it was made), if it has one.
+pub fn meta(m: &kinglet::Model<'_>) -> Option<String> {
+    let t = (0..m.n_tensors())
+        .filter_map(|i| m.tensor(i))
+        .find(|t| t.name() == quantize::META_TENSOR)?;
+    let bytes = m.const_data(&t)?;
+    std::str::from_utf8(bytes).ok().map(str::to_string)
+}
+
+/// Imports `onnx`, calibrates it on `calib` (min/max ranges) and returns the int8 model file.
 pub fn quantize_model(
     onnx: &Path,
     calib: &npy::ArrayF32,
     input_shape: Option<&[usize]>,
 ) -> Result<Quantized> {
+    quantize_model_with(onnx, calib, input_shape, calibrate::Method::MinMax)
+}
+
+/// [`quantize_model`] with a choice of how activation ranges are calibrated. The choice is
+/// recorded in the file (constant tensor [`quantize::META_TENSOR`], JSON).
+pub fn quantize_model_with(
+    onnx: &Path,
+    calib: &npy::ArrayF32,
+    input_shape: Option<&[usize]>,
+    method: calibrate::Method,
+) -> Result<Quantized> {
     let imported = import::import(onnx, input_shape)
         .with_context(|| format!("importing {}", onnx.display()))?;
-    let ranges = calibrate::calibrate(&imported.graph, calib)?;
-    let mut program = quantize::quantize(&imported.graph, &ranges, &quantize::Options::default())?;
+    let ranges = calibrate::calibrate_with(&imported.graph, calib, method)?;
+    let opts = quantize::Options {
+        meta: serde_json::json!({
+            "producer": concat!("kinglet-quantizer ", env!("CARGO_PKG_VERSION")),
+            "calibration": method.to_string(),
+            "calibration_samples": ranges.samples,
+            "weights": "int8 per output channel, symmetric",
+        })
+        .to_string(),
+    };
+    let mut program = quantize::quantize(&imported.graph, &ranges, &opts)?;
     let plan_bytes = plan::plan(&mut program);
     let naive_bytes = plan::naive_bytes(&program);
     let bytes = writer::write(&program, plan_bytes)?;

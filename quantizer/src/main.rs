@@ -36,6 +36,11 @@ enum Cmd {
         /// Print a JSON summary instead of text.
         #[arg(long)]
         json: bool,
+        /// How activation ranges are chosen: `minmax` (never clip), `mse` (per value, the
+        /// shrink of the observed range with the least expected squared error), `percentile`
+        /// or `percentile:P` (clip both tails at P, default 99.99). Recorded in the file.
+        #[arg(long, default_value = "minmax")]
+        calibration: kinglet_quantizer::calibrate::Method,
     },
     /// Compare the int8 file (Kinglet) with the float ONNX (tract) on the same inputs.
     Validate {
@@ -145,9 +150,15 @@ fn real_main(cli: Cli) -> Result<()> {
             output,
             input_shape,
             json,
+            calibration,
         } => {
             let calib = npy::read_f32(&calib)?;
-            let q = kinglet_quantizer::quantize_model(&model, &calib, input_shape.as_deref())?;
+            let q = kinglet_quantizer::quantize_model_with(
+                &model,
+                &calib,
+                input_shape.as_deref(),
+                calibration,
+            )?;
             write_atomic(&output, &q.bytes)?;
             let parsed = kinglet::Model::parse(&q.bytes)
                 .map_err(|e| anyhow!("internal: written file does not parse: {e}"))?;
@@ -390,9 +401,13 @@ fn inspect(m: &kinglet::Model<'_>, json: bool) {
             serde_json::json!({
                 "file_bytes": m.file_len(), "const_bytes": m.const_bytes(), "arena_bytes": m.arena_bytes(),
                 "streamable": m.is_streamable(), "seq_len": m.seq_len(), "tensors": tensors, "ops": ops,
+                "meta": kinglet_quantizer::meta(m).and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()),
             })
         );
         return;
+    }
+    if let Some(meta) = kinglet_quantizer::meta(m) {
+        println!("made by: {meta}");
     }
     println!(
         "file {} bytes, constants {} bytes, arena {} bytes, seq_len {}, streamable {}",

@@ -90,7 +90,14 @@ pub struct QModel {
 
 /// Options that change quantization.
 #[derive(Debug, Clone, Default)]
-pub struct Options {}
+pub struct Options {
+    /// Written, when not empty, as the UTF-8 bytes of a constant tensor named
+    /// [`META_TENSOR`] that no op reads: how the file was made (`kinglet inspect` shows it).
+    pub meta: String,
+}
+
+/// Name of the constant tensor that records how the file was made (JSON text).
+pub const META_TENSOR: &str = "kinglet.meta";
 
 /// Affine int8 parameters from a range that is widened to contain 0.
 pub fn affine_i8(lo: f32, hi: f32) -> (f32, i32) {
@@ -396,7 +403,7 @@ impl Builder<'_> {
 }
 
 /// Quantizes `g` with the calibrated `ranges`.
-pub fn quantize(g: &Graph, ranges: &Ranges, _opts: &Options) -> Result<QModel> {
+pub fn quantize(g: &Graph, ranges: &Ranges, opts: &Options) -> Result<QModel> {
     crate::check_weights(g)?;
     let nv = g.values.len();
     // Values that must share a quantization.
@@ -1066,6 +1073,10 @@ pub fn quantize(g: &Graph, ranges: &Ranges, _opts: &Options) -> Result<QModel> {
     for &o in &g.outputs {
         let t = b.value_tensor(o, None)?;
         b.m.outputs.push(t);
+    }
+    if !opts.meta.is_empty() {
+        let bytes = opts.meta.as_bytes().to_vec();
+        b.constant(META_TENSOR.into(), DType::I8, vec![bytes.len()], bytes);
     }
     // Liveness of buffers.
     let mut m = b.m;

@@ -39,8 +39,7 @@ fn last_layer_agrees_with_tract_and_a_broken_layer_is_found() {
     let test = npy::read_f32(&dir.join("test.npy")).unwrap();
     let bytes = quantize(&dir);
 
-    let end_to_end =
-        validate::validate(&onnx, &bytes, &test, None, None, Some(SAMPLES)).unwrap();
+    let end_to_end = validate::validate(&onnx, &bytes, &test, None, None, Some(SAMPLES)).unwrap();
     let layers = validate::layer_sqnr(&onnx, &bytes, &test, SAMPLES).unwrap();
     for l in &layers {
         eprintln!(

@@ -1,4 +1,4 @@
-//! Golden outputs: every committed fixture, run on a deterministic input (the recipe in
+//! Golden outputs: every committed model file (fixtures and example models), run on a deterministic input (the recipe in
 //! `kinglet::golden`), must hash to the value in `tests/golden.txt` — with the best SIMD level
 //! of this CPU and with the reference loop forced. The same file is checked on aarch64 (under
 //! QEMU, `scripts/cross-test.sh`) and by the Cortex-M firmware, which proves the targets
@@ -23,6 +23,32 @@ const SEED: u64 = 1;
 
 fn golden_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden.txt")
+}
+
+/// Every committed model file: the recurrent fixtures (`models/fixtures/<name>`, named
+/// `<name>`), the Transformer / ViT fixtures (`fixtures_tf/<name>`) and the example models
+/// (`models/<name>/model.kgl`, named `<name>`).
+fn committed_models() -> Vec<(String, Vec<u8>)> {
+    let mut out = common::fixtures();
+    let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let mut add = |dir: PathBuf, prefix: &str| {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.expect("readable models dir").path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if prefix.is_empty() && (name == "fixtures" || name.starts_with("fixtures_")) {
+                continue;
+            }
+            let kgl = path.join("model.kgl");
+            if kgl.is_file() {
+                let bytes = std::fs::read(&kgl).expect("readable model.kgl");
+                out.push((format!("{prefix}{name}"), bytes));
+            }
+        }
+    };
+    add(models.join("fixtures_tf"), "fixtures_tf/");
+    add(models, "");
+    out.sort();
+    out
 }
 
 /// `name → (seed, hash)` from the golden file.
@@ -57,7 +83,7 @@ fn hash(name: &str, bytes: &[u8], seed: u64) -> u64 {
 #[test]
 fn fixtures_match_golden_hashes() {
     let isa = best_isa();
-    let fixtures = common::fixtures();
+    let fixtures = committed_models();
     if std::env::var_os("KINGLET_BLESS").is_some() {
         let mut text = String::from(
             "# Golden outputs of the committed fixtures (runtime/tests/golden.rs).\n\
