@@ -9,8 +9,8 @@ finds the functions from which the panic handler (`rust_begin_unwind`) is reacha
 every call site, in a function reachable from a root, whose target is such a function and which
 is not itself inside core's panic machinery. Each site is resolved to its inline chain
 (file:line, innermost first) with addr2line. Indirect calls (`blx rN`) in reachable code are
-reported too, since the walk cannot follow them. Exit status 0; the last line is
-`panic sites: N`.
+reported too, since the walk cannot follow them, and so is every cycle in the call graph of the
+reachable functions (recursion). Exit status 0; the last line is `panic sites: N`.
 """
 import re
 import shutil
@@ -101,7 +101,7 @@ def main():
             elif mnem.startswith("blx") and re.match(r"^r\d+|^lr|^ip", rest):
                 indirect.append((addr, f, rest))
     a2l = tool("arm-none-eabi-addr2line", "llvm-addr2line")
-    for addr, f, target in sites:
+    def resolve(addr):
         chain = subprocess.run(
             [a2l, "-e", elf, "-i", "-f", "-C", "-p", hex(addr)],
             check=True,
@@ -109,12 +109,54 @@ def main():
             text=True,
         ).stdout.strip()
         frames = [re.sub(r" \(discriminator \d+\)", "", l.strip()) for l in chain.splitlines()]
-        frames = [re.sub(r"\S*/(runtime|library|registry/src/[^/]+)/", r"\1/", l) for l in frames]
+        return [re.sub(r"\S*/(runtime|library|registry/src/[^/]+)/", r"\1/", l) for l in frames]
+
+    for addr, f, target in sites:
         print("%#x in %s -> %s" % (addr, f, target))
+        frames = resolve(addr)
         for fr in frames:
             print("    " + fr)
+        if all(":?" in fr for fr in frames if " at " in fr):
+            # The call has no line of its own (a shared panic block): name the branches to it.
+            # The block that ends in the call starts after the previous branch or call.
+            ins = funcs[f]
+            k = next(i for i, x in enumerate(ins) if x[0] == addr)
+            start = addr
+            while k > 0 and not re.match(r"^(b|cb|tb)", ins[k - 1][1]):
+                k -= 1
+                start = ins[k][0]
+            for a, _, rest, t in ins:
+                m = re.match(r"^([0-9a-f]+) <", rest)
+                if t is None and m and start <= int(m.group(1), 16) <= addr:
+                    inner = [fr for fr in resolve(a) if ":?" not in fr][-3:]
+                    print("    reached from %#x: %s" % (a, " <- ".join(inner) or "?"))
     for addr, f, rest in indirect:
         print("%#x in %s: indirect call %s (not followed)" % (addr, f, rest))
+    # Recursion: a cycle in the call graph of the reachable functions (iterative DFS).
+    cycles = []
+    state = {}
+    for root in sorted(seen):
+        if root in state:
+            continue
+        stack = [(root, iter(sorted(calls[root] & seen)))]
+        state[root] = 1
+        path = [root]
+        while stack:
+            f, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                state[f] = 2
+                stack.pop()
+                path.pop()
+            elif state.get(nxt) == 1:
+                cycles.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in state:
+                state[nxt] = 1
+                stack.append((nxt, iter(sorted(calls[nxt] & seen))))
+                path.append(nxt)
+    for c in cycles:
+        print("recursion: " + " -> ".join(c))
+    print("recursive cycles: %d" % len(cycles))
     print("reachable functions: %d" % len(seen))
     print("panic sites: %d" % len(sites))
 

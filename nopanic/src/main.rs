@@ -17,14 +17,19 @@
 #![no_main]
 
 use core::hint::black_box;
-use kinglet::{Model, Session};
+use kinglet::Model;
+#[cfg(feature = "session")]
+use kinglet::Session;
 
 /// Largest model file and arena the probe drives (the buffers live in `.bss`).
 const MODEL_CAP: usize = 256 * 1024;
+#[cfg(feature = "session")]
 const ARENA_CAP: usize = 128 * 1024;
+#[cfg(feature = "session")]
 const IO_CAP: usize = 16 * 1024;
 
 static mut MODEL: [u8; MODEL_CAP] = [0; MODEL_CAP];
+#[cfg(feature = "session")]
 static mut ARENA: [u8; ARENA_CAP] = [0; ARENA_CAP];
 
 /// The model file: `len` bytes of `MODEL`, contents unknown to the optimizer.
@@ -37,6 +42,7 @@ fn model_bytes(len: usize) -> &'static [u8] {
 }
 
 /// The arena, borrowed once.
+#[cfg(feature = "session")]
 #[inline(never)]
 fn arena() -> &'static mut [u8] {
     // SAFETY: called once, from `probe_session`, before any other borrow of `ARENA`.
@@ -55,6 +61,7 @@ pub extern "C" fn probe_parse(len: usize) -> u32 {
 }
 
 /// Parse, then everything a device does with a session.
+#[cfg(feature = "session")]
 #[no_mangle]
 #[inline(never)]
 pub extern "C" fn probe_session(len: usize) -> u32 {
@@ -136,6 +143,13 @@ pub extern "C" fn probe_frontend(n: usize) -> u32 {
 #[no_mangle]
 #[inline(never)]
 pub extern "C" fn probe_frontend(_n: usize) -> u32 {
+    0
+}
+
+#[cfg(not(feature = "session"))]
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn probe_session(_len: usize) -> u32 {
     0
 }
 

@@ -190,6 +190,33 @@ pub(crate) enum Exec<'a> {
     },
 }
 
+impl Exec<'_> {
+    /// Calls `f` with every arena region the op writes (outputs, state, scratch), for the
+    /// parse-time check that every model output is written by some op.
+    pub(crate) fn for_each_write(&self, mut f: impl FnMut(Region)) {
+        match self {
+            Exec::Fc { y, .. }
+            | Exec::Lut8 { y, .. }
+            | Exec::Add { y, .. }
+            | Exec::Softmax { y, .. }
+            | Exec::Copy { y, .. }
+            | Exec::SelectLast { y, .. }
+            | Exec::Concat { y, .. }
+            | Exec::Requant { y, .. }
+            | Exec::LayerNorm { y, .. }
+            | Exec::Mean { y, .. } => f(*y),
+            Exec::Lstm {
+                h, c, y, scratch, ..
+            } => [h, c, y, scratch].into_iter().for_each(|r| f(*r)),
+            Exec::Gru {
+                h, y, scratch, h16, ..
+            } => [h, y, scratch, h16].into_iter().for_each(|r| f(*r)),
+            Exec::Rnn { h, y, .. } => [h, y].into_iter().for_each(|r| f(*r)),
+            Exec::Attention { y, scores, .. } => [y, scores].into_iter().for_each(|r| f(*r)),
+        }
+    }
+}
+
 const READ: &[TensorKind] = &[TensorKind::Activation, TensorKind::State];
 const WRITE: &[TensorKind] = &[TensorKind::Activation];
 const STATE: &[TensorKind] = &[TensorKind::State];

@@ -292,5 +292,9 @@ pub const OP_MEAN: u16 = 14;
 /// 24 on 64-bit hosts), which keeps it O(N log S) without an allocator.
 pub const MAX_STATE_TENSORS: usize = 64;
 
+/// Most model outputs a model may have: parse checks that every output is written by some op
+/// with a bit mask of this width.
+pub const MAX_OUTPUTS: usize = 64;
+
 /// Length of the int16 sigmoid / tanh tables: 512 segments over Q3.12 `[-8, 8)` plus the end.
 pub const ACT_TABLE_LEN: usize = 513;

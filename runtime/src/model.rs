@@ -11,9 +11,9 @@ use crate::error::Error;
 use crate::exec;
 use crate::format::{
     DType, Header, OpEntry, TensorEntry, TensorKind, ARENA_ALIGN, CRC_FIELD, CRC_START, FILE_ALIGN,
-    FLAG_STREAMABLE, MAGIC, MAX_RANK, MAX_STATE_TENSORS, NO_TIME_AXIS, OP_ADD, OP_ATTENTION,
-    OP_CONCAT, OP_COPY, OP_FC, OP_FLAG_PER_STEP, OP_GRU, OP_LAYERNORM, OP_LSTM, OP_LUT8, OP_MEAN,
-    OP_REQUANT, OP_RNN, OP_SELECT_LAST, OP_SOFTMAX, VERSION_MAJOR,
+    FLAG_STREAMABLE, MAGIC, MAX_OUTPUTS, MAX_RANK, MAX_STATE_TENSORS, NO_TIME_AXIS, OP_ADD,
+    OP_ATTENTION, OP_CONCAT, OP_COPY, OP_FC, OP_FLAG_PER_STEP, OP_GRU, OP_LAYERNORM, OP_LSTM,
+    OP_LUT8, OP_MEAN, OP_REQUANT, OP_RNN, OP_SELECT_LAST, OP_SOFTMAX, VERSION_MAJOR,
 };
 use core::mem::size_of;
 use zerocopy::little_endian::{I32, U16};
@@ -230,11 +230,46 @@ impl<'a> Model<'a> {
         if model.is_streamable() && !timed_input {
             return Err(malformed(16, "streamable model without a sequence input"));
         }
+        // Every model output must be written by some op, and the last op must write one: a
+        // truncated op table (fewer ops, CRC made consistent) is refused (`docs/format.md`).
+        let n_out = model.n_outputs();
+        let mut outputs = [(0usize, 0usize); MAX_OUTPUTS];
+        let outs = outputs
+            .get_mut(..n_out)
+            .ok_or(malformed(42, "more than 64 model outputs"))?;
+        for (k, o) in outs.iter_mut().enumerate() {
+            if let Some(t) = model.output(k) {
+                *o = (t.offset, t.nbytes);
+            }
+        }
+        let mut written = 0u64;
+        let mut last_writes_output = false;
         let mut at = o0;
         for (i, e) in ops.iter().enumerate() {
             model.validate_op_entry(e, i, at)?;
-            exec::decode(&model, i, false)?;
+            let mut hit = false;
+            exec::decode(&model, i, false)?.for_each_write(|r| {
+                for (k, &(off, nbytes)) in outs.iter().enumerate() {
+                    if r.off == off && r.full == nbytes {
+                        written |= 1u64 << k;
+                        hit = true;
+                    }
+                }
+            });
+            last_writes_output = hit;
             at = at.saturating_add(OP_LEN);
+        }
+        for k in 0..outs.len() {
+            if written & (1u64 << k) == 0 {
+                let at = i0 + 2 * (model.n_inputs() + k);
+                return Err(malformed(at, "model output written by no op"));
+            }
+        }
+        if !ops.is_empty() && !last_writes_output {
+            return Err(Error::BadOp {
+                op: ops.len() - 1,
+                what: "the last op writes no model output",
+            });
         }
         Ok(model)
     }

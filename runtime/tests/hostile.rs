@@ -437,9 +437,19 @@ fn header_fields_at_extremes() {
                 let got = parse_fixed(&mut m);
                 // Other counts can still describe a valid (if useless) model, which then runs:
                 // 0 inputs, or an I/O list that runs into padding (zeros: tensor 0, often an
-                // int8 activation). Otherwise the I/O checks refuse it.
+                // int8 activation) and names a tensor some op writes. Otherwise the I/O checks
+                // refuse it, or the output checks (0 outputs: the last op writes none; an output
+                // no op writes).
                 assert!(
-                    matches!(got, Ok(()) | Err(Error::Malformed { .. })),
+                    matches!(
+                        got,
+                        Ok(())
+                            | Err(Error::Malformed { .. })
+                            | Err(Error::BadOp {
+                                what: "the last op writes no model output",
+                                ..
+                            })
+                    ),
                     "{name}: field {at} = {v}: {got:?}"
                 );
             }
@@ -493,9 +503,9 @@ fn check_header_field(name: &str, b: &[u8], at: usize, v: u32, got: Result<(), E
             }
         }
         H_SEQ_LEN if v == 0 => assert!(malformed_at(56), "{ctx}"),
-        // Fewer ops (a prefix of the program; none at all) is structurally valid: the outputs
-        // are then whatever the arena holds. Accepted, and it runs (see docs/robustness.md).
-        H_N_OPS if v < rd32(b, H_N_OPS) => assert_eq!(got, Ok(()), "{ctx}"),
+        // Fewer ops (a prefix of the program; none at all): an output is written by no op, or
+        // the new last op writes no output (docs/format.md, "Validation on parse").
+        H_N_OPS if v < rd32(b, H_N_OPS) => assert!(is_truncated_program(got), "{ctx}"),
         H_RESERVED => assert!(malformed_at(60), "{ctx}"),
         H_DATA_OFF if v % 16 != 0 => assert!(malformed_at(48), "{ctx}"),
         H_TENSORS_OFF | H_OPS_OFF if v % 16 != 0 => assert!(malformed_at(at), "{ctx}"),
@@ -517,6 +527,20 @@ fn check_header_field(name: &str, b: &[u8], at: usize, v: u32, got: Result<(), E
         }
         _ => unreachable!(),
     }
+}
+
+/// The two errors a prefix of a valid op table gives.
+fn is_truncated_program(got: Result<(), Error>) -> bool {
+    matches!(
+        got,
+        Err(Error::Malformed {
+            what: "model output written by no op",
+            ..
+        }) | Err(Error::BadOp {
+            what: "the last op writes no model output",
+            ..
+        })
+    )
 }
 
 fn what(r: Result<(), Error>) -> &'static str {
@@ -844,6 +868,151 @@ fn op_entries_at_extremes() {
             }
         }
     }
+}
+
+/// The parse-time state check (sorted states, binary search: O(N log S)) against the pairwise
+/// definition: for every fixture with state, every state tensor moved onto the offset of every
+/// other arena tensor (and every activation moved onto every state) is refused with "state
+/// tensor shares arena bytes" exactly when some state then overlaps another arena tensor.
+#[test]
+fn state_overlap_matches_pairwise_oracle() {
+    const SHARED: &str = "state tensor shares arena bytes with another tensor";
+    let mut refused = 0;
+    for (name, b) in fixtures() {
+        let m0 = Model::parse(&b).unwrap();
+        let t0 = rd32(&b, H_TENSORS_OFF) as usize;
+        let arena = rd32(&b, H_ARENA) as usize;
+        // (offset, nbytes, is_state) of every arena tensor.
+        let tensors: Vec<(usize, usize, bool)> = (0..m0.n_tensors())
+            .map(|i| m0.tensor(i).unwrap())
+            .map(|t| {
+                let arena_kind = t.kind() != kinglet::TensorKind::Const;
+                let state = t.kind() == kinglet::TensorKind::State;
+                (
+                    if arena_kind { t.offset() } else { usize::MAX },
+                    t.nbytes(),
+                    state,
+                )
+            })
+            .collect();
+        let n_states = tensors.iter().filter(|t| t.2).count();
+        if n_states == 0 {
+            continue;
+        }
+        for i in 0..tensors.len() {
+            for j in 0..tensors.len() {
+                let (oi, ni, si) = tensors[i];
+                let (oj, _, sj) = tensors[j];
+                if i == j || oi == usize::MAX || oj == usize::MAX || !(si || sj) || oj + ni > arena
+                {
+                    continue;
+                }
+                let mut moved = tensors.clone();
+                moved[i].0 = oj;
+                let overlap = (0..moved.len()).any(|p| {
+                    (0..moved.len()).any(|q| {
+                        let ((op, np, sp), (oq, nq, _)) = (moved[p], moved[q]);
+                        p != q
+                            && sp
+                            && op != usize::MAX
+                            && oq != usize::MAX
+                            && op < oq + nq
+                            && oq < op + np
+                    })
+                });
+                let mut m = b.clone();
+                wr32(&mut m, t0 + i * TENSOR_LEN + 20, oj as u32);
+                let got = parse_fixed(&mut m);
+                let shared = matches!(got, Err(Error::Malformed { what, .. }) if what == SHARED);
+                assert_eq!(
+                    shared, overlap,
+                    "{name}: tensor {i} moved onto {j}: {got:?}"
+                );
+                refused += shared as usize;
+            }
+        }
+    }
+    assert!(refused > 100, "only {refused} state overlaps were made");
+}
+
+/// More than `MAX_STATE_TENSORS` (64) state tensors are refused at the 65th, before any pairwise
+/// work: activations of the 193-tensor fixture turned into state.
+#[test]
+fn too_many_state_tensors() {
+    let mut tried = false;
+    for (name, b) in fixtures() {
+        let m0 = Model::parse(&b).unwrap();
+        let t0 = rd32(&b, H_TENSORS_OFF) as usize;
+        let arena: Vec<usize> = (0..m0.n_tensors())
+            .filter(|&i| m0.tensor(i).unwrap().kind() != kinglet::TensorKind::Const)
+            .collect();
+        if arena.len() <= kinglet::format::MAX_STATE_TENSORS {
+            continue;
+        }
+        let mut m = b.clone();
+        for &i in &arena {
+            m[t0 + i * TENSOR_LEN + 1] = kinglet::TensorKind::State as u8;
+        }
+        let i = arena[kinglet::format::MAX_STATE_TENSORS];
+        assert_eq!(
+            parse_fixed(&mut m),
+            Err(Error::Malformed {
+                offset: t0 + i * TENSOR_LEN + 1,
+                what: "more than 64 state tensors"
+            }),
+            "{name}"
+        );
+        tried = true;
+    }
+    assert!(tried, "no fixture has more than 64 arena tensors");
+}
+
+/// Every prefix of every fixture's op table (`n_ops` lowered, CRC recomputed) is refused with
+/// one of the two truncated-program errors, never accepted (finding R1 of docs/robustness.md).
+#[test]
+fn truncated_op_table_is_refused() {
+    for (name, b) in fixtures() {
+        let n = rd32(&b, H_N_OPS);
+        for v in 0..n {
+            let mut m = b.clone();
+            wr32(&mut m, H_N_OPS, v);
+            let got = parse_fixed(&mut m);
+            assert!(is_truncated_program(got), "{name}: {v} of {n} ops: {got:?}");
+        }
+    }
+}
+
+/// Every model output of every fixture pointed at another int8 activation that no op writes
+/// (a model input, typically) is refused; one that some op does write is accepted and run.
+#[test]
+fn outputs_must_be_written() {
+    let mut refused = 0;
+    for (name, b) in fixtures() {
+        let m0 = Model::parse(&b).unwrap();
+        let i0 = rd32(&b, H_IO_OFF) as usize;
+        let Some(x) = m0.input_index(0) else { continue };
+        for k in 0..m0.n_outputs() {
+            let at = i0 + 2 * (m0.n_inputs() + k);
+            let mut m = b.clone();
+            wr16(&mut m, at, x as u16);
+            let got = parse_fixed(&mut m);
+            // The input may share its bytes with an op's output (a reshape alias): then an op
+            // does write it. Otherwise: refused at the output's I/O entry.
+            let want = Err(Error::Malformed {
+                offset: at,
+                what: "model output written by no op",
+            });
+            assert!(
+                got == want || got.is_ok(),
+                "{name}: output {k} := input: {got:?}"
+            );
+            refused += (got == want) as usize;
+        }
+    }
+    assert!(
+        refused >= 10,
+        "only {refused} unwritten outputs were refused"
+    );
 }
 
 #[test]
