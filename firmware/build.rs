@@ -293,8 +293,10 @@ fn kws(out: &Path, manifest: &Path) {
              /// The clips in `kws_clips.bin` (offsets and lengths in samples).\npub const CLIPS: &[Clip] = &[\n{clips}];\n\
              /// The host's detections (`kinglet kws --stream` semantics, computed in build.rs).\npub const HOST_DETECTIONS: &[Detection] = &[\n{detections}];\n\
              /// FNV-1a 32 of every step's int8 output over all clips, on the host.\npub const HOST_HASH: u32 = {hash:#010x};\n\
+             /// `Model::arena_bytes()` of the model.\npub const ARENA_NEEDED: usize = {};\n\
              /// `(x bits, host exp(x) bits)` where `libm::expf(x)` differs from the host's `f32::exp`, sorted.\npub const EXP_FIXUPS: &[(u32, u32)] = &{fixups:#x?};\n",
-            labels.len()
+            labels.len(),
+            model.arena_bytes()
         ),
     )
     .unwrap();

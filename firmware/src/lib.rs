@@ -308,8 +308,14 @@ pub fn flash_used() -> usize {
 }
 
 /// Logs the closing figures: flash bytes of code (everything but the model and `data_bytes`
-/// of embedded data such as audio clips) and of the model, the arena, the peak stack.
-pub fn log_memory(model: &kinglet::Model<'_>, data_what: &str, data_bytes: usize) {
+/// of embedded data such as audio clips) and of the model, the arena (the app's static arena
+/// holds `static_arena` bytes), the peak stack.
+pub fn log_memory(
+    model: &kinglet::Model<'_>,
+    static_arena: usize,
+    data_what: &str,
+    data_bytes: usize,
+) {
     let flash = flash_used();
     defmt::info!(
         "flash bytes: {=usize} in all = code {=usize} + model {=usize} (constants {=usize}) + {=str} {=usize}",
@@ -324,7 +330,7 @@ pub fn log_memory(model: &kinglet::Model<'_>, data_what: &str, data_bytes: usize
         "arena bytes: {=usize} needed (plan {=usize}), static arena {=usize} on {=str}",
         model.arena_bytes(),
         model.plan_bytes(),
-        ARENA_BYTES,
+        static_arena,
         board::BOARD
     );
     defmt::info!("peak stack bytes: {=usize}", stack_peak());

@@ -170,6 +170,6 @@ fn main() -> ! {
         "forecasts vs host: {=str}",
         if all_ok { "OK" } else { "MISMATCH" }
     );
-    fw::log_memory(&model, "replayed samples", REPLAY.len());
+    fw::log_memory(&model, fw::ARENA_BYTES, "replayed samples", REPLAY.len());
     fw::exit(all_ok)
 }

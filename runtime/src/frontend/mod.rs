@@ -139,7 +139,27 @@ impl core::fmt::Debug for LogMel {
 impl LogMel {
     /// Computes the window and filter tables (with `libm`, in `f64`, rounded once to `f32`).
     pub fn new() -> Self {
-        let mut window = [0.0f32; WINDOW];
+        let mut logmel = Self::zeroed();
+        logmel.init();
+        logmel
+    }
+
+    /// All-zero tables, for a `static` (which then lives in `.bss`, not flash). Call
+    /// [`init`](Self::init) before use: a zeroed extractor outputs `ln(1e-6)` for everything.
+    pub const fn zeroed() -> Self {
+        LogMel {
+            window: [0.0; WINDOW],
+            band_start: [0; BANDS],
+            band_len: [0; BANDS],
+            weights: [0.0; WEIGHTS_CAP],
+            fft: [0.0; FFT_LEN],
+        }
+    }
+
+    /// Computes the tables in place: afterwards `self` equals [`LogMel::new`]'s result, without
+    /// a 6 KB value built on the stack first (which matters on a 16 KB-RAM microcontroller).
+    pub fn init(&mut self) {
+        let window = &mut self.window;
         for (n, w) in window.iter_mut().enumerate() {
             let hann =
                 0.5 - 0.5 * libm::cos(2.0 * core::f64::consts::PI * n as f64 / WINDOW as f64);
@@ -147,9 +167,10 @@ impl LogMel {
         }
 
         let edges = band_edges_hz();
-        let mut band_start = [0u16; BANDS];
-        let mut band_len = [0u16; BANDS];
-        let mut weights = [0.0f32; WEIGHTS_CAP];
+        let band_start = &mut self.band_start;
+        let band_len = &mut self.band_len;
+        let weights = &mut self.weights;
+        weights.fill(0.0);
         let mut used = 0;
         for m in 0..BANDS {
             let (left, peak, right) = (edges[m], edges[m + 1], edges[m + 2]);
@@ -174,13 +195,7 @@ impl LogMel {
             band_start[m] = first as u16;
             band_len[m] = (used - weights_before(&band_len[..m])) as u16;
         }
-        LogMel {
-            window,
-            band_start,
-            band_len,
-            weights,
-            fft: [0.0; FFT_LEN],
-        }
+        self.fft.fill(0.0);
     }
 
     /// One frame: 480 samples in, 40 log-mel values out.

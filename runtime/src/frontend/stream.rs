@@ -39,6 +39,23 @@ impl Streamer {
         Self::with_logmel(LogMel::new())
     }
 
+    /// All-zero state, for a `static` (in `.bss`); call [`init`](Self::init) before use.
+    pub const fn zeroed() -> Self {
+        Streamer {
+            logmel: LogMel::zeroed(),
+            history: [0; WINDOW],
+            filled: 0,
+            frame: [0.0; BANDS],
+        }
+    }
+
+    /// Computes the tables in place and forgets any audio: afterwards `self` behaves exactly
+    /// like [`Streamer::new`], without that 7 KB value built on the stack first.
+    pub fn init(&mut self) {
+        self.logmel.init();
+        self.reset();
+    }
+
     /// A streamer reusing already computed tables.
     pub fn with_logmel(logmel: LogMel) -> Self {
         Streamer {
