@@ -147,12 +147,13 @@ class KwsRnn(nn.Module):
     The normalisation is folded into the recurrent layer's input weights for export
     (`folded()`), so the ONNX model takes the front-end's raw log-mel frames."""
 
-    def __init__(self, cell: str, hidden: int, mean: np.ndarray, std: np.ndarray):
+    def __init__(self, cell: str, hidden: int, mean: np.ndarray, std: np.ndarray,
+                 n_classes: int = len(CLASSES)):
         super().__init__()
         self.cell = cell
         rnn = {"gru": nn.GRU, "lstm": nn.LSTM}[cell]
         self.rnn = rnn(BANDS, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, len(CLASSES))
+        self.head = nn.Linear(hidden, n_classes)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
         self.normalise = True
@@ -167,7 +168,8 @@ class KwsRnn(nn.Module):
         """A copy whose input weights absorb the normalisation: W' = W / std,
         b' = b - W @ (mean / std). Exact for both cells (the input bias sits outside GRU's reset
         gate)."""
-        m = KwsRnn(self.cell, self.rnn.hidden_size, self.mean.numpy(), self.std.numpy())
+        m = KwsRnn(self.cell, self.rnn.hidden_size, self.mean.numpy(), self.std.numpy(),
+                   self.head.out_features)
         m.load_state_dict(self.state_dict())
         with torch.no_grad():
             w = self.rnn.weight_ih_l0.double()
