@@ -10,7 +10,7 @@
 //! `|acc| · 2^-61`, from the 31-bit multiplier) of the exact rescaled float value, clamped —
 //! one rounding.
 
-use super::fixed::{clamp8, matvec_rq, MATVEC_BLOCK};
+use super::fixed::{matvec_rq, MATVEC_BLOCK};
 use zerocopy::little_endian::I32;
 
 /// Shape and output quantization of an FC op.
@@ -49,7 +49,9 @@ pub fn fc_i8(p: &FcParams, x: &[i8], w: &[i8], bias: &[I32], rq: &[I32], y: &mut
             let acc = &mut acc[..yb.len()];
             matvec_rq(w, bias, rq, xr, b * MATVEC_BLOCK, acc);
             for (out, &a) in yb.iter_mut().zip(acc.iter()) {
-                *out = clamp8(p.y_zp as i64 + a as i64, p.act_min, p.act_max);
+                // A saturating i32 sum clamps to the same int8 as the exact one.
+                let v = p.y_zp.saturating_add(a).max(p.act_min).min(p.act_max);
+                *out = v.clamp(-128, 127) as i8;
             }
         }
     }

@@ -22,8 +22,18 @@ use zerocopy::little_endian::I32;
 
 /// `rq(acc, mult, shift)`; see the module doc. `shift` outside `[-30, 31]` is clamped into it
 /// (parse refuses such files; clamping only keeps the function total).
+///
+/// For `shift ≥ 2` (`n = 31 + shift ≥ 33`, every gate and FC requantization of the committed
+/// models) it takes an exact 32-bit path: `⌊(v + 2^(n-1)) / 2^n⌋ = ⌊(⌊v / 2^(n-1)⌋ + 1) / 2⌋`
+/// (the added `2^(n-1)` is a multiple of `2^(n-1)`), and `⌊v / 2^(n-1)⌋ = hi >> (n - 33)` with
+/// `hi = ⌊v / 2^32⌋` the high word of the 64-bit product (one `smull` on Cortex-M). `|v| ≤ 2^62`
+/// gives `|hi| ≤ 2^30`, so nothing overflows and the result never needs the clamp.
 #[inline]
 pub fn rq(acc: i32, mult: i32, shift: i32) -> i32 {
+    if (2..=31).contains(&shift) {
+        let hi = ((acc as i64 * mult as i64) >> 32) as i32;
+        return ((hi >> (shift - 2)) + 1) >> 1;
+    }
     let shift = shift.clamp(-30, 31);
     // |acc · mult| ≤ 2^62 and the rounding term ≤ 2^61: no i64 overflow.
     let v = (acc as i64 * mult as i64 + (1i64 << (30 + shift))) >> (31 + shift);
@@ -59,19 +69,44 @@ pub fn sat16(v: i64) -> i16 {
     v.clamp(i16::MIN as i64, i16::MAX as i64) as i16
 }
 
+/// `sat16(a + b)` for i32 operands, without widening: a saturating i32 sum clamps to the same
+/// int16 as the exact one.
+#[inline]
+pub fn sat16_add(a: i32, b: i32) -> i16 {
+    a.saturating_add(b).clamp(i16::MIN as i32, i16::MAX as i32) as i16
+}
+
+/// `rsr` in i32, for callers that bound `|v| + 2^(n-1) < 2^31` (`n ≤ 31`).
+#[inline]
+pub fn rsr32(v: i32, n: u32) -> i32 {
+    if n == 0 {
+        v
+    } else {
+        let n = n.min(31);
+        v.wrapping_add(1 << (n - 1)) >> n
+    }
+}
+
 /// Saturate to `[lo, hi]` and narrow to int8 (`lo`, `hi` within int8 range).
 #[inline]
 pub fn clamp8(v: i64, lo: i32, hi: i32) -> i8 {
     v.clamp(lo as i64, hi as i64).clamp(-128, 127) as i8
 }
 
+/// `clamp8(zp + v, -128, 127)` for i32 operands: a saturating i32 sum clamps to the same int8
+/// as the exact one.
+#[inline]
+pub fn clamp8_add(zp: i32, v: i32) -> i8 {
+    zp.saturating_add(v).clamp(-128, 127) as i8
+}
+
 /// The int16 activation-table lookup with linear interpolation (Q3.12 in, Q0.15 out):
 /// `u = x + 32768; i = u >> 7; f = u & 127; tab[i] + (((tab[i+1] - tab[i]) · f + 64) >> 7)`.
 #[inline]
 pub fn lut16(tab: &ActTable, x: i16) -> i32 {
-    let u = (x as i32 + 32768) as usize; // 0..=65535
-    let i = u >> 7; // 0..=511
-    let f = (u & 127) as i32;
+    // `u >> 7 = (x >> 7) + 256` and `u & 127 = x & 127`: 32768 is a multiple of 128.
+    let i = ((x >> 7) as i32 + 256) as usize; // 0..=511
+    let f = (x & 127) as i32;
     let a = tab[i].get() as i32;
     let b = tab[i + 1].get() as i32;
     a + (((b - a) * f + 64) >> 7)
@@ -87,29 +122,39 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
         .fold(0i32, |acc, (&x, &y)| acc.wrapping_add(x as i32 * y as i32))
 }
 
-/// Rows per [`matvec_rq`] block: the int32 accumulators of a block live on the stack
-/// (`4 · MATVEC_BLOCK` bytes).
+/// Rows per block of the callers that keep a block's int32 accumulators on the stack
+/// (`4 · MATVEC_BLOCK` bytes): FC and the recurrent gate loop.
 pub const MATVEC_BLOCK: usize = 32;
 
 /// `out[i] = rq(bias[j] + Σ_k m[j, k] · v[k], pairs[j])` with `j = j0 + i`, for the row-major
 /// matrix `m` with `v.len()` columns: a block of the requantized matrix-vector product every
 /// matvec op uses. The products go through the dispatched [`matvec_i8`] (SIMD where available,
-/// bit-identical), [`MATVEC_BLOCK`] rows at a time. Rows that `m`, `bias` or `pairs` do not hold
+/// bit-identical) in one call, into `out`. Rows that `m`, `bias` or `pairs` do not hold
 /// (never, for a validated model) follow [`matvec_rq_row`]: a missing row sums to 0, a missing
 /// bias is 0, a missing pair gives 0. The bias add wraps in i32 (a validated model never gets
 /// near it).
 pub fn matvec_rq(m: &[i8], bias: &[I32], pairs: &[I32], v: &[i8], j0: usize, out: &mut [i32]) {
     let k = v.len();
-    let mut acc = [0i32; MATVEC_BLOCK];
-    for (b, ob) in out.chunks_mut(MATVEC_BLOCK).enumerate() {
-        let first = j0 + b * MATVEC_BLOCK;
-        let acc = &mut acc[..ob.len()];
-        let rows = m.get(first.saturating_mul(k)..).unwrap_or(&[]);
-        matvec_i8(rows, v, acc);
-        for (i, (o, &a)) in ob.iter_mut().zip(acc.iter()).enumerate() {
-            let j = first + i;
-            let bj = bias.get(j).map_or(0, |b| b.get());
-            *o = rq_at(pairs, j, bj.wrapping_add(a));
+    let rows = m.get(j0.saturating_mul(k)..).unwrap_or(&[]);
+    // The products straight into `out` (one dispatched call: the DSP kernel expands `v` once),
+    // then requantized in place.
+    matvec_i8(rows, v, out);
+    let n = out.len();
+    match (
+        bias.get(j0..j0.saturating_add(n)),
+        pairs.get(j0.saturating_mul(2)..j0.saturating_add(n).saturating_mul(2)),
+    ) {
+        (Some(bs), Some(ps)) => {
+            for ((o, b), p) in out.iter_mut().zip(bs).zip(ps.chunks_exact(2)) {
+                *o = rq(b.get().wrapping_add(*o), p[0].get(), p[1].get());
+            }
+        }
+        _ => {
+            for (i, o) in out.iter_mut().enumerate() {
+                let j = j0 + i;
+                let bj = bias.get(j).map_or(0, |b| b.get());
+                *o = rq_at(pairs, j, bj.wrapping_add(*o));
+            }
         }
     }
 }

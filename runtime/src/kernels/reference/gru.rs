@@ -25,7 +25,7 @@
 //! `h`'s int8 rounding (½ LSB per step, carried through `z · h` with `z < 1`) dominates; the
 //! Q3.12 gates and Q0.15 tables add < 1e-3.
 
-use super::fixed::{clamp8, lut16, rq, rsr, sat16};
+use super::fixed::{clamp8_add, lut16, rq, rsr32, sat16_add};
 use super::{step_index, ActTables, GateWeights};
 
 /// Shape and quantization of a GRU op.
@@ -88,23 +88,33 @@ pub fn gru_i8(
                 .zip(&mut gh[rows])
                 .zip(ax.iter().zip(ah))
             {
-                *gx = sat16(a as i64);
-                *gh = sat16(r as i64);
+                *gx = a.clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+                *gh = r.clamp(i16::MIN as i32, i16::MAX as i32) as i16;
             }
         });
         let yt = &mut y[t * nh..(t + 1) * nh];
-        for u in 0..nh {
-            let z = lut16(tabs.sig, sat16(gx[u] as i64 + gh[u] as i64)) as i64;
-            let r = lut16(tabs.sig, sat16(gx[nh + u] as i64 + gh[nh + u] as i64)) as i64;
-            let n_in = gx[2 * nh + u] as i64 + rsr(r * gh[2 * nh + u] as i64, 15);
-            let n = lut16(tabs.tanh, sat16(n_in)) as i64;
-            let hp = h16[u] as i64;
-            let mix = sat16(n + rsr(z * (hp - n), 15));
-            h16[u] = mix;
-            let hv = rq(mix as i32, p.hq_mult, p.hq_shift);
-            let hq = clamp8(p.h_zp as i64 + hv as i64, -128, 127);
-            h[u] = hq;
-            yt[u] = hq;
+        let (gxz, rest) = gx.split_at(nh);
+        let (gxr, gxn) = rest.split_at(nh);
+        let (ghz, rest) = gh.split_at(nh);
+        let (ghr, ghn) = rest.split_at(nh);
+        let gates = gxz
+            .iter()
+            .zip(ghz)
+            .zip(gxr.iter().zip(ghr))
+            .zip(gxn.iter().zip(ghn));
+        let state = h16.iter_mut().zip(h.iter_mut()).zip(yt.iter_mut());
+        for ((((&xz, &hz), (&xr, &hr)), (&xn, &hn)), ((hs, hu), yu)) in gates.zip(state) {
+            // In i32: every lookup is within int16, so `r · gh` is below 2^30 in magnitude and
+            // `z · (h16 - n)` below 2^15 · (2^16 - 1) < 2^31 - 2^14 (rounding term included).
+            let z = lut16(tabs.sig, sat16_add(xz as i32, hz as i32));
+            let r = lut16(tabs.sig, sat16_add(xr as i32, hr as i32));
+            let n_in = xn as i32 + rsr32(r * hn as i32, 15);
+            let n = lut16(tabs.tanh, sat16_add(n_in, 0));
+            let mix = sat16_add(n, rsr32(z * (*hs as i32 - n), 15));
+            *hs = mix;
+            let hq = clamp8_add(p.h_zp, rq(mix as i32, p.hq_mult, p.hq_shift));
+            *hu = hq;
+            *yu = hq;
         }
     }
 }

@@ -22,7 +22,7 @@
 //! cell, so it stays bounded by about ½ / (1 − gain) LSB; the Q3.12 gates, Q0.15 tables
 //! (≤ 1.2e-4) and Q cell add < 1e-3. Saturated gates (|pre| ≥ 8) are outside the bound.
 
-use super::fixed::{clamp8, lut16, rq, rsr, sat16};
+use super::fixed::{clamp8_add, lut16, rq, rsr32, sat16_add};
 use super::{step_index, ActTables, GateWeights};
 
 /// Shape and quantization of an LSTM op.
@@ -79,28 +79,54 @@ pub fn lstm_i8(
         wt.for_each_block(4 * nh, xt, h, |first, ax, ah| {
             let gb = &mut scratch[first..first + ax.len()];
             for ((g, &a), &r) in gb.iter_mut().zip(ax).zip(ah) {
-                *g = sat16(a as i64 + r as i64);
+                *g = sat16_add(a, r);
             }
         });
         let yt = &mut y[t * nh..(t + 1) * nh];
-        for u in 0..nh {
-            let i = lut16(tabs.sig, scratch[u]) as i64;
-            let o = lut16(tabs.sig, scratch[nh + u]);
-            let f = lut16(tabs.sig, scratch[2 * nh + u]) as i64;
-            let z = lut16(tabs.tanh, scratch[3 * nh + u]) as i64;
-            let cu = sat16(rsr(f * c[u] as i64, 15) + rsr(i * z, 15 + cell_exp));
-            c[u] = cu;
-            let tc = if cell_exp >= 3 {
-                sat16((cu as i64) << (cell_exp - 3))
-            } else {
-                rsr(cu as i64, 3 - cell_exp) as i16
-            };
-            let hv = rq(o * lut16(tabs.tanh, tc), p.hq_mult, p.hq_shift);
-            let hq = clamp8(p.h_zp as i64 + hv as i64, -128, 127);
-            h[u] = hq;
-            yt[u] = hq;
+        let (gi, rest) = scratch.split_at(nh);
+        let (go, rest) = rest.split_at(nh);
+        let (gf, gz) = rest.split_at(nh);
+        let units = gi.iter().zip(go).zip(gf).zip(gz);
+        let state = c.iter_mut().zip(h.iter_mut()).zip(yt.iter_mut());
+        for ((((&gi, &go), &gf), &gz), ((cu, hu), yu)) in units.zip(state) {
+            cell(p, tabs, cell_exp, gi, go, gf, gz, cu, hu, yu);
         }
     }
+}
+
+/// One unit's update from its four Q3.12 gates (module doc), in i32: every lookup is within
+/// int16, so `f · c` and `i · z` are below 2^30 in magnitude, their rounding terms below 2^29,
+/// `c << (cell_exp - 3)` below 2^27, and `o · tanh` below 2^30.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn cell(
+    p: &LstmParams,
+    tabs: &ActTables<'_>,
+    cell_exp: u32,
+    gi: i16,
+    go: i16,
+    gf: i16,
+    gz: i16,
+    c: &mut i16,
+    h: &mut i8,
+    y: &mut i8,
+) {
+    let i = lut16(tabs.sig, gi);
+    let o = lut16(tabs.sig, go);
+    let f = lut16(tabs.sig, gf);
+    let z = lut16(tabs.tanh, gz);
+    let s = rsr32(f * *c as i32, 15) + rsr32(i * z, 15 + cell_exp);
+    let cu = s.clamp(i16::MIN as i32, i16::MAX as i32);
+    *c = cu as i16;
+    let tc = if cell_exp >= 3 {
+        (cu << (cell_exp - 3)).clamp(i16::MIN as i32, i16::MAX as i32)
+    } else {
+        rsr32(cu, 3 - cell_exp)
+    };
+    let hv = rq(o * lut16(tabs.tanh, tc as i16), p.hq_mult, p.hq_shift);
+    let hq = clamp8_add(p.h_zp, hv);
+    *h = hq;
+    *y = hq;
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //! measured ≤ 0.0085) for tanh and ReLU, `H` 8..32, `I = 12`, `T = 10`, recurrent gain < 1:
 //! `h`'s int8 rounding (½ LSB per step) carried through `R` dominates.
 
-use super::fixed::{clamp8, lut16, rq, sat16};
+use super::fixed::{clamp8_add, lut16, rq, sat16_add};
 use super::{step_index, ActTable, GateWeights};
 
 /// Shape and quantization of an RNN op.
@@ -64,13 +64,13 @@ pub fn rnn_i8(
         wt.for_each_block(nh, xt, h, |first, ax, ah| {
             let yb = &mut yt[first..first + ax.len()];
             for ((out, &a), &r) in yb.iter_mut().zip(ax).zip(ah) {
-                let s = a as i64 + r as i64;
+                // Saturating i32 sums clamp to the same int16 / int8 as the exact ones.
                 let v = if p.relu {
-                    s.max(0)
+                    a.saturating_add(r).max(0)
                 } else {
-                    rq(lut16(tanh, sat16(s)), p.hq_mult, p.hq_shift) as i64
+                    rq(lut16(tanh, sat16_add(a, r)), p.hq_mult, p.hq_shift)
                 };
-                *out = clamp8(p.h_zp as i64 + v, -128, 127);
+                *out = clamp8_add(p.h_zp, v);
             }
         });
         h.copy_from_slice(yt);
