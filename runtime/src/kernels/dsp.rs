@@ -35,7 +35,7 @@
 
 #![allow(unsafe_code)]
 
-use super::reference::fixed::dot_i8;
+use super::reference::fixed::{dot_i8, rq};
 use core::arch::{asm, global_asm};
 use core::mem::MaybeUninit;
 
@@ -59,14 +59,20 @@ macro_rules! cpu {
 }
 
 // kinglet_dsp_mv4x4(w: r0, k: r1, xe: r2, out: r3, groups: [sp], blocks: [sp + 4],
-// add: [sp + 8]): for each of `blocks` blocks of 4 rows (row j at w + j·k),
-// out[j] = (add ? out[j] : 0) + Σ over `groups` groups of 4 columns of w[j, 4g..4g+4] · x, with
-// x expanded at xe (2 words per group, word-aligned); `out` (word-aligned) advances by 4 words
-// per block. groups ≥ 1, blocks ≥ 1.
+// mode: [sp + 8], bias: [sp + 12], pairs: [sp + 16]) -> r0: for each of `blocks` blocks of 4
+// rows (row j at w + j·k), s[j] = Σ over `groups` groups of 4 columns of w[j, 4g..4g+4] · x, with
+// x expanded at xe (2 words per group, word-aligned), and
+//   mode 0: out[j] = s[j];  mode 1: out[j] += s[j];
+//   mode 2: out[j] = rq(bias[j] + s[j], pairs[j]) by the 32-bit paths of `fixed::rq`
+//           (`((smmul(a, mult) >> (shift - 2)) + 1) >> 1` when 2 ≤ shift ≤ 31, `smmulr(a, mult)`
+//           when shift = 1); for any other shift out[j] = bias[j] + s[j] and r0 = 1 (the caller
+//           requantizes those rows).
+// `out` (word-aligned) advances by 4 words per block; bias and pairs (any alignment) by 4 and 8
+// words. groups ≥ 1, blocks ≥ 1. Returns 0 unless a mode-2 shift was out of range.
 // Registers: r0 row 0 (post-incremented), r12 row 1 (r0 + k, post-incremented), rows 2 and 3 at
 // [r0, k, lsl #1] and [r12, k, lsl #1]; r1 k; r2 xp; r3 end of xe; r4-r7 accumulators; r8, r9
 // the vector pair; r10 the weight word, r11 its second extraction; lr out; [sp] xe, [sp, #4]
-// blocks left, [sp, #8] add.
+// blocks left, [sp, #8] mode, [sp, #12] bias, [sp, #16] pairs, [sp, #20] the return flag.
 global_asm!(
     cpu!(),
     ".section .text.kinglet_dsp_mv4x4,\"ax\",%progbits",
@@ -78,21 +84,26 @@ global_asm!(
     "kinglet_dsp_mv4x4:",
     "push {{r4, r5, r6, r7, r8, r9, r10, r11, lr}}",
     "ldrd r4, r5, [sp, #36]",
-    "ldr r6, [sp, #44]",
-    "sub sp, sp, #12",
+    "ldrd r6, r8, [sp, #44]",
+    "ldr r9, [sp, #52]",
+    "sub sp, sp, #24",
     "str r2, [sp]",
     "str r5, [sp, #4]",
-    "str r6, [sp, #8]",
+    "strd r6, r8, [sp, #8]",
+    "movs r5, #0",
+    "strd r9, r5, [sp, #16]",
     "mov lr, r3",
     "add.w r3, r2, r4, lsl #3",
     "1:",
     "ldr r2, [sp]",
     "ldr r4, [sp, #8]",
     "add.w r12, r0, r1",
-    "cbz r4, 3f",
+    "cmp r4, #1",
+    "bne 3f",
     "ldm lr, {{r4, r5, r6, r7}}",
     "b 2f",
     "3:",
+    "movs r4, #0",
     "movs r5, #0",
     "movs r6, #0",
     "movs r7, #0",
@@ -146,6 +157,60 @@ global_asm!(
     "smlad r4, r10, r9, r4",
     "cmp r2, r3",
     "bne 5b",
+    "ldr r8, [sp, #8]",
+    "cmp r8, #2",
+    "bne 6f",
+    "ldrd r2, r8, [sp, #12]",
+    "ldr r9, [r2], #4",
+    "add r4, r4, r9",
+    "ldr r9, [r8], #4",
+    "ldr r10, [r8], #4",
+    "subs r10, r10, #2",
+    "cmp r10, #29",
+    "bhi 71f",
+    "smmul r4, r4, r9",
+    "asr.w r4, r4, r10",
+    "adds r4, r4, #1",
+    "asrs r4, r4, #1",
+    "81:",
+    "ldr r9, [r2], #4",
+    "add r5, r5, r9",
+    "ldr r9, [r8], #4",
+    "ldr r10, [r8], #4",
+    "subs r10, r10, #2",
+    "cmp r10, #29",
+    "bhi 72f",
+    "smmul r5, r5, r9",
+    "asr.w r5, r5, r10",
+    "adds r5, r5, #1",
+    "asrs r5, r5, #1",
+    "82:",
+    "ldr r9, [r2], #4",
+    "add r6, r6, r9",
+    "ldr r9, [r8], #4",
+    "ldr r10, [r8], #4",
+    "subs r10, r10, #2",
+    "cmp r10, #29",
+    "bhi 73f",
+    "smmul r6, r6, r9",
+    "asr.w r6, r6, r10",
+    "adds r6, r6, #1",
+    "asrs r6, r6, #1",
+    "83:",
+    "ldr r9, [r2], #4",
+    "add r7, r7, r9",
+    "ldr r9, [r8], #4",
+    "ldr r10, [r8], #4",
+    "subs r10, r10, #2",
+    "cmp r10, #29",
+    "bhi 74f",
+    "smmul r7, r7, r9",
+    "asr.w r7, r7, r10",
+    "adds r7, r7, #1",
+    "asrs r7, r7, #1",
+    "84:",
+    "strd r2, r8, [sp, #12]",
+    "6:",
     "stmia lr!, {{r4, r5, r6, r7}}",
     "ldr r11, [sp]",
     "sub.w r11, r3, r11",
@@ -155,8 +220,47 @@ global_asm!(
     "subs r11, r11, #1",
     "str r11, [sp, #4]",
     "bne 1b",
-    "add sp, sp, #12",
+    "ldr r0, [sp, #20]",
+    "add sp, sp, #24",
     "pop {{r4, r5, r6, r7, r8, r9, r10, r11, pc}}",
+    // Out of line: shift 1 (n = 32) is `smmulr`, (v + 2^31) >> 32; any other shift outside
+    // [2, 31] leaves bias + sum for the caller.
+    "71:",
+    "cmn r10, #1",
+    "bne 91f",
+    "smmulr r4, r4, r9",
+    "b 81b",
+    "91:",
+    "movs r9, #1",
+    "str r9, [sp, #20]",
+    "b 81b",
+    "72:",
+    "cmn r10, #1",
+    "bne 92f",
+    "smmulr r5, r5, r9",
+    "b 82b",
+    "92:",
+    "movs r9, #1",
+    "str r9, [sp, #20]",
+    "b 82b",
+    "73:",
+    "cmn r10, #1",
+    "bne 93f",
+    "smmulr r6, r6, r9",
+    "b 83b",
+    "93:",
+    "movs r9, #1",
+    "str r9, [sp, #20]",
+    "b 83b",
+    "74:",
+    "cmn r10, #1",
+    "bne 94f",
+    "smmulr r7, r7, r9",
+    "b 84b",
+    "94:",
+    "movs r9, #1",
+    "str r9, [sp, #20]",
+    "b 84b",
     ".size kinglet_dsp_mv4x4, . - kinglet_dsp_mv4x4",
     ".text",
 );
@@ -192,8 +296,10 @@ extern "C" {
         out: *mut i32,
         groups: usize,
         blocks: usize,
-        add: usize,
-    );
+        mode: usize,
+        bias: *const i32,
+        pairs: *const i32,
+    ) -> usize;
     fn kinglet_dsp_expand(v: *const i8, xe: *mut u32, groups: usize);
 }
 
@@ -278,7 +384,8 @@ pub(super) fn dsp_matvec_i8(m: &[i8], v: &[i8], acc: &mut [i32]) {
             // j·k + c0 + cols]`, inside `m` because `m.len() ≥ rows · k` (checked above) and
             // `c0 + cols ≤ k`; it reads `2 · groups` words of `xe` and reads (when `c0 > 0`)
             // and writes `4 · blocks ≤ acc.len()` words of `acc` (word-aligned `i32`s);
-            // `groups ≥ 1`, `blocks ≥ 1`. It preserves the callee-saved registers (AAPCS).
+            // `groups ≥ 1`, `blocks ≥ 1`; mode 0 / 1 never reads the null bias and pairs. It
+            // preserves the callee-saved registers (AAPCS).
             unsafe {
                 kinglet_dsp_mv4x4(
                     m.as_ptr().add(c0),
@@ -288,6 +395,8 @@ pub(super) fn dsp_matvec_i8(m: &[i8], v: &[i8], acc: &mut [i32]) {
                     groups,
                     blocks,
                     usize::from(c0 > 0),
+                    core::ptr::null(),
+                    core::ptr::null(),
                 )
             };
         }
@@ -307,4 +416,64 @@ pub(super) fn dsp_matvec_i8(m: &[i8], v: &[i8], acc: &mut [i32]) {
             *a = a.wrapping_add(dot_i8(&row[k4..], tail));
         }
     }
+}
+
+/// `out[j] = rq(bias[j] + Σ_k m[j·K + k] · v[k], pairs[j])` (`fixed::rq`) for `j < out.len()`, the
+/// requantization fused into the 4-row kernel's epilogue: the product and its requantization
+/// without the accumulators leaving registers. Handles `K ≤ CHUNK` with `K mod 4 = 0` and a
+/// multiple of 4 rows; returns `false`, writing nothing, for any other shape (or when `m`,
+/// `bias` or `pairs` are shorter than the rows need), so the caller takes the general path.
+pub(super) fn dsp_matvec_rq(
+    m: &[i8],
+    bias: &[zerocopy::little_endian::I32],
+    pairs: &[zerocopy::little_endian::I32],
+    v: &[i8],
+    out: &mut [i32],
+) -> bool {
+    let (k, rows) = (v.len(), out.len());
+    let fits = k > 0
+        && k % 4 == 0
+        && k <= CHUNK
+        && rows > 0
+        && rows % 4 == 0
+        && m.len() / k >= rows
+        && bias.len() >= rows
+        && pairs.len() / 2 >= rows;
+    if !fits {
+        return false;
+    }
+    let groups = k / 4;
+    let mut buf = MaybeUninit::<[u32; CHUNK / 2]>::uninit();
+    // SAFETY: `kinglet_dsp_expand` reads the `k = 4 · groups` bytes of `v` and writes
+    // `2 · groups ≤ CHUNK / 2` words of `buf` (word-aligned), `groups ≥ 1`. The kernel then
+    // reads rows `0..rows` of `k` bytes of `m` (`m.len() ≥ rows · k`), those `2 · groups` words,
+    // `rows` words of `bias` and `2 · rows` of `pairs` (unaligned word loads, allowed on
+    // Armv7E-M / Armv8-M.main; `I32` is a little-endian `i32`, as the core reads it), and writes
+    // the `rows` words of `out` (word-aligned `i32`s); `rows / 4 ≥ 1`. It preserves the
+    // callee-saved registers (AAPCS).
+    let flag = unsafe {
+        let xe = buf.as_mut_ptr().cast::<u32>();
+        kinglet_dsp_expand(v.as_ptr(), xe, groups);
+        kinglet_dsp_mv4x4(
+            m.as_ptr(),
+            k,
+            xe,
+            out.as_mut_ptr(),
+            groups,
+            rows / 4,
+            2,
+            bias.as_ptr().cast::<i32>(),
+            pairs.as_ptr().cast::<i32>(),
+        )
+    };
+    if flag != 0 {
+        // Rows whose shift the 32-bit paths do not cover hold `bias + sum`: requantize them.
+        for (o, p) in out.iter_mut().zip(pairs.chunks_exact(2)) {
+            let shift = p[1].get();
+            if !(1..=31).contains(&shift) {
+                *o = rq(*o, p[0].get(), shift);
+            }
+        }
+    }
+    true
 }

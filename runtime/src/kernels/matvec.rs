@@ -246,6 +246,26 @@ pub fn matvec_i8(m: &[i8], v: &[i8], acc: &mut [i32]) {
     let _ = matvec_i8_with(isa, m, v, acc);
 }
 
+/// `out[j] = rq(bias[j] + Σ_k m[j·K + k] · v[k], pairs[j])` (`fixed::rq`) for `j < out.len()` in
+/// one fused kernel, where the active level has one for this shape (Cortex-M DSP: `K ≤ 256`,
+/// `K mod 4 = 0`, a multiple of 4 rows); returns `false`, writing nothing, otherwise. The same
+/// bits as the product followed by `rq`.
+#[inline]
+pub(crate) fn matvec_rq_fused(
+    m: &[i8],
+    bias: &[zerocopy::little_endian::I32],
+    pairs: &[zerocopy::little_endian::I32],
+    v: &[i8],
+    out: &mut [i32],
+) -> bool {
+    #[cfg(kinglet_dsp)]
+    if v.len() >= DSP_MIN_COLS && active_isa() == Isa::Dsp {
+        return super::dsp::dsp_matvec_rq(m, bias, pairs, v, out);
+    }
+    let _ = (m, bias, pairs, v, out);
+    false
+}
+
 /// Below this many columns [`matvec_i8`] uses the reference loop on x86 / aarch64.
 pub const SIMD_MIN_COLS: usize = 16;
 

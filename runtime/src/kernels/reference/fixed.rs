@@ -17,7 +17,7 @@
 //!   and interpolation rounding) of the exact function.
 
 use super::ActTable;
-use crate::kernels::matvec::matvec_i8;
+use crate::kernels::matvec::{matvec_i8, matvec_rq_fused};
 use zerocopy::little_endian::I32;
 
 /// `rq(acc, mult, shift)`; see the module doc. `shift` outside `[-30, 31]` is clamped into it
@@ -27,12 +27,17 @@ use zerocopy::little_endian::I32;
 /// models) it takes an exact 32-bit path: `⌊(v + 2^(n-1)) / 2^n⌋ = ⌊(⌊v / 2^(n-1)⌋ + 1) / 2⌋`
 /// (the added `2^(n-1)` is a multiple of `2^(n-1)`), and `⌊v / 2^(n-1)⌋ = hi >> (n - 33)` with
 /// `hi = ⌊v / 2^32⌋` the high word of the 64-bit product (one `smull` on Cortex-M). `|v| ≤ 2^62`
-/// gives `|hi| ≤ 2^30`, so nothing overflows and the result never needs the clamp.
+/// gives `|hi| ≤ 2^30`, so nothing overflows and the result never needs the clamp. `shift = 1`
+/// (`n = 32`) is `(v + 2^31) >> 32`, again within ±2^30.
 #[inline]
 pub fn rq(acc: i32, mult: i32, shift: i32) -> i32 {
     if (2..=31).contains(&shift) {
         let hi = ((acc as i64 * mult as i64) >> 32) as i32;
         return ((hi >> (shift - 2)) + 1) >> 1;
+    }
+    if shift == 1 {
+        // n = 32: `(v + 2^31) >> 32` (`smmulr`), within ±2^30, no clamp needed.
+        return ((acc as i64 * mult as i64 + (1i64 << 31)) >> 32) as i32;
     }
     let shift = shift.clamp(-30, 31);
     // |acc · mult| ≤ 2^62 and the rounding term ≤ 2^61: no i64 overflow.
@@ -124,7 +129,7 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 
 /// Rows per block of the callers that keep a block's int32 accumulators on the stack
 /// (`4 · MATVEC_BLOCK` bytes): FC and the recurrent gate loop.
-pub const MATVEC_BLOCK: usize = 32;
+pub const MATVEC_BLOCK: usize = 96;
 
 /// `out[i] = rq(bias[j] + Σ_k m[j, k] · v[k], pairs[j])` with `j = j0 + i`, for the row-major
 /// matrix `m` with `v.len()` columns: a block of the requantized matrix-vector product every
@@ -136,14 +141,21 @@ pub const MATVEC_BLOCK: usize = 32;
 pub fn matvec_rq(m: &[i8], bias: &[I32], pairs: &[I32], v: &[i8], j0: usize, out: &mut [i32]) {
     let k = v.len();
     let rows = m.get(j0.saturating_mul(k)..).unwrap_or(&[]);
+    let n = out.len();
+    let bp = (
+        bias.get(j0..j0.saturating_add(n)),
+        pairs.get(j0.saturating_mul(2)..j0.saturating_add(n).saturating_mul(2)),
+    );
+    // A fused product + requantization where the active kernel level has one (Cortex-M DSP).
+    if let (Some(bs), Some(ps)) = bp {
+        if matvec_rq_fused(rows, bs, ps, v, out) {
+            return;
+        }
+    }
     // The products straight into `out` (one dispatched call: the DSP kernel expands `v` once),
     // then requantized in place.
     matvec_i8(rows, v, out);
-    let n = out.len();
-    match (
-        bias.get(j0..j0.saturating_add(n)),
-        pairs.get(j0.saturating_mul(2)..j0.saturating_add(n).saturating_mul(2)),
-    ) {
+    match bp {
         (Some(bs), Some(ps)) => {
             for ((o, b), p) in out.iter_mut().zip(bs).zip(ps.chunks_exact(2)) {
                 *o = rq(b.get().wrapping_add(*o), p[0].get(), p[1].get());
@@ -197,6 +209,29 @@ mod tests {
         assert_eq!(rq(i32::MIN, i32::MAX, 31), -1);
         assert_eq!(rq(5, 1 << 30, 0), 3); // 2.5 rounds half up
         assert_eq!(rq(-5, 1 << 30, 0), -2); // -2.5 rounds half up
+    }
+
+    /// The 32-bit paths (`shift ≥ 1`) against the i64 definition, every shift, extreme operands.
+    #[test]
+    fn rq_fast_paths_match_the_i64_definition() {
+        let def = |acc: i32, mult: i32, shift: i32| {
+            let v = (acc as i64 * mult as i64 + (1i64 << (30 + shift))) >> (31 + shift);
+            v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+        };
+        let mut rng = Rng::new(5);
+        let edges = [i32::MIN, i32::MIN + 1, -1, 0, 1, i32::MAX];
+        for shift in -30..=31 {
+            for _ in 0..2000 {
+                let acc = rng.i32_in(i32::MIN, i32::MAX);
+                let mult = rng.i32_in(0, i32::MAX);
+                assert_eq!(rq(acc, mult, shift), def(acc, mult, shift), "{acc} {mult} {shift}");
+            }
+            for &a in &edges {
+                for &m in &edges {
+                    assert_eq!(rq(a, m, shift), def(a, m, shift), "{a} {m} {shift}");
+                }
+            }
+        }
     }
 
     #[test]
