@@ -44,6 +44,8 @@ struct Pending {
 #[entry]
 fn main() -> ! {
     static mut ARENA: fw::Aligned<[u8; fw::ARENA_BYTES]> = fw::Aligned([0; fw::ARENA_BYTES]);
+    // The forecasts awaiting their truth (up to 24 in flight), in .bss rather than on the stack.
+    static mut PENDING: [Option<Pending>; HORIZON] = [None; HORIZON];
     fw::paint_stack();
     let cp = fw::check(cortex_m::Peripherals::take().ok_or(()), "peripherals");
     let clock = Clock::start(cp.SYST);
@@ -69,9 +71,9 @@ fn main() -> ! {
     );
     Clock::log_resolution();
 
-    // The last 96 readings, a ring (raw 1/128 °C), and the forecasts awaiting their truth.
+    // The last 96 readings, a ring (raw 1/128 °C).
     let mut history = [0i16; LOOKBACK];
-    let mut pending = [None::<Pending>; HORIZON];
+    let pending = PENDING;
     let (mut made, mut scored, mut all_ok) = (0usize, 0usize, true);
     let (mut total, mut lo, mut hi, mut mse_sum) = (0u64, u64::MAX, 0u64, 0f32);
     let mut xq = [0i8; LOOKBACK];
