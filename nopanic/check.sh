@@ -39,6 +39,9 @@ need_tools
 command -v python3 >/dev/null || { echo "check.sh: python3 is required" >&2; exit 1; }
 rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || true
 
+cargo fmt --check
+cargo clippy --release --features list,session,frontend -q -- -D warnings
+
 elf=target/thumbv7em-none-eabihf/release/kinglet-nopanic
 cargo build --release --features list,session,frontend -q
 report=$(python3 panic_sites.py "$elf")

@@ -10,7 +10,9 @@ every call site, in a function reachable from a root, whose target is such a fun
 is not itself inside core's panic machinery. Each site is resolved to its inline chain
 (file:line, innermost first) with addr2line. Indirect calls (`blx rN`) in reachable code are
 reported too, since the walk cannot follow them, and so is every cycle in the call graph of the
-reachable functions (recursion). Exit status 0; the last line is `panic sites: N`.
+reachable functions (recursion). Without recursion it also prints a static bound on each root's
+stack use (prologue frames along the deepest call path; panic paths excluded). Exit status 0;
+the last line is `panic sites: N`.
 """
 import re
 import shutil
@@ -68,6 +70,37 @@ def disassemble(elf):
     return funcs
 
 
+def reg_count(lst):
+    """Registers in an objdump register list such as `r4, r5, lr` or `d8-d15`."""
+    n = 0
+    for item in lst.split(","):
+        item = item.strip()
+        m = re.match(r"^([a-z]+)(\d+)-[a-z]+(\d+)$", item)
+        n += int(m.group(3)) - int(m.group(2)) + 1 if m else 1
+    return n
+
+
+def frame_bytes(ins):
+    """Bytes a function's prologue takes from the stack (up to its first branch or call)."""
+    total = 0
+    for _, mnem, rest, _ in ins[:24]:
+        m = re.match(r"^\{(.*)\}", rest)
+        if mnem.startswith("push") and m:
+            total += 4 * reg_count(m.group(1))
+        elif mnem.startswith("stmdb") and rest.startswith("sp!") and "{" in rest:
+            total += 4 * reg_count(rest[rest.index("{") + 1 : rest.index("}")])
+        elif mnem.startswith("vpush") and m:
+            size = 8 if m.group(1).strip().startswith("d") else 4
+            total += size * reg_count(m.group(1))
+        elif mnem.startswith("sub") and re.match(r"^sp,\s*(sp,\s*)?#", rest):
+            total += int(re.search(r"#(\d+)", rest).group(1))
+        elif mnem.startswith("sub") and rest.startswith("sp,"):
+            print("warning: dynamic stack adjustment: %s %s" % (mnem, rest))
+        elif re.match(r"^(b|cb|tb)", mnem):
+            break
+    return total
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -98,7 +131,7 @@ def main():
         for addr, mnem, rest, target in funcs[f]:
             if target and target in panics and (MACHINERY.match(target) or target == HANDLER):
                 sites.append((addr, f, target))
-            elif mnem.startswith("blx") and re.match(r"^r\d+|^lr|^ip", rest):
+            elif re.match(r"^b(l)?x", mnem) and re.match(r"^(r\d+|ip|sl|fp)\b", rest):
                 indirect.append((addr, f, rest))
     a2l = tool("arm-none-eabi-addr2line", "llvm-addr2line")
     def resolve(addr):
@@ -157,6 +190,21 @@ def main():
     for c in cycles:
         print("recursion: " + " -> ".join(c))
     print("recursive cycles: %d" % len(cycles))
+    # Static stack bound: each function's frame from its prologue (push / vpush / sub sp),
+    # plus the deepest callee, over the (acyclic) graph without the panic machinery.
+    if not cycles:
+        memo = {}
+
+        def bound(f):
+            if f not in memo:
+                memo[f] = 0  # (no cycles: only guards against a malformed graph)
+                deepest = max((bound(c) for c in calls[f] & seen), default=0)
+                memo[f] = frame_bytes(funcs[f]) + deepest
+            return memo[f]
+
+        for r in roots:
+            if r in seen:
+                print("stack bound: %s %d bytes" % (r, bound(r)))
     print("reachable functions: %d" % len(seen))
     print("panic sites: %d" % len(sites))
 

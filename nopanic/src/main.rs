@@ -136,6 +136,13 @@ pub extern "C" fn probe_frontend(n: usize) -> u32 {
     });
     st.reset();
     black_box(st.samples_to_next_frame());
+    // The in-place constructors firmware uses for `static` front-ends.
+    let mut st2 = Streamer::zeroed();
+    st2.init();
+    st2.push(pcm, |f| {
+        black_box(f);
+        count += 1;
+    });
     count + got as u32
 }
 
