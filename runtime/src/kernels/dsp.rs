@@ -17,14 +17,24 @@
 //! cmp    xp, end       ; bne loop
 //! ```
 //!
-//! 23 instructions per 16 MACs (1.44 per MAC) in the loop. Cortex-M4 cycles (TRM DDI 0439B,
-//! table 3-1): `ldrd` 3, `ldr` 2 (not pipelined: each follows a `smlad`), `sxtb16` / `smlad` 1,
-//! `cmp` 1, taken `bne` 1 + 2 → 31 cycles per 16 MACs (1.94 cycles per MAC); no multi-register
-//! load stands in for several single ones (the only `ldm`/`stm` move the four accumulators once
-//! per four rows). CMSIS-NN's `arm_nn_vec_mat_mult_t_s8` inner loop is 15 instructions per 8
-//! MACs (1.88). Expanding the vector costs 6 instructions per 4 columns once per product; the
-//! last `K mod 4` columns (scalar `dot_i8`, added first) and the last `rows mod 4` rows
-//! (`sxtb16` + `smlad` against the same expanded vector) are handled in Rust.
+//! The loop body is unrolled twice (8 columns per iteration; an odd group count enters at the
+//! second copy): 44 instructions per 32 MACs, **1.375 per MAC**. Cortex-M4 cycles (TRM DDI
+//! 0439B, table 3-1): `ldrd` 3, `ldr` 2 (not pipelined: each follows a `smlad`), `sxtb16` /
+//! `smlad` 1, `cmp` 1, taken `bne` 1 + 2 → 2 · 27 + 4 = 58 cycles per 32 MACs (**1.81 cycles
+//! per MAC**). No multi-register load stands in for several single ones: the only `ldm` / `stm`
+//! move the four accumulators once per four rows, and `ldrd` costs what two pipelined `ldr`
+//! would. CMSIS-NN's `arm_nn_vec_mat_mult_t_s8` inner loop is 15 instructions per 8 MACs
+//! (1.88). Expanding the vector costs 6 instructions per 4 columns once per product; the last
+//! `K mod 4` columns (scalar `dot_i8`) and the last `rows mod 4` rows (`sxtb16` + `smlad`
+//! against the same expanded vector) are handled in Rust. Measured with m4cycles (firmware
+//! `kernels` app, whole call): 1.55 / 1.45 / 1.41 instructions and 2.10 / 1.93 / 1.87 estimated
+//! cycles per MAC for 64×64 / 128×128 / 256×256.
+//!
+//! `dsp_matvec_rq` runs the same loop with the requantization in the block epilogue (mode 2):
+//! bias add and `fixed::rq`'s 32-bit path on the four accumulators while they are still in
+//! registers (11 instructions per row), for `K ≤ 256`, `K mod 4 = 0` and a multiple of 4 rows;
+//! the gate products of `mnist_lstm` (K = 28, 20; 80 rows) and `kws_gru` (K = 40, 64; 192 rows)
+//! qualify.
 //!
 //! `smlad` wraps on overflow (it only sets the sticky Q flag), so each row's sum is the
 //! reference's modulo 2^32 exactly: integer addition is associative and commutative, and which
