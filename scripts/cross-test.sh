@@ -12,35 +12,20 @@
 # take many minutes under emulation: CROSS_TEST_ALL=1 runs them too. Only the runtime is built
 # for aarch64 (not the quantizer / tract).
 #
-# Installs what is missing first (idempotent): the QEMU user-mode emulator, the aarch64
-# cross gcc (as linker) and libc, and the rustup target. Linker and runner are set through
-# environment variables here, not in a committed .cargo/config.toml, so nothing else changes.
+# Installs what is missing first (scripts/aarch64-tools.sh: QEMU user mode, the aarch64 cross
+# gcc as linker, libc, the rustup target). Linker and runner are set through environment
+# variables, not in a committed .cargo/config.toml, so nothing else changes.
+# The kinglet tool and the Raspberry Pi keyword app are tested on aarch64 by scripts/pi-test.sh.
 #
 # Usage: scripts/cross-test.sh [extra cargo test args, e.g. --release]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGET=aarch64-unknown-linux-gnu
-SYSROOT=/usr/aarch64-linux-gnu
 start=$SECONDS
-
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-
-pkgs=()
-# qemu-utils in the same apt line: otherwise apt may remove a newer preinstalled one.
-command -v qemu-aarch64 >/dev/null || pkgs+=(qemu-user qemu-utils)
-command -v aarch64-linux-gnu-gcc >/dev/null || pkgs+=(gcc-aarch64-linux-gnu)
-[ -e "$SYSROOT/lib/ld-linux-aarch64.so.1" ] && [ -e "$SYSROOT/lib/libc.so" ] ||
-    pkgs+=(libc6-dev-arm64-cross)
-if [ ${#pkgs[@]} -gt 0 ]; then
-    echo "cross-test: installing ${pkgs[*]}"
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
-fi
-rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"
+# shellcheck source=scripts/aarch64-tools.sh
+. scripts/aarch64-tools.sh
 echo "cross-test: tools ready after $((SECONDS - start)) s"
 
-export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 # Emulated debug code is slow (a property test takes minutes at opt-level 0); opt-level 1
 # keeps debug assertions and overflow checks and runs several times faster.
 export CARGO_PROFILE_DEV_OPT_LEVEL=${CARGO_PROFILE_DEV_OPT_LEVEL:-1}
