@@ -149,6 +149,51 @@ else
     echo "skipped: m4cycles ($plugin_src not found)"
 fi
 
+# kernels: the DSP matvec against the reference on 451 shapes on the device (M4, M33; the
+# reference itself on M0), plus exact counts on M4 for the matvec (64², 128², 256²) and the ops
+# of mnist_lstm and kws_gru. bench: bench.sh's JSON line for mnist_lstm on M4. Both so that
+# instruction counts show in review.
+for t in "${targets[@]}"; do
+    KINGLET_RAW=1 run_app "kernels-$t" "target/$t/release/kernels"
+done
+if [ -f "$plugin_src" ]; then
+    t=thumbv7em-none-eabihf elf=target/thumbv7em-none-eabihf/release/kernels
+    mark=$(nm "$elf" | awk '$3 == "kinglet_mark" { print "0x" $1 }')
+    timeout 120 "${QEMU:-qemu-system-arm}" -cpu cortex-m4 -machine mps2-an386 -nographic \
+        -semihosting-config enable=on,target=native -icount shift=0 \
+        -d plugin -D "$work/kernels.m4cycles.log" -plugin "$work/libm4cycles.so,mark=$mark" \
+        -kernel "$elf" >/dev/null
+    # Intervals (kernels.rs): 0, 2, 4 the products; 6-8 mnist_lstm's ops; 10-12 kws_gru's.
+    awk '
+        BEGIN {
+            name[0] = "matvec 64x64"; macs[0] = 4096
+            name[2] = "matvec 128x128"; macs[2] = 16384
+            name[4] = "matvec 256x256"; macs[4] = 65536
+            name[6] = "mnist_lstm LSTM op (28 steps)"; macs[6] = 107520
+            name[7] = "mnist_lstm FC op"; macs[7] = 5600
+            name[8] = "mnist_lstm SOFTMAX op"
+            name[10] = "kws_gru GRU op (49 steps)"; macs[10] = 978432
+            name[11] = "kws_gru FC op"; macs[11] = 768
+            name[12] = "kws_gru SOFTMAX op"
+        }
+        /interval/ {
+            k = $3
+            if (!(k in name)) next
+            i = $4; sub("insns=", "", i); c = $5; sub("cycles=", "", c)
+            if (k in macs)
+                printf "m4cycles kernels %s: insns %d (%.3f per MAC), est. M4 cycles %d (%.3f per MAC)\n", name[k], i, i / macs[k], c, c / macs[k]
+            else
+                printf "m4cycles kernels %s: insns %d, est. M4 cycles %d\n", name[k], i, c
+        }' "$work/kernels.m4cycles.log" >"$work/kernels-$t.m4cycles"
+    compare "kernels-$t.m4cycles" "$work/kernels-$t.m4cycles"
+    if ./bench.sh ../models/mnist_lstm/model.kgl "$t" >"$work/bench-mnist_lstm-$t.json"; then
+        compare "bench-mnist_lstm-$t.json" "$work/bench-mnist_lstm-$t.json"
+    else
+        echo "FAIL bench-mnist_lstm-$t (bench.sh failed)"
+        fail=$((fail + 1))
+    fi
+fi
+
 echo "firmware checks took $((SECONDS - start)) s"
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
