@@ -120,12 +120,14 @@ def time_slice(fn, feeds, slice_s, times):
         fn(feeds[i % len(feeds)])
         i += 1
     t_end = time.perf_counter() + slice_s
-    while time.perf_counter() < t_end or i < 10:
+    timed = 0
+    while time.perf_counter() < t_end or timed < 10:
         f = feeds[i % len(feeds)]
         t0 = time.perf_counter_ns()
         fn(f)
         times.append((time.perf_counter_ns() - t0) / 1e3)
         i += 1
+        timed += 1
 
 
 def stats(t):

@@ -141,7 +141,8 @@ fn stats(mut t: Vec<f64>) -> Latency {
     }
 }
 
-/// Calls `f(i)` for a warm-up, then for `slice`, timing each call; appends the times (µs).
+/// Calls `f(i)` for a warm-up (a fifth of `slice`, at least 3 calls), then for `slice` (at
+/// least 10 calls), timing each call; appends the times (µs).
 fn time_slice(
     slice: Duration,
     times: &mut Vec<f64>,
@@ -154,11 +155,13 @@ fn time_slice(
         i += 1;
     }
     let start = Instant::now();
-    while start.elapsed() < slice || i < 10 {
+    let mut timed = 0;
+    while start.elapsed() < slice || timed < 10 {
         let t0 = Instant::now();
         f(i)?;
         times.push(t0.elapsed().as_secs_f64() * 1e6);
         i += 1;
+        timed += 1;
     }
     Ok(())
 }
@@ -295,4 +298,60 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&ModelBench)) -> Result<Repo
         rounds: ROUNDS,
         models,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    #[test]
+    fn stats_are_nearest_rank() {
+        let l = stats(vec![5.0, 1.0, 3.0]);
+        assert_eq!(
+            (l.min_us, l.median_us, l.p90_us, l.runs),
+            (1.0, 3.0, 5.0, 3)
+        );
+        let l = stats((1..=11).map(f64::from).collect());
+        assert_eq!((l.median_us, l.p90_us), (6.0, 10.0));
+    }
+
+    #[test]
+    fn model_dirs_skip_fixtures_and_name_missing_models() {
+        let dirs = model_dirs(&repo().join("models"), &[]).expect("models/");
+        assert!(!dirs.is_empty());
+        assert!(dirs.iter().all(|d| {
+            let n = d.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !n.starts_with("fixtures") && d.join("model.kgl").is_file()
+        }));
+        let e = model_dirs(&repo().join("models"), &["no_such_model".into()]).unwrap_err();
+        assert!(e.to_string().contains("no_such_model"), "{e}");
+    }
+
+    /// One fixture end to end with tiny slices: every engine timed, Kinglet and tract on the
+    /// same model (the comparison the table rests on), no timing asserted.
+    #[test]
+    fn benches_a_fixture() {
+        let dir = repo().join("models/fixtures/gru_legacy_o17");
+        let opts = Options {
+            dir: dir.clone(),
+            only: vec![],
+            slice: Duration::from_millis(2),
+            no_reference: false,
+        };
+        let m = bench_model(&dir, &opts).expect("bench");
+        assert_eq!(m.name, "gru_legacy_o17");
+        for l in [&m.kinglet_simd, &m.tract] {
+            assert!(l.runs >= 10 * ROUNDS && l.min_us > 0.0 && l.median_us <= l.p90_us);
+        }
+        assert!(m
+            .kinglet_reference
+            .as_ref()
+            .is_some_and(|l| l.runs >= 10 * ROUNDS));
+        assert!(m.max_abs_diff_vs_tract.is_finite());
+        assert!(m.macs > 0 && m.arena_bytes > 0 && m.kgl_bytes > 0 && m.onnx_bytes > 0);
+    }
 }
