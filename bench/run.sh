@@ -72,6 +72,7 @@ MACHINE="$CPU, $(nproc) cores under KVM, shared with other builds (load average 
 CMD="bash bench/run.sh"
 [ "$M4" = 0 ] && CMD="$CMD --no-m4"
 [ "$SLICE" != 200 ] && CMD="$CMD --slice-ms $SLICE"
+[ -n "$ONLY" ] && CMD="$CMD --only $ONLY"
 echo "== table"
 "$PY" bench/table.py --kinglet "$OUT/kinglet.json" --ort "$OUT/ort.json" "${M4ARGS[@]}" \
     --readme README.md --machine "$MACHINE" --command "$CMD"
