@@ -124,6 +124,15 @@ fn main() -> ! {
         bad,
         if bad == 0 { "OK" } else { "MISMATCH" }
     );
+    // The requantized product (fused kernel on DSP targets) against the reference rows, every
+    // shift from -31 to 33.
+    let rq_bad = kinglet::kernels::reference::fixed::self_test_matvec_rq(0x2545_f491);
+    bad += rq_bad;
+    hprintln!(
+        "matvec_rq vs reference: {} mismatching rows: {}",
+        rq_bad,
+        if rq_bad == 0 { "OK" } else { "MISMATCH" }
+    );
 
     let mut acc = [0i32; MAX];
     for n in [64usize, 128, 256].into_iter().filter(|&n| n <= MAX) {
