@@ -870,6 +870,62 @@ fn op_entries_at_extremes() {
     }
 }
 
+/// A Miri-sized pass over parse and the session (the other tests cover the same ground
+/// exhaustively but take hours under Miri): the smallest fixture and one with two recurrent
+/// layers parsed and run (`exercise`: `Session::new`, `invoke`, `invoke_step`, `run`, `step`,
+/// wrong lengths), and one mutation of each kind with the CRC recomputed. Run under Miri with
+/// `MIRIFLAGS=-Zmiri-disable-isolation cargo +nightly miri test -p kinglet --test hostile --
+/// miri_smoke` (docs/robustness.md).
+#[test]
+fn miri_smoke() {
+    let all = common::fixtures();
+    let smallest = all.iter().min_by_key(|(_, b)| b.len()).unwrap();
+    let two_layers = all
+        .iter()
+        .find(|(n, _)| n.starts_with("lstm2"))
+        .unwrap_or(smallest);
+    for (name, b) in [smallest, two_layers] {
+        let m = Model::parse(b).unwrap();
+        exercise(&m, true);
+        let ctx = |what: &str| format!("{name}: {what}");
+        let n = b.len();
+        assert_eq!(
+            Model::parse(&b[..n - 1]).err(),
+            Some(Error::Truncated {
+                needed: n,
+                got: n - 1
+            }),
+            "{}",
+            ctx("truncated")
+        );
+        let mut t = b.clone();
+        wr32(&mut t, H_N_OPS, rd32(b, H_N_OPS) - 1);
+        assert!(
+            is_truncated_program(parse_fixed(&mut t)),
+            "{}",
+            ctx("n_ops")
+        );
+        let mut t = b.clone();
+        wr32(&mut t, H_ARENA, rd32(b, H_ARENA) + 16);
+        assert_eq!(parse_fixed(&mut t), Ok(()), "{}", ctx("arena + 16"));
+        let t0 = rd32(b, H_TENSORS_OFF) as usize;
+        let mut t = b.clone();
+        wr32(&mut t, t0 + 20, rd32(b, t0 + 20) + 1);
+        assert!(
+            matches!(parse_fixed(&mut t), Err(Error::Malformed { .. })),
+            "{}",
+            ctx("misaligned offset")
+        );
+        let mut t = b.clone();
+        t[20] ^= 0x40;
+        assert!(
+            matches!(Model::parse(&t), Err(Error::Checksum { .. })),
+            "{}",
+            ctx("bit flip")
+        );
+    }
+}
+
 /// The parse-time state check (sorted states, binary search: O(N log S)) against the pairwise
 /// definition: for every fixture with state, every state tensor moved onto the offset of every
 /// other arena tensor (and every activation moved onto every state) is refused with "state
