@@ -234,22 +234,29 @@ pub fn force_reference(on: bool) {
 ///
 /// Products shorter than [`SIMD_MIN_COLS`] take the reference loop on x86 and aarch64 (their
 /// SIMD kernels would only add set-up and a horizontal sum to a scalar tail).
+///
+/// On x86 the small products have their own paths instead: one column (the forecasters' input
+/// product) is one widening multiply per 8 rows on either level, and AVX-512 VNNI takes every
+/// `K ≥ 2` (its masked tail load needs no scalar tail).
 #[inline]
 pub fn matvec_i8(m: &[i8], v: &[i8], acc: &mut [i32]) {
     let isa = match active_isa() {
         Isa::Dsp if v.len() < DSP_MIN_COLS => Isa::Reference,
         Isa::Dsp => Isa::Dsp,
+        Isa::Avx512Vnni => Isa::Avx512Vnni,
+        Isa::Avx2 if v.len() == 1 => Isa::Avx2,
         _ if v.len() < SIMD_MIN_COLS => Isa::Reference,
         isa => isa,
     };
-    // Every level is available when `active_isa` returns it.
-    let _ = matvec_i8_with(isa, m, v, acc);
+    // `active_isa` returns only available levels (detected once, cached): no check per call.
+    matvec_i8_on(isa, m, v, acc);
 }
 
 /// `out[j] = rq(bias[j] + Σ_k m[j·K + k] · v[k], pairs[j])` (`fixed::rq`) for `j < out.len()` in
 /// one fused kernel, where the active level has one for this shape (Cortex-M DSP: `K ≤ 256`,
-/// `K mod 4 = 0`, a multiple of 4 rows); returns `false`, writing nothing, otherwise. The same
-/// bits as the product followed by `rq`.
+/// `K mod 4 = 0`, a multiple of 4 rows; AVX-512 VNNI: every shape, the product then eight rows
+/// of `rq` per vector step); returns `false`, writing nothing, otherwise. The same bits as the
+/// product followed by `rq`.
 #[inline]
 pub(crate) fn matvec_rq_fused(
     m: &[i8],
@@ -262,7 +269,52 @@ pub(crate) fn matvec_rq_fused(
     if v.len() >= DSP_MIN_COLS && active_isa() == Isa::Dsp {
         return super::dsp::dsp_matvec_rq(m, bias, pairs, v, out);
     }
+    #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
+    if active_isa() == Isa::Avx512Vnni && bias.len() >= out.len() && pairs.len() >= 2 * out.len() {
+        matvec_i8_on(Isa::Avx512Vnni, m, v, out);
+        return super::x86::avx512_requant_block(bias, pairs, out);
+    }
     let _ = (m, bias, pairs, v, out);
+    false
+}
+
+/// One GRU step's elementwise work (`reference::gru`) through the active level's SIMD, where
+/// it has one (AVX-512 VNNI: sixteen units per step, tables by gather); returns `false`,
+/// writing nothing, otherwise. The same bits as the scalar loop in `gru_i8`.
+#[inline]
+pub(crate) fn gru_cell_simd(
+    p: &super::reference::gru::GruParams,
+    tabs: &super::reference::ActTables<'_>,
+    gates: (&[i16], &[i16]),
+    h16: &mut [i16],
+    h: &mut [i8],
+    y: &mut [i8],
+) -> bool {
+    #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
+    if active_isa() == Isa::Avx512Vnni {
+        return super::x86::avx512_gru_cell(p, tabs, gates.0, gates.1, h16, h, y);
+    }
+    let _ = (p, tabs, gates, h16, h, y);
+    false
+}
+
+/// One LSTM step's elementwise work (`reference::lstm`) through the active level's SIMD, where
+/// it has one (AVX-512 VNNI: sixteen units per step, tables by gather); returns `false`,
+/// writing nothing, otherwise. The same bits as the scalar `cell` of `lstm_i8`.
+#[inline]
+pub(crate) fn lstm_cell_simd(
+    p: &super::reference::lstm::LstmParams,
+    tabs: &super::reference::ActTables<'_>,
+    gates: &[i16],
+    c: &mut [i16],
+    h: &mut [i8],
+    y: &mut [i8],
+) -> bool {
+    #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
+    if active_isa() == Isa::Avx512Vnni {
+        return super::x86::avx512_lstm_cell(p, tabs, gates, c, h, y);
+    }
+    let _ = (p, tabs, gates, c, h, y);
     false
 }
 
@@ -280,6 +332,14 @@ pub fn matvec_i8_with(isa: Isa, m: &[i8], v: &[i8], acc: &mut [i32]) -> bool {
     if !isa.is_available() {
         return false;
     }
+    matvec_i8_on(isa, m, v, acc);
+    true
+}
+
+/// [`matvec_i8_with`] without the availability check: `isa` must be available (the SIMD
+/// kernels' safety rests on it), as every level [`active_isa`] returns is.
+#[inline]
+fn matvec_i8_on(isa: Isa, m: &[i8], v: &[i8], acc: &mut [i32]) {
     let k = v.len();
     // The rows `m` holds in full; the kernels below may rely on `m.len() ≥ acc.len() · K`.
     let rows = m
@@ -290,7 +350,7 @@ pub fn matvec_i8_with(isa: Isa, m: &[i8], v: &[i8], acc: &mut [i32]) -> bool {
     missing.fill(0);
     if k == 0 {
         acc.fill(0);
-        return true;
+        return;
     }
     let m = &m[..rows * k];
     match isa {
@@ -306,7 +366,6 @@ pub fn matvec_i8_with(isa: Isa, m: &[i8], v: &[i8], acc: &mut [i32]) -> bool {
         Isa::Dsp => super::dsp::dsp_matvec_i8(m, v, acc),
         _ => reference_matvec_i8(m, v, acc),
     }
-    true
 }
 
 /// The reference: `dot_i8` row by row. `m` holds at least `acc.len()` rows of `v.len()`.

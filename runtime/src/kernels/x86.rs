@@ -31,11 +31,20 @@
 #![allow(unsafe_code)]
 
 use super::reference::fixed::dot_i8;
+#[cfg(kinglet_avx512)]
+use super::reference::{gru::GruParams, lstm::LstmParams, ActTable, ActTables};
 use core::arch::x86_64::*;
+#[cfg(kinglet_avx512)]
+use zerocopy::little_endian::I32;
 
 /// AVX2 matvec; see the module doc. Callers guarantee `m.len() ≥ acc.len() · v.len()`.
 pub(super) fn avx2_matvec_i8(m: &[i8], v: &[i8], acc: &mut [i32]) {
     assert!(m.len() >= acc.len() * v.len());
+    if let [v0] = *v {
+        // SAFETY: as below; `m` holds `acc.len()` bytes (asserted).
+        unsafe { avx2_matvec_i8_k1(m, v0, acc) };
+        return;
+    }
     // SAFETY: the dispatcher calls this only when `Isa::Avx2.is_available()`, i.e. the CPU
     // has AVX2 (detected at run time, or the crate was compiled with it); the slice lengths
     // the kernel relies on are asserted above.
@@ -46,9 +55,38 @@ pub(super) fn avx2_matvec_i8(m: &[i8], v: &[i8], acc: &mut [i32]) {
 #[cfg(kinglet_avx512)]
 pub(super) fn avx512vnni_matvec_i8(m: &[i8], v: &[i8], acc: &mut [i32]) {
     assert!(m.len() >= acc.len() * v.len());
+    if let [v0] = *v {
+        // SAFETY: AVX-512F implies AVX2; `m` holds `acc.len()` bytes (asserted).
+        unsafe { avx2_matvec_i8_k1(m, v0, acc) };
+        return;
+    }
     // SAFETY: called only when `Isa::Avx512Vnni.is_available()` (avx512f, avx512bw and
     // avx512vnni present); lengths asserted above.
     unsafe { avx512vnni_matvec_i8_8x64(m, v, acc) }
+}
+
+/// `acc[j] = m[j] · v0`, the one-column product (the forecasters' input `W·x`): eight rows per
+/// sign-extend and `vpmulld`, exact (|product| ≤ 2^14).
+///
+/// # Safety
+/// The CPU must support AVX2, and `m.len() ≥ acc.len()`.
+#[target_feature(enable = "avx2")]
+unsafe fn avx2_matvec_i8_k1(m: &[i8], v0: i8, acc: &mut [i32]) {
+    let n = acc.len();
+    let x = _mm256_set1_epi32(v0 as i32);
+    let mut j = 0;
+    // SAFETY: AVX2 is enabled (the caller's contract); each step reads bytes `j..j + 8` of `m`
+    // and writes `acc[j..j + 8]` with `j + 8 ≤ n ≤ m.len()`.
+    unsafe {
+        while j + 8 <= n {
+            let w = _mm256_cvtepi8_epi32(_mm_loadl_epi64(m.as_ptr().add(j).cast()));
+            _mm256_storeu_si256(acc.as_mut_ptr().add(j).cast(), _mm256_mullo_epi32(w, x));
+            j += 8;
+        }
+    }
+    for (a, &w) in acc[j..].iter_mut().zip(&m[j..n]) {
+        *a = w as i32 * v0 as i32;
+    }
 }
 
 /// Sum of the eight int32 lanes of each of `a`..`d`, as the four lanes of the result.
@@ -339,6 +377,331 @@ unsafe fn avx512vnni_matvec_i8_8x64(m: &[i8], v: &[i8], acc: &mut [i32]) {
     }
 }
 
+/// `rq` ([`fixed::rq`](super::reference::fixed::rq)) of eight accumulators with eight
+/// `(mult, shift)` pairs, one pair per 64-bit lane (`mult` low, `shift` high: the model file's
+/// `[N, 2]` little-endian layout read as 64-bit lanes). The i64 definition, which the scalar fast
+/// paths equal: `clamp32((acc · mult + 2^(30 + s)) >> (31 + s))` with `s = clamp(shift, -30, 31)`;
+/// `vpmuldq` takes the low (signed) 32 bits of each lane, so it multiplies `acc` by `mult` exactly.
+/// Results in i64 lanes, within i32.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn rq_i64x8(acc: __m256i, pairs: __m512i) -> __m512i {
+    let prod = _mm512_mul_epi32(_mm512_cvtepi32_epi64(acc), pairs);
+    let s = _mm512_min_epi64(
+        _mm512_max_epi64(_mm512_srai_epi64::<32>(pairs), _mm512_set1_epi64(-30)),
+        _mm512_set1_epi64(31),
+    );
+    let round = _mm512_sllv_epi64(
+        _mm512_set1_epi64(1),
+        _mm512_add_epi64(s, _mm512_set1_epi64(30)),
+    );
+    let v = _mm512_srav_epi64(
+        _mm512_add_epi64(prod, round),
+        _mm512_add_epi64(s, _mm512_set1_epi64(31)),
+    );
+    _mm512_min_epi64(
+        _mm512_max_epi64(v, _mm512_set1_epi64(i32::MIN as i64)),
+        _mm512_set1_epi64(i32::MAX as i64),
+    )
+}
+
+/// `clamp(zp + rq(acc, mult, shift), -128, 127)` for sixteen i32 lanes with one pair, as i32
+/// lanes: the int8 output of the recurrent cells (`fixed::clamp8_add`). In i64 the sum is exact,
+/// and clamping it equals the scalar saturating i32 sum clamped to int8.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn rq_clamp8x16(acc: __m512i, pair: __m512i, zp: __m512i) -> __m512i {
+    let lo8 = _mm512_set1_epi64(-128);
+    let hi8 = _mm512_set1_epi64(127);
+    let half = |r: __m512i| {
+        _mm512_cvtepi64_epi32(_mm512_min_epi64(
+            _mm512_max_epi64(_mm512_add_epi64(r, zp), lo8),
+            hi8,
+        ))
+    };
+    let lo = half(rq_i64x8(_mm512_castsi512_si256(acc), pair));
+    let hi = half(rq_i64x8(_mm512_extracti64x4_epi64::<1>(acc), pair));
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+}
+
+/// `out[i] = rq(bias[i] + out[i], pairs[2i], pairs[2i + 1])` (the bias add wrapping), eight
+/// rows per step, the last step masked: the requantization of [`matvec_rq`]
+/// (super::reference::fixed::matvec_rq) on AVX-512. Returns `false`, writing nothing, when
+/// `bias` or `pairs` is shorter than `out` needs.
+#[cfg(kinglet_avx512)]
+pub(crate) fn avx512_requant_block(bias: &[I32], pairs: &[I32], out: &mut [i32]) -> bool {
+    if bias.len() < out.len() || pairs.len() < 2 * out.len() {
+        return false;
+    }
+    // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f present);
+    // lengths checked above.
+    unsafe { avx512_requant_8(bias, pairs, out) };
+    true
+}
+
+/// See [`avx512_requant_block`].
+///
+/// # Safety
+/// The CPU must support AVX-512F; `bias.len() ≥ out.len()`, `pairs.len() ≥ 2 · out.len()`.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512_requant_8(bias: &[I32], pairs: &[I32], out: &mut [i32]) {
+    let n = out.len();
+    let mut j = 0;
+    while j < n {
+        let mask = lanes_mask8(n - j);
+        // SAFETY: the masked loads and store touch only rows `j..j + min(8, n - j)` of `out`,
+        // `bias` (4 bytes each) and `pairs` (8 bytes each), in bounds by the contract;
+        // `I32` is 4 little-endian bytes with alignment 1, and the loads are unaligned.
+        unsafe {
+            let acc = _mm512_maskz_loadu_epi32(mask.into(), out.as_ptr().add(j).cast());
+            let b = _mm512_maskz_loadu_epi32(mask.into(), bias.as_ptr().add(j).cast());
+            let acc = _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_castsi512_si256(b));
+            let p = _mm512_maskz_loadu_epi64(mask, pairs.as_ptr().add(2 * j).cast());
+            _mm512_mask_cvtepi64_storeu_epi32(
+                out.as_mut_ptr().add(j).cast(),
+                mask,
+                rq_i64x8(acc, p),
+            );
+        }
+        j += 8;
+    }
+}
+
+/// The low `min(n, 8)` bits set.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+fn lanes_mask8(n: usize) -> __mmask8 {
+    if n >= 8 {
+        0xff
+    } else {
+        (1u8 << n) - 1
+    }
+}
+
+/// The low `min(n, 16)` bits set.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+fn lanes_mask16(n: usize) -> __mmask16 {
+    if n >= 16 {
+        0xffff
+    } else {
+        (1u16 << n) - 1
+    }
+}
+
+/// `lut16(tab, x)` ([`fixed::lut16`](super::reference::fixed::lut16)) for sixteen i32 lanes:
+/// one 32-bit gather per lane reads `tab[i]` (low half) and `tab[i + 1]` (high half) at once.
+///
+/// # Safety
+/// The CPU must support AVX-512F, and every lane of `x` must lie in `[-32768, 32767]` (so
+/// `i ≤ 511` and the gather reads bytes `2i..2i + 4 ≤ 1026`, inside the 513-entry table).
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn lut16x16(tab: &ActTable, x: __m512i) -> __m512i {
+    let i = _mm512_add_epi32(_mm512_srai_epi32::<7>(x), _mm512_set1_epi32(256));
+    let f = _mm512_and_si512(x, _mm512_set1_epi32(127));
+    // SAFETY: `i ∈ [0, 511]` by the contract: every 4-byte read is inside `tab`.
+    let w = unsafe { _mm512_i32gather_epi32::<2>(i, tab.as_ptr().cast()) };
+    let a = _mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(w));
+    let b = _mm512_srai_epi32::<16>(w);
+    let d = _mm512_add_epi32(
+        _mm512_mullo_epi32(_mm512_sub_epi32(b, a), f),
+        _mm512_set1_epi32(64),
+    );
+    _mm512_add_epi32(a, _mm512_srai_epi32::<7>(d))
+}
+
+/// Sixteen int16 at `s[off..]` (the first `min(16, s.len() - off)`, the rest 0) sign-extended to
+/// i32 lanes.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512BW; `mask` selects only elements inside `s[off..]`.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn load_i16x16(s: &[i16], off: usize, mask: __mmask16) -> __m512i {
+    // SAFETY: masked-out elements are neither read nor faulted on; the rest are in bounds.
+    unsafe {
+        let v = _mm512_maskz_loadu_epi16(mask.into(), s.as_ptr().add(off).cast());
+        _mm512_cvtepi16_epi32(_mm512_castsi512_si256(v))
+    }
+}
+
+/// One GRU step's elementwise work (`reference::gru`, module doc), sixteen units per AVX-512
+/// step, the last one masked: `gx`, `gh` are the `3H` int16 gates (`z`, `r`, `n`), `h16` the
+/// Q0.15 state, updated in place with `h` and `y` (int8). Bit-identical with the scalar loop
+/// in `gru_i8`: the same i32 operations lane by lane. Returns `false`, writing nothing, when
+/// the lengths disagree.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn avx512_gru_cell(
+    p: &GruParams,
+    tabs: &ActTables<'_>,
+    gx: &[i16],
+    gh: &[i16],
+    h16: &mut [i16],
+    h: &mut [i8],
+    y: &mut [i8],
+) -> bool {
+    let nh = h16.len();
+    if gx.len() != 3 * nh || gh.len() != 3 * nh || h.len() != nh || y.len() != nh {
+        return false;
+    }
+    // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f and avx512bw
+    // present); lengths checked above.
+    unsafe { avx512_gru_cell_16(p, tabs, gx, gh, h16, h, y) };
+    true
+}
+
+/// See [`avx512_gru_cell`].
+///
+/// # Safety
+/// AVX-512F and AVX-512BW; `gx`, `gh` hold `3 · h16.len()`, `h` and `y` `h16.len()` elements.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv, clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn avx512_gru_cell_16(
+    p: &GruParams,
+    tabs: &ActTables<'_>,
+    gx: &[i16],
+    gh: &[i16],
+    h16: &mut [i16],
+    h: &mut [i8],
+    y: &mut [i8],
+) {
+    let nh = h16.len();
+    let lo16 = _mm512_set1_epi32(i16::MIN as i32);
+    let hi16 = _mm512_set1_epi32(i16::MAX as i32);
+    let sat = |v: __m512i| _mm512_min_epi32(_mm512_max_epi32(v, lo16), hi16);
+    let half = _mm512_set1_epi32(1 << 14);
+    let rsr15 = |v: __m512i| _mm512_srai_epi32::<15>(_mm512_add_epi32(v, half));
+    let pair = _mm512_set1_epi64((p.hq_mult as u32 as i64) | ((p.hq_shift as i64) << 32));
+    let zp = _mm512_set1_epi64(p.h_zp as i64);
+    let mut u = 0;
+    while u < nh {
+        let mask = lanes_mask16(nh - u);
+        // SAFETY: AVX-512F/BW enabled (the contract). Every masked load reads only units
+        // `u..u + min(16, nh - u)` of a gate block (`k·nh + u..`, `k < 3`) of `gx` / `gh`
+        // (`3·nh` long) or of `h16`; the masked stores write only those units of `h16`, `h`,
+        // `y` (`nh` long). Every `lut16x16` operand is clamped into int16 (`sat`) first.
+        unsafe {
+            let ld = |s: &[i16], k: usize| load_i16x16(s, k * nh + u, mask);
+            let z = lut16x16(tabs.sig, sat(_mm512_add_epi32(ld(gx, 0), ld(gh, 0))));
+            let r = lut16x16(tabs.sig, sat(_mm512_add_epi32(ld(gx, 1), ld(gh, 1))));
+            let n_in = _mm512_add_epi32(ld(gx, 2), rsr15(_mm512_mullo_epi32(r, ld(gh, 2))));
+            let n = lut16x16(tabs.tanh, sat(n_in));
+            let hs = load_i16x16(h16, u, mask);
+            let mix = sat(_mm512_add_epi32(
+                n,
+                rsr15(_mm512_mullo_epi32(z, _mm512_sub_epi32(hs, n))),
+            ));
+            _mm512_mask_cvtepi32_storeu_epi16(h16.as_mut_ptr().add(u).cast(), mask, mix);
+            let hq = rq_clamp8x16(mix, pair, zp);
+            _mm512_mask_cvtepi32_storeu_epi8(h.as_mut_ptr().add(u).cast(), mask, hq);
+            _mm512_mask_cvtepi32_storeu_epi8(y.as_mut_ptr().add(u).cast(), mask, hq);
+        }
+        u += 16;
+    }
+}
+
+/// One LSTM step's elementwise work (`reference::lstm`, module doc), sixteen units per AVX-512
+/// step, the last one masked: `gates` are the `4H` int16 gates (`i`, `o`, `f`, `c`), `c` the
+/// int16 cell, updated in place with `h` and `y` (int8). Bit-identical with the scalar `cell`:
+/// the same i32 operations lane by lane. Returns `false`, writing nothing, when the lengths
+/// disagree.
+#[cfg(kinglet_avx512)]
+pub(crate) fn avx512_lstm_cell(
+    p: &LstmParams,
+    tabs: &ActTables<'_>,
+    gates: &[i16],
+    c: &mut [i16],
+    h: &mut [i8],
+    y: &mut [i8],
+) -> bool {
+    let nh = c.len();
+    if gates.len() != 4 * nh || h.len() != nh || y.len() != nh {
+        return false;
+    }
+    // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f and avx512bw
+    // present); lengths checked above.
+    unsafe { avx512_lstm_cell_16(p, tabs, gates, c, h, y) };
+    true
+}
+
+/// See [`avx512_lstm_cell`].
+///
+/// # Safety
+/// AVX-512F and AVX-512BW; `gates` holds `4 · c.len()`, `h` and `y` `c.len()` elements.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn avx512_lstm_cell_16(
+    p: &LstmParams,
+    tabs: &ActTables<'_>,
+    gates: &[i16],
+    c: &mut [i16],
+    h: &mut [i8],
+    y: &mut [i8],
+) {
+    let nh = c.len();
+    let cell_exp = p.cell_exp.min(15) as i32;
+    let lo16 = _mm512_set1_epi32(i16::MIN as i32);
+    let hi16 = _mm512_set1_epi32(i16::MAX as i32);
+    let sat = |v: __m512i| _mm512_min_epi32(_mm512_max_epi32(v, lo16), hi16);
+    // `rsr32(v, n)` for a fixed `n ≥ 1`: add `2^(n-1)` (wrapping), shift arithmetically.
+    let rsr = |v: __m512i, n: i32| {
+        _mm512_srav_epi32(
+            _mm512_add_epi32(v, _mm512_set1_epi32(1 << (n - 1))),
+            _mm512_set1_epi32(n),
+        )
+    };
+    let pair = _mm512_set1_epi64((p.hq_mult as u32 as i64) | ((p.hq_shift as i64) << 32));
+    let zp = _mm512_set1_epi64(p.h_zp as i64);
+    let mut u = 0;
+    while u < nh {
+        let mask = lanes_mask16(nh - u);
+        // SAFETY: AVX-512F/BW enabled (the contract). The masked loads read only units
+        // `u..u + min(16, nh - u)` of a gate block (`k·nh + u..`, `k < 4`) of `gates` (`4·nh`
+        // long) or of `c`; the masked stores write only those units of `c`, `h`, `y`. Every
+        // `lut16x16` operand is int16: a sign-extended load, or clamped (`sat`).
+        unsafe {
+            let ld = |k: usize| load_i16x16(gates, k * nh + u, mask);
+            let i = lut16x16(tabs.sig, ld(0));
+            let o = lut16x16(tabs.sig, ld(1));
+            let f = lut16x16(tabs.sig, ld(2));
+            let z = lut16x16(tabs.tanh, ld(3));
+            let cc = load_i16x16(c, u, mask);
+            let s = _mm512_add_epi32(
+                rsr(_mm512_mullo_epi32(f, cc), 15),
+                rsr(_mm512_mullo_epi32(i, z), 15 + cell_exp),
+            );
+            let cu = sat(s);
+            _mm512_mask_cvtepi32_storeu_epi16(c.as_mut_ptr().add(u).cast(), mask, cu);
+            let tc = if cell_exp >= 3 {
+                sat(_mm512_sllv_epi32(cu, _mm512_set1_epi32(cell_exp - 3)))
+            } else {
+                rsr(cu, 3 - cell_exp)
+            };
+            let t = lut16x16(tabs.tanh, tc);
+            let hq = rq_clamp8x16(_mm512_mullo_epi32(o, t), pair, zp);
+            _mm512_mask_cvtepi32_storeu_epi8(h.as_mut_ptr().add(u).cast(), mask, hq);
+            _mm512_mask_cvtepi32_storeu_epi8(y.as_mut_ptr().add(u).cast(), mask, hq);
+        }
+        u += 16;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::matvec::{reference_matvec_i8, Isa};
@@ -374,6 +737,350 @@ mod tests {
                     kernel(&m, &v, &mut got);
                     assert_eq!(got, want, "{} rows {rows} cols {cols}", isa.name());
                 }
+            }
+        }
+    }
+
+    /// The one-column kernel (both levels) against the reference, every row count to 40 and
+    /// the extreme operands.
+    #[test]
+    fn one_column_matches_the_reference() {
+        let mut rng = Rng::new(0x0C01);
+        for rows in 0..=40 {
+            for v0 in [-128i8, -1, 0, 1, 127, rng.i8()] {
+                let mut m: Vec<i8> = (0..rows).map(|_| rng.i8()).collect();
+                if rows > 2 {
+                    m[0] = -128;
+                    m[1] = 127;
+                }
+                let mut want = std::vec![0i32; rows];
+                reference_matvec_i8(&m, &[v0], &mut want);
+                let mut got = std::vec![0x5A5A_5A5Ai32; rows];
+                super::avx2_matvec_i8(&m, &[v0], &mut got);
+                assert_eq!(got, want, "avx2 rows {rows} v0 {v0}");
+                #[cfg(kinglet_avx512)]
+                if Isa::Avx512Vnni.is_available() {
+                    let mut got = std::vec![0x5A5A_5A5Ai32; rows];
+                    super::avx512vnni_matvec_i8(&m, &[v0], &mut got);
+                    assert_eq!(got, want, "avx512 rows {rows} v0 {v0}");
+                }
+            }
+        }
+    }
+
+    /// The AVX-512 requantization against the scalar `rq`: every shift from -31 to 33 (the
+    /// clamped ones included), extreme accumulators and multipliers (negative ones too: the
+    /// definition is total), biases that make the i32 add wrap, every block length to 19.
+    #[cfg(kinglet_avx512)]
+    #[test]
+    fn avx512_requant_matches_scalar_rq() {
+        use crate::kernels::reference::fixed::rq;
+        use zerocopy::little_endian::I32;
+        if !Isa::Avx512Vnni.is_available() {
+            std::eprintln!("avx512 requant: not on this CPU, skipped");
+            return;
+        }
+        let mut rng = Rng::new(0x7E9);
+        let edges = [i32::MIN, i32::MIN + 1, -65536, -1, 0, 1, 65535, i32::MAX];
+        let mut cases = 0;
+        for shift in -31..=33 {
+            for n in 0..=19 {
+                let acc: Vec<i32> = (0..n)
+                    .map(|i| match i % 3 {
+                        0 => edges[rng.usize_below(edges.len())],
+                        _ => rng.i32_in(i32::MIN, i32::MAX),
+                    })
+                    .collect();
+                let bias: Vec<I32> = (0..n)
+                    .map(|i| {
+                        I32::new(if i % 4 == 1 {
+                            edges[rng.usize_below(8)]
+                        } else {
+                            rng.i32_in(-1 << 20, 1 << 20)
+                        })
+                    })
+                    .collect();
+                let pairs: Vec<I32> = (0..n)
+                    .flat_map(|i| {
+                        let mult = match i % 5 {
+                            0 => edges[rng.usize_below(edges.len())],
+                            1 => 1 << 30,
+                            _ => rng.i32_in(0, i32::MAX),
+                        };
+                        // Mostly this shift, some lanes with others (per-row pairs differ).
+                        let s = if i % 7 == 3 {
+                            rng.i32_in(-40, 40)
+                        } else {
+                            shift
+                        };
+                        [I32::new(mult), I32::new(s)]
+                    })
+                    .collect();
+                let want: Vec<i32> = (0..n)
+                    .map(|i| {
+                        rq(
+                            bias[i].get().wrapping_add(acc[i]),
+                            pairs[2 * i].get(),
+                            pairs[2 * i + 1].get(),
+                        )
+                    })
+                    .collect();
+                let mut got = acc.clone();
+                assert!(super::avx512_requant_block(&bias, &pairs, &mut got));
+                assert_eq!(got, want, "shift {shift} n {n}");
+                cases += n;
+            }
+        }
+        // Short tables are refused, nothing written.
+        let mut out = [5i32; 3];
+        assert!(!super::avx512_requant_block(
+            &[I32::new(0); 2],
+            &[I32::new(0); 6],
+            &mut out
+        ));
+        assert_eq!(out, [5; 3]);
+        std::eprintln!("avx512 requant: {cases} rows bit-exact");
+    }
+
+    /// A table with its extremes at both ends and random inner entries, so interpolation sees
+    /// differences of ±65535.
+    #[cfg(kinglet_avx512)]
+    fn wild_table(rng: &mut Rng) -> crate::kernels::reference::ActTable {
+        use zerocopy::little_endian::I16;
+        let mut t = [I16::new(0); crate::format::ACT_TABLE_LEN];
+        for (i, e) in t.iter_mut().enumerate() {
+            *e = I16::new(match i % 4 {
+                0 => i16::MIN,
+                1 => i16::MAX,
+                _ => rng.i32_in(-32768, 32767) as i16,
+            });
+        }
+        t[0] = I16::new(i16::MAX);
+        t[512] = I16::new(i16::MIN);
+        t
+    }
+
+    /// The gathered table lookup against `lut16` for every int16 input, on the sigmoid and tanh
+    /// tables and on a table of extremes (both ends included: `x = -32768` reads `tab[0..2]`,
+    /// `x = 32767` reads `tab[511..513]`).
+    #[cfg(kinglet_avx512)]
+    #[test]
+    fn avx512_lut_matches_lut16_everywhere() {
+        use crate::kernels::reference::fixed::lut16;
+        use crate::kernels::testutil::{sigmoid_table, tanh_table};
+        if !Isa::Avx512Vnni.is_available() {
+            std::eprintln!("avx512 lut: not on this CPU, skipped");
+            return;
+        }
+        let mut rng = Rng::new(0x1A7);
+        for tab in [sigmoid_table(), tanh_table(), wild_table(&mut rng)] {
+            for x0 in (i16::MIN as i32..=i16::MAX as i32).step_by(16) {
+                let xs: [i32; 16] = core::array::from_fn(|l| x0 + l as i32);
+                let mut got = [0i32; 16];
+                // SAFETY: the test checked AVX-512F; every lane is an int16 value.
+                unsafe {
+                    let v = super::_mm512_loadu_si512(xs.as_ptr().cast());
+                    super::_mm512_storeu_si512(got.as_mut_ptr().cast(), super::lut16x16(&tab, v));
+                }
+                for (l, &x) in xs.iter().enumerate() {
+                    assert_eq!(got[l], lut16(&tab, x as i16), "x {x}");
+                }
+            }
+        }
+    }
+
+    /// Random int16 gates with the extremes mixed in.
+    #[cfg(kinglet_avx512)]
+    fn gates(rng: &mut Rng, n: usize) -> Vec<i16> {
+        (0..n)
+            .map(|_| match rng.usize_below(6) {
+                0 => i16::MIN,
+                1 => i16::MAX,
+                2 => rng.i32_in(-64, 64) as i16,
+                _ => rng.i32_in(-32768, 32767) as i16,
+            })
+            .collect()
+    }
+
+    /// The AVX-512 GRU cell against the scalar definition (`reference::gru`, module doc) unit by
+    /// unit: every `H` to 40 (masked tails), extreme gates and states, several output
+    /// requantizations and zero points, wild tables.
+    #[cfg(kinglet_avx512)]
+    #[test]
+    fn avx512_gru_cell_matches_scalar() {
+        use crate::kernels::reference::fixed::{clamp8_add, lut16, rq, rsr32, sat16_add};
+        use crate::kernels::reference::{gru::GruParams, ActTables};
+        use crate::kernels::testutil::{sigmoid_table, tanh_table};
+        if !Isa::Avx512Vnni.is_available() {
+            std::eprintln!("avx512 gru cell: not on this CPU, skipped");
+            return;
+        }
+        let mut rng = Rng::new(0x6C0);
+        let (sig, tanh, wild) = (sigmoid_table(), tanh_table(), wild_table(&mut rng));
+        for nh in 1..=40 {
+            for (round, &(mult, shift, zp)) in [
+                (1_140_850_688, 9, 0),
+                (i32::MAX, -30, -128),
+                (1 << 30, 2, 127),
+                (
+                    rng.i32_in(0, i32::MAX),
+                    rng.i32_in(-31, 33),
+                    rng.i32_in(-128, 127),
+                ),
+            ]
+            .iter()
+            .enumerate()
+            {
+                let tabs = if round == 3 {
+                    ActTables {
+                        sig: &wild,
+                        tanh: &wild,
+                    }
+                } else {
+                    ActTables {
+                        sig: &sig,
+                        tanh: &tanh,
+                    }
+                };
+                let p = GruParams {
+                    steps: 1,
+                    input: 1,
+                    hidden: nh,
+                    reverse: false,
+                    h_zp: zp,
+                    hin_mult: 0,
+                    hin_shift: 0,
+                    hq_mult: mult,
+                    hq_shift: shift,
+                };
+                let (gx, gh, h16) = (
+                    gates(&mut rng, 3 * nh),
+                    gates(&mut rng, 3 * nh),
+                    gates(&mut rng, nh),
+                );
+                let (mut want16, mut want8) = (h16.clone(), std::vec![0i8; nh]);
+                for u in 0..nh {
+                    let z = lut16(tabs.sig, sat16_add(gx[u] as i32, gh[u] as i32));
+                    let r = lut16(tabs.sig, sat16_add(gx[nh + u] as i32, gh[nh + u] as i32));
+                    let n_in = gx[2 * nh + u] as i32 + rsr32(r * gh[2 * nh + u] as i32, 15);
+                    let n = lut16(tabs.tanh, sat16_add(n_in, 0));
+                    let mix = sat16_add(n, rsr32(z * (h16[u] as i32 - n), 15));
+                    want16[u] = mix;
+                    want8[u] = clamp8_add(zp, rq(mix as i32, mult, shift));
+                }
+                let (mut got16, mut h, mut y) =
+                    (h16.clone(), std::vec![7i8; nh], std::vec![9i8; nh]);
+                assert!(super::avx512_gru_cell(
+                    &p, &tabs, &gx, &gh, &mut got16, &mut h, &mut y
+                ));
+                assert_eq!(got16, want16, "H {nh} round {round}");
+                assert_eq!(h, want8, "H {nh} round {round}");
+                assert_eq!(y, want8, "H {nh} round {round}");
+            }
+        }
+        // Lengths that disagree: refused, nothing written.
+        let p = GruParams {
+            steps: 1,
+            input: 1,
+            hidden: 2,
+            reverse: false,
+            h_zp: 0,
+            hin_mult: 0,
+            hin_shift: 0,
+            hq_mult: 1,
+            hq_shift: 0,
+        };
+        let mut h16 = [3i16; 2];
+        let tabs = ActTables {
+            sig: &sig,
+            tanh: &tanh,
+        };
+        assert!(!super::avx512_gru_cell(
+            &p,
+            &tabs,
+            &[0; 5],
+            &[0; 6],
+            &mut h16,
+            &mut [0; 2],
+            &mut [0; 2]
+        ));
+        assert_eq!(h16, [3; 2]);
+    }
+
+    /// The AVX-512 LSTM cell against the scalar definition (`reference::lstm`, module doc) unit
+    /// by unit: every `cell_exp` from 0 to 17 (above 15 it is capped, as in the scalar cell),
+    /// every `H` to 35, extreme gates and cells, several output requantizations, wild tables.
+    #[cfg(kinglet_avx512)]
+    #[test]
+    fn avx512_lstm_cell_matches_scalar() {
+        use crate::kernels::reference::fixed::{clamp8_add, lut16, rq, rsr32};
+        use crate::kernels::reference::{lstm::LstmParams, ActTables};
+        use crate::kernels::testutil::{sigmoid_table, tanh_table};
+        if !Isa::Avx512Vnni.is_available() {
+            std::eprintln!("avx512 lstm cell: not on this CPU, skipped");
+            return;
+        }
+        let mut rng = Rng::new(0x157);
+        let (sig, tanh, wild) = (sigmoid_table(), tanh_table(), wild_table(&mut rng));
+        for cell_exp in 0..=17u32 {
+            for nh in 1..=35 {
+                let round = nh % 4;
+                let (mult, shift, zp) = match round {
+                    0 => (1_140_850_688, 9, 0),
+                    1 => (i32::MAX, -30, -128),
+                    2 => (1 << 30, 2, 127),
+                    _ => (
+                        rng.i32_in(0, i32::MAX),
+                        rng.i32_in(-31, 33),
+                        rng.i32_in(-128, 127),
+                    ),
+                };
+                let tabs = if nh % 5 == 0 {
+                    ActTables {
+                        sig: &wild,
+                        tanh: &wild,
+                    }
+                } else {
+                    ActTables {
+                        sig: &sig,
+                        tanh: &tanh,
+                    }
+                };
+                let p = LstmParams {
+                    steps: 1,
+                    input: 1,
+                    hidden: nh,
+                    reverse: false,
+                    h_zp: zp,
+                    cell_exp,
+                    hq_mult: mult,
+                    hq_shift: shift,
+                };
+                let (g, c) = (gates(&mut rng, 4 * nh), gates(&mut rng, nh));
+                let ce = cell_exp.min(15);
+                let (mut want_c, mut want8) = (c.clone(), std::vec![0i8; nh]);
+                for u in 0..nh {
+                    let i = lut16(tabs.sig, g[u]);
+                    let o = lut16(tabs.sig, g[nh + u]);
+                    let f = lut16(tabs.sig, g[2 * nh + u]);
+                    let z = lut16(tabs.tanh, g[3 * nh + u]);
+                    let s = rsr32(f * c[u] as i32, 15) + rsr32(i * z, 15 + ce);
+                    let cu = s.clamp(-32768, 32767);
+                    want_c[u] = cu as i16;
+                    let tc = if ce >= 3 {
+                        (cu << (ce - 3)).clamp(-32768, 32767)
+                    } else {
+                        rsr32(cu, 3 - ce)
+                    };
+                    want8[u] = clamp8_add(zp, rq(o * lut16(tabs.tanh, tc as i16), mult, shift));
+                }
+                let (mut got_c, mut h, mut y) = (c.clone(), std::vec![7i8; nh], std::vec![9i8; nh]);
+                assert!(super::avx512_lstm_cell(
+                    &p, &tabs, &g, &mut got_c, &mut h, &mut y
+                ));
+                assert_eq!(got_c, want_c, "cell_exp {cell_exp} H {nh}");
+                assert_eq!(h, want8, "cell_exp {cell_exp} H {nh}");
+                assert_eq!(y, want8, "cell_exp {cell_exp} H {nh}");
             }
         }
     }

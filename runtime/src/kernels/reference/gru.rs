@@ -27,6 +27,7 @@
 
 use super::fixed::{clamp8_add, lut16, rq, rsr32, sat16_add};
 use super::{step_index, ActTables, GateWeights};
+use crate::kernels::matvec::gru_cell_simd;
 
 /// Shape and quantization of a GRU op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +94,9 @@ pub fn gru_i8(
             }
         });
         let yt = &mut y[t * nh..(t + 1) * nh];
+        if gru_cell_simd(p, tabs, (gx, gh), h16, h, yt) {
+            continue;
+        }
         let (gxz, rest) = gx.split_at(nh);
         let (gxr, gxn) = rest.split_at(nh);
         let (ghz, rest) = gh.split_at(nh);

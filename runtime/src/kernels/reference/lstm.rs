@@ -24,6 +24,7 @@
 
 use super::fixed::{clamp8_add, lut16, rq, rsr32, sat16_add};
 use super::{step_index, ActTables, GateWeights};
+use crate::kernels::matvec::lstm_cell_simd;
 
 /// Shape and quantization of an LSTM op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +84,9 @@ pub fn lstm_i8(
             }
         });
         let yt = &mut y[t * nh..(t + 1) * nh];
+        if lstm_cell_simd(p, tabs, scratch, c, h, yt) {
+            continue;
+        }
         let (gi, rest) = scratch.split_at(nh);
         let (go, rest) = rest.split_at(nh);
         let (gf, gz) = rest.split_at(nh);
