@@ -243,7 +243,9 @@ pub fn matvec_i8(m: &[i8], v: &[i8], acc: &mut [i32]) {
     let isa = match active_isa() {
         Isa::Dsp if v.len() < DSP_MIN_COLS => Isa::Reference,
         Isa::Dsp => Isa::Dsp,
+        #[cfg(target_arch = "x86_64")]
         Isa::Avx512Vnni => Isa::Avx512Vnni,
+        #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if v.len() == 1 => Isa::Avx2,
         _ if v.len() < SIMD_MIN_COLS => Isa::Reference,
         isa => isa,

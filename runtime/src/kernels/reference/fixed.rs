@@ -128,8 +128,14 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 }
 
 /// Rows per block of the callers that keep a block's int32 accumulators on the stack
-/// (`4 · MATVEC_BLOCK` bytes): FC and the recurrent gate loop.
+/// (`4 · MATVEC_BLOCK` bytes): FC and the recurrent gate loop. 96 on the devices (stack);
+/// 256 on x86_64, where a 64-unit LSTM's or GRU's gate product is then one dispatched call
+/// per step instead of three or two (blocks are independent rows: the same bits either way).
+#[cfg(not(target_arch = "x86_64"))]
 pub const MATVEC_BLOCK: usize = 96;
+/// See above: x86_64.
+#[cfg(target_arch = "x86_64")]
+pub const MATVEC_BLOCK: usize = 256;
 
 /// `out[i] = rq(bias[j] + Σ_k m[j, k] · v[k], pairs[j])` with `j = j0 + i`, for the row-major
 /// matrix `m` with `v.len()` columns: a block of the requantized matrix-vector product every
