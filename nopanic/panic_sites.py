@@ -11,8 +11,9 @@ is not itself inside core's panic machinery. Each site is resolved to its inline
 (file:line, innermost first) with addr2line. Indirect calls (`blx rN`) in reachable code are
 reported too, since the walk cannot follow them, and so is every cycle in the call graph of the
 reachable functions (recursion). Without recursion it also prints a static bound on each root's
-stack use (prologue frames along the deepest call path; panic paths excluded). Exit status 0;
-the last line is `panic sites: N`.
+stack use (prologue frames along the deepest call path; panic paths excluded). Sites are
+counted once per innermost Kinglet source line (a call inlined into two callers is one site);
+a call with no line of its own counts alone. Exit status 0; the last line is `panic sites: N`.
 """
 import re
 import shutil
@@ -144,11 +145,17 @@ def main():
         frames = [re.sub(r" \(discriminator \d+\)", "", l.strip()) for l in chain.splitlines()]
         return [re.sub(r"\S*/(runtime|library|registry/src/[^/]+)/", r"\1/", l) for l in frames]
 
+    keys = set()
     for addr, f, target in sites:
         print("%#x in %s -> %s" % (addr, f, target))
         frames = resolve(addr)
         for fr in frames:
             print("    " + fr)
+        # The site's identity: the innermost Kinglet source line, so that one source site
+        # inlined into two callers counts once; without a line, the function and target.
+        ours = [re.search(r"(runtime/src/\S+:\d+)", fr) for fr in frames]
+        ours = [m.group(1) for m in ours if m]
+        keys.add(ours[0] if ours else "%s -> %s (%#x)" % (f, target, addr))
         if all(":?" in fr for fr in frames if " at " in fr):
             # The call has no line of its own (a shared panic block): name the branches to it.
             # The block that ends in the call starts after the previous branch or call.
@@ -206,7 +213,11 @@ def main():
             if r in seen:
                 print("stack bound: %s %d bytes" % (r, bound(r)))
     print("reachable functions: %d" % len(seen))
-    print("panic sites: %d" % len(sites))
+    print("panic call instructions: %d" % len(sites))
+    print("panic sites (distinct source lines): %d" % len(keys))
+    for k in sorted(keys):
+        print("  site: " + k)
+    print("panic sites: %d" % len(keys))
 
 
 if __name__ == "__main__":
