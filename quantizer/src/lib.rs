@@ -64,6 +64,30 @@ pub struct Quantized {
     pub naive_bytes: usize,
 }
 
+/// Refuses, naming the limit, a program the runtime's parser would refuse for its size: more
+/// state tensors or outputs than `kinglet::format` allows.
+fn check_runtime_limits(p: &quantize::QModel) -> Result<()> {
+    use kinglet::format::{MAX_OUTPUTS, MAX_STATE_TENSORS};
+    let states = p
+        .tensors
+        .iter()
+        .filter(|t| t.kind == kinglet::TensorKind::State)
+        .count();
+    if states > MAX_STATE_TENSORS {
+        anyhow::bail!(
+            "the model needs {states} recurrent state tensors; the runtime allows at most \
+             {MAX_STATE_TENSORS} (docs/format.md): use fewer stacked or bidirectional layers"
+        );
+    }
+    if p.outputs.len() > MAX_OUTPUTS {
+        anyhow::bail!(
+            "the model has {} outputs; the runtime allows at most {MAX_OUTPUTS}",
+            p.outputs.len()
+        );
+    }
+    Ok(())
+}
+
 /// The JSON text of the file's [`quantize::META_TENSOR`] (how it was made), if it has one.
 pub fn meta(m: &kinglet::Model<'_>) -> Option<String> {
     let t = (0..m.n_tensors())
@@ -103,6 +127,7 @@ pub fn quantize_model_with(
         .to_string(),
     };
     let mut program = quantize::quantize(&imported.graph, &ranges, &opts)?;
+    check_runtime_limits(&program)?;
     let plan_bytes = plan::plan(&mut program);
     let naive_bytes = plan::naive_bytes(&program);
     let bytes = writer::write(&program, plan_bytes)?;
@@ -144,4 +169,45 @@ pub fn check_weights(g: &ir::Graph) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kinglet::format::{DType, MAX_OUTPUTS, MAX_STATE_TENSORS};
+    use kinglet::TensorKind;
+
+    fn state() -> quantize::QTensor {
+        quantize::QTensor {
+            name: "h".into(),
+            dtype: DType::I8,
+            kind: TensorKind::State,
+            dims: vec![4],
+            time_axis: None,
+            scale: 0.01,
+            zero_point: 0,
+            data: Vec::new(),
+            buffer: None,
+        }
+    }
+
+    #[test]
+    fn programs_over_the_parser_limits_are_refused_before_writing() {
+        let mut p = quantize::QModel {
+            tensors: vec![state(); MAX_STATE_TENSORS],
+            outputs: vec![0; MAX_OUTPUTS],
+            ..Default::default()
+        };
+        check_runtime_limits(&p).unwrap();
+        p.tensors.push(state());
+        let e = check_runtime_limits(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("65 recurrent state tensors") && e.contains("at most 64"),
+            "{e}"
+        );
+        p.tensors.pop();
+        p.outputs.push(0);
+        let e = check_runtime_limits(&p).unwrap_err().to_string();
+        assert!(e.contains("65 outputs"), "{e}");
+    }
 }
