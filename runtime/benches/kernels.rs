@@ -3,7 +3,8 @@
 //!
 //! Shapes: 64×64, 256×256, and one recurrent step of a 64-unit cell on 40 inputs (the
 //! keyword-spotting front-end's mel bands), with `W` and `R` stacked: LSTM `4H × (I + H)` =
-//! 256×104 and GRU `3H × (I + H)` = 192×104.
+//! 256×104 and GRU `3H × (I + H)` = 192×104; and two short products: the forecasters' one-column
+//! input product (256×1) and a fixture-sized 64×7.
 //!
 //! `cargo bench -p kinglet --bench kernels`
 
@@ -30,6 +31,9 @@ fn matvec(c: &mut Criterion) {
         ("256x256", 256, 256),
         ("lstm64_step_256x104", 256, 104),
         ("gru64_step_192x104", 192, 104),
+        // The forecasters' one-column input product, and a fixture-sized short product.
+        ("forecast_input_256x1", 256, 1),
+        ("short_64x7", 64, 7),
     ];
     for (name, rows, cols) in shapes {
         let (m, v) = operands(rows, cols);

@@ -5,7 +5,9 @@
 //! int8 × int8 → int32 with wrapping addition. Integer addition modulo 2^32 is associative and
 //! commutative, so every summation order — lanes, pairs, blocks of rows — gives exactly the
 //! reference's bits, even past overflow (which a validated model never reaches: `K < 2^17`).
-//! Requantization stays in the shared scalar [`rq`](super::reference::fixed::rq).
+//! Requantization is the shared scalar [`rq`](super::reference::fixed::rq), except where a level
+//! fuses it ([`matvec_rq_fused`]: Cortex-M DSP, and AVX-512 VNNI, which also runs the GRU and
+//! LSTM cells' elementwise work, [`gru_cell_simd`] / [`lstm_cell_simd`]), bit-identically.
 //!
 //! Kernels, one module per instruction set, all behind the signature of
 //! [`reference_matvec_i8`]:
@@ -232,7 +234,7 @@ pub fn force_reference(on: bool) {
 /// `acc[j] = Σ_k m[j·K + k] · v[k]` with `K = v.len()`, for `j < acc.len()`, through the
 /// [`active_isa`]. Rows that `m` does not hold in full (never, for a validated model) get 0.
 ///
-/// Products shorter than [`SIMD_MIN_COLS`] take the reference loop on x86 and aarch64 (their
+/// Products shorter than [`SIMD_MIN_COLS`] take the reference loop on aarch64 and on AVX2 (their
 /// SIMD kernels would only add set-up and a horizontal sum to a scalar tail).
 ///
 /// On x86 the small products have their own paths instead: one column (the forecasters' input
@@ -320,7 +322,8 @@ pub(crate) fn lstm_cell_simd(
     false
 }
 
-/// Below this many columns [`matvec_i8`] uses the reference loop on x86 / aarch64.
+/// Below this many columns [`matvec_i8`] uses the reference loop on aarch64 and AVX2 (one column
+/// excepted on AVX2; AVX-512 VNNI takes every shape).
 pub const SIMD_MIN_COLS: usize = 16;
 
 /// Below this many columns [`matvec_i8`] uses the reference loop on Cortex-M DSP: the 2×4

@@ -2,7 +2,8 @@
 //! `rsr`, saturation, the int16 activation-table lookup `lut16`, `dot_i8` (the reference inner
 //! loop of every matrix-vector product), and `matvec_rq`, the requantized matrix-vector product
 //! of FC and the recurrent gates, whose integer part goes through the SIMD dispatch
-//! ([`matvec_i8`]) and whose requantization stays here, scalar.
+//! ([`matvec_i8`]) and whose requantization is [`rq`] here, or the active level's fused kernel
+//! (Cortex-M DSP; AVX-512 on x86), bit-identical with it.
 //!
 //! Definitions (`docs/format.md`, "Integer semantics"):
 //!
