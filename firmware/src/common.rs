@@ -15,14 +15,16 @@ pub const THRESHOLD: f32 = 0.6;
 /// (`quantizer/src/kws.rs`): softmax of each frame's dequantized scores, moving average of the
 /// last [`SMOOTH`] posteriors once `window` frames have been seen, and a detection when the best
 /// class is a keyword (its label does not start with `_`), its smoothed score is at least
-/// [`THRESHOLD`], and it is not the keyword reported last.
+/// [`THRESHOLD`], and it is not the keyword reported last unless that report is at least
+/// `window` frames old (the rule of `pi/kws/src/detect.rs`, which `kinglet kws --stream` uses).
 #[derive(Clone, Debug)]
 pub struct Posterior {
     /// The last `SMOOTH` posteriors, a ring; `history[(next + i) % SMOOTH]` is the i-th oldest.
     history: [[f32; CLASSES]; SMOOTH],
     next: usize,
     frames: usize,
-    last_reported: Option<usize>,
+    /// Class and frame of the last report.
+    last_reported: Option<(usize, usize)>,
 }
 
 impl Default for Posterior {
@@ -85,11 +87,16 @@ impl Posterior {
         let best = (0..CLASSES)
             .max_by(|&a, &b| avg[a].total_cmp(&avg[b]))
             .unwrap_or(0);
-        if is_keyword(best) && avg[best] >= THRESHOLD && self.last_reported != Some(best) {
-            self.last_reported = Some(best);
-            return Some((best, avg[best]));
+        if !is_keyword(best) || avg[best] < THRESHOLD {
+            return None;
         }
-        None
+        if let Some((class, frame)) = self.last_reported {
+            if class == best && self.frames - frame < window {
+                return None;
+            }
+        }
+        self.last_reported = Some((best, self.frames));
+        Some((best, avg[best]))
     }
 }
 
