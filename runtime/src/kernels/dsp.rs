@@ -411,7 +411,11 @@ pub(super) fn dsp_matvec_i8(m: &[i8], v: &[i8], acc: &mut [i32]) {
             };
         }
         for (j, a) in acc.iter_mut().enumerate().skip(4 * blocks) {
-            let row = &m[j * k + c0..j * k + c0 + cols];
+            // In bounds (`m.len() ≥ rows · k`, checked above); `get` keeps the device path free
+            // of a panic branch the optimiser cannot see through.
+            let Some(row) = m.get(j * k + c0..j * k + c0 + cols) else {
+                continue;
+            };
             *a = row_dot(row, xe, if c0 > 0 { *a } else { 0 });
         }
         c0 += cols;
