@@ -282,6 +282,31 @@ pub(crate) fn matvec_rq_fused(
     false
 }
 
+/// Where a recurrent cell's SIMD elementwise work reads its gates from: the int16 scratch the
+/// scalar loop fills (GRU: `gx`, `gh`; LSTM: the summed gates, second slice unused), or, when
+/// one block holds every gate row, the step's two requantized int32 products `ax`, `ah`
+/// themselves (clamped and summed on the fly exactly as the scalar loop does into the scratch).
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(all(target_arch = "x86_64", kinglet_avx512)), allow(dead_code))]
+pub(crate) enum CellGates<'a> {
+    /// Int16 scratch.
+    I16(&'a [i16], &'a [i16]),
+    /// The int32 products of `W·x` and `R·h`.
+    I32(&'a [i32], &'a [i32]),
+}
+
+/// Whether the active level runs the GRU / LSTM cells in SIMD ([`gru_cell_simd`],
+/// [`lstm_cell_simd`] then return `true` for well-formed operands): AVX-512 VNNI. A constant
+/// `false` elsewhere.
+#[inline]
+pub(crate) fn cell_simd_active() -> bool {
+    #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
+    if active_isa() == Isa::Avx512Vnni {
+        return true;
+    }
+    false
+}
+
 /// One GRU step's elementwise work (`reference::gru`) through the active level's SIMD, where
 /// it has one (AVX-512 VNNI: sixteen units per step, tables by gather); returns `false`,
 /// writing nothing, otherwise. The same bits as the scalar loop in `gru_i8`.
@@ -289,14 +314,14 @@ pub(crate) fn matvec_rq_fused(
 pub(crate) fn gru_cell_simd(
     p: &super::reference::gru::GruParams,
     tabs: &super::reference::ActTables<'_>,
-    gates: (&[i16], &[i16]),
+    gates: CellGates<'_>,
     h16: &mut [i16],
     h: &mut [i8],
     y: &mut [i8],
 ) -> bool {
     #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
     if active_isa() == Isa::Avx512Vnni {
-        return super::x86::avx512_gru_cell(p, tabs, gates.0, gates.1, h16, h, y);
+        return super::x86::avx512_gru_cell(p, tabs, gates, h16, h, y);
     }
     let _ = (p, tabs, gates, h16, h, y);
     false
@@ -309,7 +334,7 @@ pub(crate) fn gru_cell_simd(
 pub(crate) fn lstm_cell_simd(
     p: &super::reference::lstm::LstmParams,
     tabs: &super::reference::ActTables<'_>,
-    gates: &[i16],
+    gates: CellGates<'_>,
     c: &mut [i16],
     h: &mut [i8],
     y: &mut [i8],

@@ -30,6 +30,8 @@
 
 #![allow(unsafe_code)]
 
+#[cfg(kinglet_avx512)]
+use super::matvec::CellGates;
 use super::reference::fixed::dot_i8;
 #[cfg(kinglet_avx512)]
 use super::reference::{gru::GruParams, lstm::LstmParams, ActTable, ActTables};
@@ -584,44 +586,131 @@ unsafe fn load_i16x16(s: &[i16], off: usize, mask: __mmask16) -> __m512i {
     }
 }
 
+/// Sixteen i32 at `s[off..]` (the first `min(16, s.len() - off)`, the rest 0).
+///
+/// # Safety
+/// The CPU must support AVX-512F; `mask` selects only elements inside `s[off..]`.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn load_i32x16(s: &[i32], off: usize, mask: __mmask16) -> __m512i {
+    // SAFETY: masked-out elements are neither read nor faulted on; the rest are in bounds.
+    unsafe { _mm512_maskz_loadu_epi32(mask, s.as_ptr().add(off).cast()) }
+}
+
+/// `v` clamped into int16, in i32 lanes.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn sat16x16(v: __m512i) -> __m512i {
+    _mm512_min_epi32(
+        _mm512_max_epi32(v, _mm512_set1_epi32(i16::MIN as i32)),
+        _mm512_set1_epi32(i16::MAX as i32),
+    )
+}
+
+/// `a.saturating_add(b)` lane by lane: the wrapping sum, replaced by `i32::MAX` / `i32::MIN`
+/// (the sign of `a`) where it overflowed (`a` and `b` of one sign, the sum of the other).
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn adds_epi32x16(a: __m512i, b: __m512i) -> __m512i {
+    let s = _mm512_add_epi32(a, b);
+    let ov = _mm512_and_si512(_mm512_xor_si512(a, s), _mm512_xor_si512(b, s));
+    let ov = _mm512_cmplt_epi32_mask(ov, _mm512_setzero_si512());
+    let limit = _mm512_xor_si512(_mm512_srai_epi32::<31>(a), _mm512_set1_epi32(i32::MAX));
+    _mm512_mask_blend_epi32(ov, s, limit)
+}
+
+/// Gate block `k` (rows `k·H + u..`), units `u..u + 16` of a GRU's `x` part (`which = 0`) or
+/// `h` part (`1`), as int16 values in i32 lanes: the int16 scratch as stored, or the int32
+/// products clamped as the scalar loop clamps them into that scratch.
+///
+/// # Safety
+/// AVX-512F/BW; `mask` selects only units inside both parts' block `k`.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn gru_gate(g: CellGates<'_>, which: usize, off: usize, mask: __mmask16) -> __m512i {
+    // SAFETY: the caller's bounds, passed on.
+    unsafe {
+        match g {
+            CellGates::I16(x, h) => load_i16x16(if which == 0 { x } else { h }, off, mask),
+            CellGates::I32(x, h) => {
+                sat16x16(load_i32x16(if which == 0 { x } else { h }, off, mask))
+            }
+        }
+    }
+}
+
+/// An LSTM's gate at `off` for sixteen units, int16 in i32 lanes: the int16 scratch (`I16`'s
+/// first slice) as stored, or `sat16(ax.saturating_add(ah))` of the products, as the scalar
+/// loop fills that scratch.
+///
+/// # Safety
+/// AVX-512F/BW; `mask` selects only elements inside the slices at `off`.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn lstm_gate(g: CellGates<'_>, off: usize, mask: __mmask16) -> __m512i {
+    // SAFETY: the caller's bounds, passed on.
+    unsafe {
+        match g {
+            CellGates::I16(s, _) => load_i16x16(s, off, mask),
+            CellGates::I32(ax, ah) => sat16x16(adds_epi32x16(
+                load_i32x16(ax, off, mask),
+                load_i32x16(ah, off, mask),
+            )),
+        }
+    }
+}
+
 /// One GRU step's elementwise work (`reference::gru`, module doc), sixteen units per AVX-512
-/// step, the last one masked: `gx`, `gh` are the `3H` int16 gates (`z`, `r`, `n`), `h16` the
-/// Q0.15 state, updated in place with `h` and `y` (int8). Bit-identical with the scalar loop
-/// in `gru_i8`: the same i32 operations lane by lane. Returns `false`, writing nothing, when
-/// the lengths disagree.
+/// step, the last one masked: `gates` are the `3H` gates (`z`, `r`, `n`) of the `x` and `h`
+/// products (int16 scratch, or the int32 products themselves), `h16` the Q0.15 state, updated
+/// in place with `h` and `y` (int8). Bit-identical with the scalar loop in `gru_i8`: the same
+/// i32 operations lane by lane. Returns `false`, writing nothing, when the lengths disagree.
 #[cfg(kinglet_avx512)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn avx512_gru_cell(
     p: &GruParams,
     tabs: &ActTables<'_>,
-    gx: &[i16],
-    gh: &[i16],
+    gates: CellGates<'_>,
     h16: &mut [i16],
     h: &mut [i8],
     y: &mut [i8],
 ) -> bool {
     let nh = h16.len();
-    if gx.len() != 3 * nh || gh.len() != 3 * nh || h.len() != nh || y.len() != nh {
+    let (nx, nr) = match gates {
+        CellGates::I16(x, r) => (x.len(), r.len()),
+        CellGates::I32(x, r) => (x.len(), r.len()),
+    };
+    if nx != 3 * nh || nr != 3 * nh || h.len() != nh || y.len() != nh {
         return false;
     }
     // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f and avx512bw
     // present); lengths checked above.
-    unsafe { avx512_gru_cell_16(p, tabs, gx, gh, h16, h, y) };
+    unsafe { avx512_gru_cell_16(p, tabs, gates, h16, h, y) };
     true
 }
 
 /// See [`avx512_gru_cell`].
 ///
 /// # Safety
-/// AVX-512F and AVX-512BW; `gx`, `gh` hold `3 · h16.len()`, `h` and `y` `h16.len()` elements.
+/// AVX-512F and AVX-512BW; both parts of `gates` hold `3 · h16.len()`, `h` and `y`
+/// `h16.len()` elements.
 #[cfg(kinglet_avx512)]
-#[allow(clippy::incompatible_msrv, clippy::too_many_arguments)]
+#[allow(clippy::incompatible_msrv)]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn avx512_gru_cell_16(
     p: &GruParams,
     tabs: &ActTables<'_>,
-    gx: &[i16],
-    gh: &[i16],
+    gates: CellGates<'_>,
     h16: &mut [i16],
     h: &mut [i8],
     y: &mut [i8],
@@ -638,14 +727,15 @@ unsafe fn avx512_gru_cell_16(
     while u < nh {
         let mask = lanes_mask16(nh - u);
         // SAFETY: AVX-512F/BW enabled (the contract). Every masked load reads only units
-        // `u..u + min(16, nh - u)` of a gate block (`k·nh + u..`, `k < 3`) of `gx` / `gh`
-        // (`3·nh` long) or of `h16`; the masked stores write only those units of `h16`, `h`,
-        // `y` (`nh` long). Every `lut16x16` operand is clamped into int16 (`sat`) first.
+        // `u..u + min(16, nh - u)` of a gate block (`k·nh + u..`, `k < 3`) of either part of
+        // `gates` (`3·nh` long) or of `h16`; the masked stores write only those units of
+        // `h16`, `h`, `y` (`nh` long). Every `lut16x16` operand is clamped into int16 (`sat`).
         unsafe {
-            let ld = |s: &[i16], k: usize| load_i16x16(s, k * nh + u, mask);
-            let z = lut16x16(tabs.sig, sat(_mm512_add_epi32(ld(gx, 0), ld(gh, 0))));
-            let r = lut16x16(tabs.sig, sat(_mm512_add_epi32(ld(gx, 1), ld(gh, 1))));
-            let n_in = _mm512_add_epi32(ld(gx, 2), rsr15(_mm512_mullo_epi32(r, ld(gh, 2))));
+            let gx = |k: usize| gru_gate(gates, 0, k * nh + u, mask);
+            let gh = |k: usize| gru_gate(gates, 1, k * nh + u, mask);
+            let z = lut16x16(tabs.sig, sat(_mm512_add_epi32(gx(0), gh(0))));
+            let r = lut16x16(tabs.sig, sat(_mm512_add_epi32(gx(1), gh(1))));
+            let n_in = _mm512_add_epi32(gx(2), rsr15(_mm512_mullo_epi32(r, gh(2))));
             let n = lut16x16(tabs.tanh, sat(n_in));
             let hs = load_i16x16(h16, u, mask);
             let mix = sat(_mm512_add_epi32(
@@ -662,21 +752,26 @@ unsafe fn avx512_gru_cell_16(
 }
 
 /// One LSTM step's elementwise work (`reference::lstm`, module doc), sixteen units per AVX-512
-/// step, the last one masked: `gates` are the `4H` int16 gates (`i`, `o`, `f`, `c`), `c` the
-/// int16 cell, updated in place with `h` and `y` (int8). Bit-identical with the scalar `cell`:
+/// step, the last one masked: `gates` are the `4H` gates (`i`, `o`, `f`, `c`: the int16 scratch,
+/// or the int32 `x` and `h` products, summed as the scalar loop sums them), `c` the int16
+/// cell, updated in place with `h` and `y` (int8). Bit-identical with the scalar `cell`:
 /// the same i32 operations lane by lane. Returns `false`, writing nothing, when the lengths
 /// disagree.
 #[cfg(kinglet_avx512)]
 pub(crate) fn avx512_lstm_cell(
     p: &LstmParams,
     tabs: &ActTables<'_>,
-    gates: &[i16],
+    gates: CellGates<'_>,
     c: &mut [i16],
     h: &mut [i8],
     y: &mut [i8],
 ) -> bool {
     let nh = c.len();
-    if gates.len() != 4 * nh || h.len() != nh || y.len() != nh {
+    let ok = match gates {
+        CellGates::I16(g, _) => g.len() == 4 * nh,
+        CellGates::I32(ax, ah) => ax.len() == 4 * nh && ah.len() == 4 * nh,
+    };
+    if !ok || h.len() != nh || y.len() != nh {
         return false;
     }
     // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f and avx512bw
@@ -688,14 +783,15 @@ pub(crate) fn avx512_lstm_cell(
 /// See [`avx512_lstm_cell`].
 ///
 /// # Safety
-/// AVX-512F and AVX-512BW; `gates` holds `4 · c.len()`, `h` and `y` `c.len()` elements.
+/// AVX-512F and AVX-512BW; `gates` holds `4 · c.len()` (each slice of `I32`, the first of
+/// `I16`), `h` and `y` `c.len()` elements.
 #[cfg(kinglet_avx512)]
 #[allow(clippy::incompatible_msrv)]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn avx512_lstm_cell_16(
     p: &LstmParams,
     tabs: &ActTables<'_>,
-    gates: &[i16],
+    gates: CellGates<'_>,
     c: &mut [i16],
     h: &mut [i8],
     y: &mut [i8],
@@ -719,10 +815,10 @@ unsafe fn avx512_lstm_cell_16(
         let mask = lanes_mask16(nh - u);
         // SAFETY: AVX-512F/BW enabled (the contract). The masked loads read only units
         // `u..u + min(16, nh - u)` of a gate block (`k·nh + u..`, `k < 4`) of `gates` (`4·nh`
-        // long) or of `c`; the masked stores write only those units of `c`, `h`, `y`. Every
+        // long, each slice read) or of `c`; the masked stores write only those units of `c`, `h`, `y`. Every
         // `lut16x16` operand is int16: a sign-extended load, or clamped (`sat`).
         unsafe {
-            let ld = |k: usize| load_i16x16(gates, k * nh + u, mask);
+            let ld = |k: usize| lstm_gate(gates, k * nh + u, mask);
             let i = lut16x16(tabs.sig, ld(0));
             let o = lut16x16(tabs.sig, ld(1));
             let f = lut16x16(tabs.sig, ld(2));
@@ -950,12 +1046,28 @@ mod tests {
             .collect()
     }
 
+    /// Random int32 products: mostly gate-sized, some far outside int16, some at the i32
+    /// limits (so `ax + ah` overflows and saturates).
+    #[cfg(kinglet_avx512)]
+    fn products(rng: &mut Rng, n: usize) -> Vec<i32> {
+        (0..n)
+            .map(|_| match rng.usize_below(8) {
+                0 => i32::MIN,
+                1 => i32::MAX,
+                2 => rng.i32_in(i32::MIN, i32::MAX),
+                3 => rng.i32_in(-70000, 70000),
+                _ => rng.i32_in(-40000, 40000),
+            })
+            .collect()
+    }
+
     /// The AVX-512 GRU cell against the scalar definition (`reference::gru`, module doc) unit by
     /// unit: every `H` to 40 (masked tails), extreme gates and states, several output
     /// requantizations and zero points, wild tables.
     #[cfg(kinglet_avx512)]
     #[test]
     fn avx512_gru_cell_matches_scalar() {
+        use crate::kernels::matvec::CellGates;
         use crate::kernels::reference::fixed::{clamp8_add, lut16, rq, rsr32, sat16_add};
         use crate::kernels::reference::{gru::GruParams, ActTables};
         use crate::kernels::testutil::{sigmoid_table, tanh_table};
@@ -1001,11 +1113,15 @@ mod tests {
                     hq_mult: mult,
                     hq_shift: shift,
                 };
-                let (gx, gh, h16) = (
-                    gates(&mut rng, 3 * nh),
-                    gates(&mut rng, 3 * nh),
+                // The products; the int16 scratch the scalar loop makes of them (a clamp).
+                let (ax, ah, h16) = (
+                    products(&mut rng, 3 * nh),
+                    products(&mut rng, 3 * nh),
                     gates(&mut rng, nh),
                 );
+                let sat = |v: &i32| (*v).clamp(-32768, 32767) as i16;
+                let gx: Vec<i16> = ax.iter().map(sat).collect();
+                let gh: Vec<i16> = ah.iter().map(sat).collect();
                 let (mut want16, mut want8) = (h16.clone(), std::vec![0i8; nh]);
                 for u in 0..nh {
                     let z = lut16(tabs.sig, sat16_add(gx[u] as i32, gh[u] as i32));
@@ -1016,14 +1132,16 @@ mod tests {
                     want16[u] = mix;
                     want8[u] = clamp8_add(zp, rq(mix as i32, mult, shift));
                 }
-                let (mut got16, mut h, mut y) =
-                    (h16.clone(), std::vec![7i8; nh], std::vec![9i8; nh]);
-                assert!(super::avx512_gru_cell(
-                    &p, &tabs, &gx, &gh, &mut got16, &mut h, &mut y
-                ));
-                assert_eq!(got16, want16, "H {nh} round {round}");
-                assert_eq!(h, want8, "H {nh} round {round}");
-                assert_eq!(y, want8, "H {nh} round {round}");
+                for g in [CellGates::I16(&gx, &gh), CellGates::I32(&ax, &ah)] {
+                    let (mut got16, mut h, mut y) =
+                        (h16.clone(), std::vec![7i8; nh], std::vec![9i8; nh]);
+                    assert!(super::avx512_gru_cell(
+                        &p, &tabs, g, &mut got16, &mut h, &mut y
+                    ));
+                    assert_eq!(got16, want16, "H {nh} round {round} {g:?}");
+                    assert_eq!(h, want8, "H {nh} round {round}");
+                    assert_eq!(y, want8, "H {nh} round {round}");
+                }
             }
         }
         // Lengths that disagree: refused, nothing written.
@@ -1046,8 +1164,7 @@ mod tests {
         assert!(!super::avx512_gru_cell(
             &p,
             &tabs,
-            &[0; 5],
-            &[0; 6],
+            CellGates::I16(&[0; 5], &[0; 6]),
             &mut h16,
             &mut [0; 2],
             &mut [0; 2]
@@ -1061,7 +1178,8 @@ mod tests {
     #[cfg(kinglet_avx512)]
     #[test]
     fn avx512_lstm_cell_matches_scalar() {
-        use crate::kernels::reference::fixed::{clamp8_add, lut16, rq, rsr32};
+        use crate::kernels::matvec::CellGates;
+        use crate::kernels::reference::fixed::{clamp8_add, lut16, rq, rsr32, sat16_add};
         use crate::kernels::reference::{lstm::LstmParams, ActTables};
         use crate::kernels::testutil::{sigmoid_table, tanh_table};
         if !Isa::Avx512Vnni.is_available() {
@@ -1104,7 +1222,13 @@ mod tests {
                     hq_mult: mult,
                     hq_shift: shift,
                 };
-                let (g, c) = (gates(&mut rng, 4 * nh), gates(&mut rng, nh));
+                // The products; the int16 scratch the scalar loop makes of them.
+                let (ax, ah, c) = (
+                    products(&mut rng, 4 * nh),
+                    products(&mut rng, 4 * nh),
+                    gates(&mut rng, nh),
+                );
+                let g: Vec<i16> = ax.iter().zip(&ah).map(|(&a, &r)| sat16_add(a, r)).collect();
                 let ce = cell_exp.min(15);
                 let (mut want_c, mut want8) = (c.clone(), std::vec![0i8; nh]);
                 for u in 0..nh {
@@ -1122,13 +1246,16 @@ mod tests {
                     };
                     want8[u] = clamp8_add(zp, rq(o * lut16(tabs.tanh, tc as i16), mult, shift));
                 }
-                let (mut got_c, mut h, mut y) = (c.clone(), std::vec![7i8; nh], std::vec![9i8; nh]);
-                assert!(super::avx512_lstm_cell(
-                    &p, &tabs, &g, &mut got_c, &mut h, &mut y
-                ));
-                assert_eq!(got_c, want_c, "cell_exp {cell_exp} H {nh}");
-                assert_eq!(h, want8, "cell_exp {cell_exp} H {nh}");
-                assert_eq!(y, want8, "cell_exp {cell_exp} H {nh}");
+                for gs in [CellGates::I16(&g, &[]), CellGates::I32(&ax, &ah)] {
+                    let (mut got_c, mut h, mut y) =
+                        (c.clone(), std::vec![7i8; nh], std::vec![9i8; nh]);
+                    assert!(super::avx512_lstm_cell(
+                        &p, &tabs, gs, &mut got_c, &mut h, &mut y
+                    ));
+                    assert_eq!(got_c, want_c, "cell_exp {cell_exp} H {nh} {gs:?}");
+                    assert_eq!(h, want8, "cell_exp {cell_exp} H {nh}");
+                    assert_eq!(y, want8, "cell_exp {cell_exp} H {nh}");
+                }
             }
         }
     }

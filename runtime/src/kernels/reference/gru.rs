@@ -25,9 +25,9 @@
 //! `h`'s int8 rounding (½ LSB per step, carried through `z · h` with `z < 1`) dominates; the
 //! Q3.12 gates and Q0.15 tables add < 1e-3.
 
-use super::fixed::{clamp8_add, lut16, rq, rsr32, sat16_add};
+use super::fixed::{clamp8_add, lut16, rq, rsr32, sat16_add, MATVEC_BLOCK};
 use super::{step_index, ActTables, GateWeights};
-use crate::kernels::matvec::gru_cell_simd;
+use crate::kernels::matvec::{cell_simd_active, gru_cell_simd, CellGates};
 
 /// Shape and quantization of a GRU op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,27 +80,55 @@ pub fn gru_i8(
     }
     for it in 0..p.steps {
         let t = step_index(it, p.steps, p.reverse);
-        let xt = &x[t * ni..(t + 1) * ni];
-        let (gx, gh) = scratch.split_at_mut(3 * nh);
+        // In bounds by the length checks above; `get` keeps the device path panic-free.
+        let (Some(xt), Some(yt)) = (
+            x.get(t * ni..(t + 1) * ni),
+            y.get_mut(t * nh..(t + 1) * nh),
+        ) else {
+            return;
+        };
+        if 3 * nh <= MATVEC_BLOCK && cell_simd_active() {
+            // One block holds every gate row: the SIMD cell reads the products straight from
+            // it (no int16 scratch), and the previous `h` from a copy, as it writes `h`.
+            let mut h_prev = [0i8; MATVEC_BLOCK];
+            if let Some(hp) = h_prev.get_mut(..nh) {
+                hp.copy_from_slice(h);
+                let mut done = false;
+                wt.for_each_block(3 * nh, xt, hp, |first, ax, ah| {
+                    done = first == 0
+                        && gru_cell_simd(p, tabs, CellGates::I32(ax, ah), h16, h, &mut *yt);
+                });
+                if done {
+                    continue;
+                }
+            }
+        }
+        let Some((gx, gh)) = scratch.split_at_mut_checked(3 * nh) else {
+            return;
+        };
         wt.for_each_block(3 * nh, xt, h, |first, ax, ah| {
             let rows = first..first + ax.len();
-            for ((gx, gh), (&a, &r)) in gx[rows.clone()]
-                .iter_mut()
-                .zip(&mut gh[rows])
-                .zip(ax.iter().zip(ah))
-            {
+            let (Some(gxb), Some(ghb)) = (gx.get_mut(rows.clone()), gh.get_mut(rows)) else {
+                return;
+            };
+            for ((gx, gh), (&a, &r)) in gxb.iter_mut().zip(ghb).zip(ax.iter().zip(ah)) {
                 *gx = a.clamp(i16::MIN as i32, i16::MAX as i32) as i16;
                 *gh = r.clamp(i16::MIN as i32, i16::MAX as i32) as i16;
             }
         });
-        let yt = &mut y[t * nh..(t + 1) * nh];
-        if gru_cell_simd(p, tabs, (gx, gh), h16, h, yt) {
+        if gru_cell_simd(p, tabs, CellGates::I16(gx, gh), h16, h, yt) {
             continue;
         }
-        let (gxz, rest) = gx.split_at(nh);
-        let (gxr, gxn) = rest.split_at(nh);
-        let (ghz, rest) = gh.split_at(nh);
-        let (ghr, ghn) = rest.split_at(nh);
+        let (Some((gxz, rest_x)), Some((ghz, rest_h))) =
+            (gx.split_at_checked(nh), gh.split_at_checked(nh))
+        else {
+            return;
+        };
+        let (Some((gxr, gxn)), Some((ghr, ghn))) =
+            (rest_x.split_at_checked(nh), rest_h.split_at_checked(nh))
+        else {
+            return;
+        };
         let gates = gxz
             .iter()
             .zip(ghz)

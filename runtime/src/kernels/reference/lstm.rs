@@ -22,9 +22,9 @@
 //! cell, so it stays bounded by about ½ / (1 − gain) LSB; the Q3.12 gates, Q0.15 tables
 //! (≤ 1.2e-4) and Q cell add < 1e-3. Saturated gates (|pre| ≥ 8) are outside the bound.
 
-use super::fixed::{clamp8_add, lut16, rq, rsr32, sat16_add};
+use super::fixed::{clamp8_add, lut16, rq, rsr32, sat16_add, MATVEC_BLOCK};
 use super::{step_index, ActTables, GateWeights};
-use crate::kernels::matvec::lstm_cell_simd;
+use crate::kernels::matvec::{cell_simd_active, lstm_cell_simd, CellGates};
 
 /// Shape and quantization of an LSTM op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,20 +76,49 @@ pub fn lstm_i8(
     let cell_exp = p.cell_exp.min(15);
     for it in 0..p.steps {
         let t = step_index(it, p.steps, p.reverse);
-        let xt = &x[t * ni..(t + 1) * ni];
+        // In bounds by the length checks above; `get` keeps the device path panic-free.
+        let (Some(xt), Some(yt)) = (
+            x.get(t * ni..(t + 1) * ni),
+            y.get_mut(t * nh..(t + 1) * nh),
+        ) else {
+            return;
+        };
+        if 4 * nh <= MATVEC_BLOCK && cell_simd_active() {
+            // One block holds every gate row: the SIMD cell reads the products straight from
+            // it (no int16 scratch), and the previous `h` from a copy, as it writes `h`.
+            let mut h_prev = [0i8; MATVEC_BLOCK];
+            if let Some(hp) = h_prev.get_mut(..nh) {
+                hp.copy_from_slice(h);
+                let mut done = false;
+                wt.for_each_block(4 * nh, xt, hp, |first, ax, ah| {
+                    done = first == 0
+                        && lstm_cell_simd(p, tabs, CellGates::I32(ax, ah), c, h, &mut *yt);
+                });
+                if done {
+                    continue;
+                }
+            }
+        }
         wt.for_each_block(4 * nh, xt, h, |first, ax, ah| {
-            let gb = &mut scratch[first..first + ax.len()];
+            let Some(gb) = scratch.get_mut(first..first + ax.len()) else {
+                return;
+            };
             for ((g, &a), &r) in gb.iter_mut().zip(ax).zip(ah) {
                 *g = sat16_add(a, r);
             }
         });
-        let yt = &mut y[t * nh..(t + 1) * nh];
-        if lstm_cell_simd(p, tabs, scratch, c, h, yt) {
+        if lstm_cell_simd(p, tabs, CellGates::I16(scratch, &[]), c, h, yt) {
             continue;
         }
-        let (gi, rest) = scratch.split_at(nh);
-        let (go, rest) = rest.split_at(nh);
-        let (gf, gz) = rest.split_at(nh);
+        let Some((gi, rest)) = scratch.split_at_checked(nh) else {
+            return;
+        };
+        let Some((go, rest)) = rest.split_at_checked(nh) else {
+            return;
+        };
+        let Some((gf, gz)) = rest.split_at_checked(nh) else {
+            return;
+        };
         let units = gi.iter().zip(go).zip(gf).zip(gz);
         let state = c.iter_mut().zip(h.iter_mut()).zip(yt.iter_mut());
         for ((((&gi, &go), &gf), &gz), ((cu, hu), yu)) in units.zip(state) {
