@@ -382,7 +382,11 @@ fn matvec_i8_on(isa: Isa, m: &[i8], v: &[i8], acc: &mut [i32]) {
         acc.fill(0);
         return;
     }
-    let m = &m[..rows * k];
+    // `rows · k ≤ m.len()` by the division above; `get` keeps the device path panic-free.
+    let Some(m) = m.get(..rows * k) else {
+        acc.fill(0);
+        return;
+    };
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => super::x86::avx2_matvec_i8(m, v, acc),

@@ -77,10 +77,8 @@ pub fn lstm_i8(
     for it in 0..p.steps {
         let t = step_index(it, p.steps, p.reverse);
         // In bounds by the length checks above; `get` keeps the device path panic-free.
-        let (Some(xt), Some(yt)) = (
-            x.get(t * ni..(t + 1) * ni),
-            y.get_mut(t * nh..(t + 1) * nh),
-        ) else {
+        let (Some(xt), Some(yt)) = (x.get(t * ni..(t + 1) * ni), y.get_mut(t * nh..(t + 1) * nh))
+        else {
             return;
         };
         if 4 * nh <= MATVEC_BLOCK && cell_simd_active() {

@@ -59,10 +59,15 @@ pub fn rnn_i8(
     }
     for it in 0..p.steps {
         let t = step_index(it, p.steps, p.reverse);
-        let xt = &x[t * ni..(t + 1) * ni];
-        let yt = &mut y[t * nh..(t + 1) * nh];
+        // In bounds by the length checks above; `get` keeps the device path panic-free.
+        let (Some(xt), Some(yt)) = (x.get(t * ni..(t + 1) * ni), y.get_mut(t * nh..(t + 1) * nh))
+        else {
+            return;
+        };
         wt.for_each_block(nh, xt, h, |first, ax, ah| {
-            let yb = &mut yt[first..first + ax.len()];
+            let Some(yb) = yt.get_mut(first..first + ax.len()) else {
+                return;
+            };
             for ((out, &a), &r) in yb.iter_mut().zip(ax).zip(ah) {
                 // Saturating i32 sums clamp to the same int16 / int8 as the exact ones.
                 let v = if p.relu {
