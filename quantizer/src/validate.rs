@@ -135,15 +135,8 @@ pub fn layer_sqnr(
     data: &ArrayF32,
     samples: usize,
 ) -> Result<Vec<LayerSqnr>> {
-    let imported = crate::import::import(onnx, None)
-        .with_context(|| format!("importing {}", onnx.display()))?;
+    let (imported, _) = import_for(onnx, data)?;
     let g = &imported.graph;
-    let input = g
-        .inputs
-        .first()
-        .copied()
-        .ok_or_else(|| anyhow!("the ONNX model has no input"))?;
-    crate::calibrate::check_sample_shape(data, &g.values[input].shape, "the validation data")?;
     let mut host = HostModel::new(kgl_bytes)?;
     let kinds: Vec<&'static str> = (0..host.model().n_ops())
         .map(|i| host.model().op(i).map_or("?", |o| o.name()))
@@ -384,15 +377,12 @@ pub fn compare(
     Ok(report)
 }
 
-/// Runs both engines over `data` and compares.
-pub fn validate(
+/// Imports `onnx` and checks that `data`'s samples fit its input; returns the import and the
+/// input's shape.
+fn import_for(
     onnx: &std::path::Path,
-    kgl_bytes: &[u8],
     data: &ArrayF32,
-    labels: Option<&[i64]>,
-    targets: Option<&ArrayF32>,
-    limit: Option<usize>,
-) -> Result<Report> {
+) -> Result<(crate::import::Imported, Vec<usize>)> {
     let imported = crate::import::import(onnx, None)
         .with_context(|| format!("importing {}", onnx.display()))?;
     let g = &imported.graph;
@@ -403,6 +393,19 @@ pub fn validate(
         .ok_or_else(|| anyhow!("the ONNX model has no input"))?;
     let shape = g.values[input].shape.clone();
     crate::calibrate::check_sample_shape(data, &shape, "the validation data")?;
+    Ok((imported, shape))
+}
+
+/// Runs both engines over `data` and compares.
+pub fn validate(
+    onnx: &std::path::Path,
+    kgl_bytes: &[u8],
+    data: &ArrayF32,
+    labels: Option<&[i64]>,
+    targets: Option<&ArrayF32>,
+    limit: Option<usize>,
+) -> Result<Report> {
+    let (imported, shape) = import_for(onnx, data)?;
     let tract = crate::oracle::TractModel::load(onnx, &shape, imported.input_f16)?;
     let mut host = HostModel::new(kgl_bytes)?;
     let n = limit.map_or(data.samples(), |l| l.min(data.samples()));
