@@ -51,6 +51,9 @@ use zerocopy::little_endian::I32;
 pub const MAX_TK: usize = 4096;
 /// Largest head width parse accepts.
 pub const MAX_DH: usize = 256;
+
+/// Columns of one head the P·V loop sums at a time (its i64 accumulators live on the stack).
+const PV_CHUNK: usize = 32;
 /// Length of the `exp2` table (one octave in Q.10 steps).
 pub const EXP2_LEN: usize = 1024;
 
@@ -176,18 +179,32 @@ pub fn attention_i8(
                     *s = pow2_neg(exp2, rq(m - *s, p.score_mult, p.score_shift));
                     l += *s as i64;
                 }
-                for (c, out) in yh.iter_mut().enumerate() {
-                    let at = col + c;
-                    let mut a = 0i64;
+                // P·V a chunk of up to PV_CHUNK columns at a time, walking the value rows in
+                // order (contiguous reads) with one i64 sum per column: the same sums as a
+                // column at a time, 256 bytes of stack.
+                let mut c0 = 0usize;
+                for ych in yh.chunks_mut(PV_CHUNK) {
+                    let mut sums = [0i64; PV_CHUNK];
+                    let Some(sums) = sums.get_mut(..ych.len()) else {
+                        return;
+                    };
                     let mut vrs = vb.chunks_exact(w.max(1));
                     for &pj in sc.iter() {
                         let Some(vr) = vrs.next() else { break };
-                        let vv = vr.get(at).map_or(v_zp as i64, |&x| x as i64);
-                        a += pj as i64 * (vv - v_zp as i64);
+                        // Always in the row (`col + dh ≤ w`); a missing row would add 0.
+                        let Some(vh) = vr.get(col + c0..col + c0 + ych.len()) else {
+                            continue;
+                        };
+                        for (a, &x) in sums.iter_mut().zip(vh) {
+                            *a += pj as i64 * (x as i64 - v_zp as i64);
+                        }
                     }
-                    let mean = div_round(a << 16, l); // |mean| < 2^24
-                    let r = rq(mean as i32, p.out_mult, p.out_shift);
-                    *out = clamp8(p.y_zp as i64 + r as i64, -128, 127);
+                    for (out, &a) in ych.iter_mut().zip(sums.iter()) {
+                        let mean = div_round(a << 16, l); // |mean| < 2^24
+                        let r = rq(mean as i32, p.out_mult, p.out_shift);
+                        *out = clamp8(p.y_zp as i64 + r as i64, -128, 127);
+                    }
+                    c0 += ych.len();
                 }
                 col += p.dh;
             });
