@@ -446,6 +446,7 @@ fn main() {
     kws(&out, &manifest);
     forecast(&out, &manifest);
     bench(&out, &manifest);
+    golden(&out, &manifest);
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/common.rs");
 }
@@ -527,6 +528,62 @@ fn bench(out: &Path, manifest: &Path) {
              /// Where the input came from.\npub const INPUT_SOURCE: &str = {source:?};\n\
              /// The host's int8 outputs (all outputs, concatenated).\npub const HOST_OUTPUT: &[i8] = &{outputs:?};\n\
              /// FNV-1a 32 of `HOST_OUTPUT`.\npub const HOST_HASH: u32 = {hash:#010x};\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// The `golden` app's models: `KINGLET_GOLDEN_MODELS` (comma-separated names of
+/// `runtime/tests/golden.txt`), each embedded with its committed hash; `golden_models.rs` holds
+/// the table and the largest arena. Unset or empty: an empty table (the app then only says so).
+fn golden(out: &Path, manifest: &Path) {
+    println!("cargo:rerun-if-env-changed=KINGLET_GOLDEN_MODELS");
+    let root = manifest.join("..");
+    let golden_txt = root.join("runtime/tests/golden.txt");
+    println!("cargo:rerun-if-changed={}", golden_txt.display());
+    let text = fs::read_to_string(&golden_txt).expect("runtime/tests/golden.txt");
+    let mut want = std::collections::BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f.len(), 3, "golden.txt: bad line {line:?}");
+        let seed: u64 = f[1].parse().expect("golden.txt seed");
+        let hash = u64::from_str_radix(f[2], 16).expect("golden.txt hash");
+        want.insert(f[0].to_string(), (seed, hash));
+    }
+    let names = env::var("KINGLET_GOLDEN_MODELS").unwrap_or_default();
+    let mut table = String::new();
+    let mut arena = 16usize;
+    for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let &(seed, hash) = want
+            .get(name)
+            .unwrap_or_else(|| panic!("KINGLET_GOLDEN_MODELS: {name} is not in golden.txt"));
+        // golden.rs's naming: recurrent fixtures by their folder, `fixtures_tf/<name>`, and the
+        // example models by their folder under models/.
+        let fixture = root.join("models/fixtures").join(name).join("model.kgl");
+        let path = if fixture.exists() {
+            fixture
+        } else {
+            root.join("models").join(name).join("model.kgl")
+        };
+        println!("cargo:rerun-if-changed={}", path.display());
+        let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let model =
+            kinglet::Model::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+        arena = arena.max(model.arena_bytes());
+        table.push_str(&format!(
+            "    ({name:?}, kinglet_firmware::include_aligned!({:?}), {seed}, {hash:#018x}),\n",
+            path.display().to_string()
+        ));
+    }
+    fs::write(
+        out.join("golden_models.rs"),
+        format!(
+            "/// `(name, model file, seed, committed hash)`.\n\
+             pub static MODELS: &[(&str, &[u8], u64, u64)] = &[\n{table}];\n\
+             /// The largest arena the models need.\npub const ARENA_BYTES: usize = {arena};\n"
         ),
     )
     .unwrap();
