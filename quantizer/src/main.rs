@@ -131,11 +131,31 @@ enum Cmd {
 }
 
 fn main() {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     if let Err(e) = real_main(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// `kinglet inspect m.kgl | head`: a reader that stops early closes our stdout, and `println!`
+/// then panics with a backtrace. That is not an error of ours: exit quietly with the status a
+/// shell gives a process killed by SIGPIPE (128 + 13), and leave every other panic as it was.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 fn read_file(p: &Path) -> Result<Vec<u8>> {

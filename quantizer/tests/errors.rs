@@ -406,3 +406,22 @@ fn huge_constant_folded_expand_is_an_error_not_an_abort() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `kinglet inspect m.kgl | head`: stdout closed by the reader is not a crash. The pipe's read
+/// end is closed before the tool starts, so every write fails with EPIPE.
+#[test]
+fn closed_stdout_exits_quietly_without_a_panic() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let model =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/kws_gru/model.kgl");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kinglet"))
+        .arg("inspect")
+        .arg(&model)
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+    assert_eq!(out.status.code(), Some(141), "stderr: {stderr}");
+}
