@@ -89,6 +89,16 @@ def write_wav(path: Path, pcm: np.ndarray) -> None:
         w.writeframes(pcm.astype("<i2").tobytes())
 
 
+def shift_zero_fill(x: np.ndarray, shift: int) -> np.ndarray:
+    """`x` moved by `shift` samples (later if positive), the samples moved in set to 0."""
+    x = np.roll(x, shift)
+    if shift > 0:
+        x[:shift] = 0
+    elif shift < 0:
+        x[shift:] = 0
+    return x
+
+
 def augment(pcm: np.ndarray, noises: list[np.ndarray], rng: np.random.Generator,
             is_silence: bool) -> np.ndarray:
     """Time shift (+-100 ms, zero fill), gain (+-6 dB), background noise from a training-split
@@ -97,12 +107,7 @@ def augment(pcm: np.ndarray, noises: list[np.ndarray], rng: np.random.Generator,
     src = pcm[:16000].astype(np.float64)
     x[:len(src)] = src
     if not is_silence:
-        shift = int(rng.integers(-1600, 1601))
-        x = np.roll(x, shift)
-        if shift > 0:
-            x[:shift] = 0
-        elif shift < 0:
-            x[shift:] = 0
+        x = shift_zero_fill(x, int(rng.integers(-1600, 1601)))
     x *= 10 ** (rng.uniform(-6, 6) / 20)
     if noises and rng.random() < 0.7:
         n = noises[int(rng.integers(len(noises)))].astype(np.float64)

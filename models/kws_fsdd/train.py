@@ -67,13 +67,7 @@ def read_wav8(path: Path) -> np.ndarray:
 
 def shift_gain(pcm: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Time shift +-150 ms (zero fill) and gain +-6 dB."""
-    x = pcm.astype(np.float64)
-    s = int(rng.integers(-2400, 2401))
-    x = np.roll(x, s)
-    if s > 0:
-        x[:s] = 0
-    elif s < 0:
-        x[s:] = 0
+    x = kws.shift_zero_fill(pcm.astype(np.float64), int(rng.integers(-2400, 2401)))
     x *= 10 ** (rng.uniform(-6, 6) / 20)
     return np.clip(np.round(x), -32768, 32767).astype(np.int16)
 
