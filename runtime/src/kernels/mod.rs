@@ -11,6 +11,7 @@
 
 pub mod matvec;
 pub mod reference;
+mod tfsimd;
 
 #[cfg(kinglet_dsp)]
 mod dsp;

@@ -32,7 +32,11 @@
 
 #[cfg(kinglet_avx512)]
 use super::matvec::CellGates;
+#[cfg(kinglet_avx512)]
+use super::reference::attention::{AttentionParams, EXP2_LEN, MAX_DH};
 use super::reference::fixed::dot_i8;
+#[cfg(kinglet_avx512)]
+use super::reference::layernorm::{LayerNormParams, MAX_D as LN_MAX_D};
 #[cfg(kinglet_avx512)]
 use super::reference::{gru::GruParams, lstm::LstmParams, ActTable, ActTables};
 use core::arch::x86_64::*;
@@ -841,6 +845,513 @@ unsafe fn avx512_lstm_cell_16(
             _mm512_mask_cvtepi32_storeu_epi8(y.as_mut_ptr().add(u).cast(), mask, hq);
         }
         u += 16;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transformer ops on AVX-512 (dispatched from `super::tfsimd`), each bit-identical with its
+// scalar definition in `reference`.
+
+/// `(lo as u16) | (hi as u16) << 16`: two int16 values as one dword, the operand layout of
+/// `vpdpwssd` (`lo` pairs with the other operand's low half).
+#[cfg(kinglet_avx512)]
+#[inline]
+fn pair_i16(lo: i32, hi: i32) -> u32 {
+    (lo as u16 as u32) | ((hi as u16 as u32) << 16)
+}
+
+/// Dwords of each of the attention kernel's two packed stack operands (keys transposed, values
+/// in pairs of rows); shapes that need more take the scalar loop.
+#[cfg(kinglet_avx512)]
+pub(crate) const ATT_PACK: usize = 4096;
+/// Largest key count of the AVX-512 attention (its score and weight rows live on the stack).
+#[cfg(kinglet_avx512)]
+pub(crate) const ATT_MAX_TK: usize = 512;
+
+/// Whether the `exp2` table is one the AVX-512 attention's exactness argument covers: what
+/// parse accepts (`exp2[0] = 65536`, every entry in `[0, 65536]`).
+#[cfg(kinglet_avx512)]
+fn exp2_table_ok(exp2: &[I32; EXP2_LEN]) -> bool {
+    exp2[0].get() == 65536 && exp2.iter().all(|e| (0..=65536).contains(&e.get()))
+}
+
+/// ATTENTION ([`attention_i8`](super::reference::attention::attention_i8)) on AVX-512 VNNI,
+/// bit-identical with the scalar loop. Per block of `steps`, the keys minus `k_zp` are packed
+/// once as int16 column pairs transposed to `[head][pair][key]`, and the values minus `v_zp`
+/// as int16 pairs of consecutive rows `[row pair][column]`; then per query row and head:
+///
+/// - scores, sixteen keys per vector: `vpdpwssd` of the packed keys with the query's column
+///   pair broadcast (exact: `|s_j| < 2^24`);
+/// - the weights `p_j`: `rq` of `m − s_j` in i64 lanes (the definition, which the scalar `rq`
+///   equals), the `exp2` entry by gather, `rsr` as `(e >> n) + ((e >> (n − 1)) & 1)`; `l = Σ p_j
+///   ≤ 2^28` in i32;
+/// - `P·V` sixteen columns per vector: `p_j = 256 · ph_j + pl_j` with `ph ≤ 256`, `pl ≤ 255`,
+///   both int16, so `vpdpwssd` with a pair of rows' weights broadcast sums `Σ ph_j (v − v_zp)`
+///   and `Σ pl_j (v − v_zp)` exactly in i32 (each `< 2^28`); `a = 256 · A_h + A_l` in i64;
+/// - `div_round(a · 2^16, l)` in f64: the numerator `|a| · 2^16 + ⌊l/2⌋ < 2^52` and `l` are
+///   exact, the truncated quotient of `N · (1/l)` is off by at most one (relative error
+///   `< 2^-51` on a quotient `< 2^37`), and the exact remainder `N − q·l` (one FMA, exact below
+///   2^53) corrects it; then `rq` and the clamp as in the scalar loop.
+///
+/// Returns `false`, writing nothing, for shapes beyond the stack buffers ([`ATT_PACK`],
+/// [`ATT_MAX_TK`]), slices that disagree with `p`, or an `exp2` table parse would refuse.
+#[cfg(kinglet_avx512)]
+pub(crate) fn avx512_attention(
+    p: &AttentionParams,
+    exp2: &[I32; EXP2_LEN],
+    q: &[i8],
+    k: &[i8],
+    v: &[i8],
+    y: &mut [i8],
+) -> bool {
+    let Some(w) = p.width() else { return false };
+    let (tq, tk, dh, heads) = (p.tq, p.tk, p.dh, p.heads);
+    let dp = dh.div_ceil(2);
+    let tkp = tk.next_multiple_of(16);
+    let ok = tq > 0
+        && (1..=ATT_MAX_TK).contains(&tk)
+        && (1..=MAX_DH).contains(&dh)
+        && heads > 0
+        && heads * dp * tkp <= ATT_PACK
+        && tk.div_ceil(2) * w <= ATT_PACK
+        && [p.q_zp, p.k_zp, p.v_zp]
+            .iter()
+            .all(|z| (-128..=127).contains(z))
+        && Some(q.len()) == tq.checked_mul(w).and_then(|n| n.checked_mul(p.steps))
+        && Some(k.len()) == tk.checked_mul(w).and_then(|n| n.checked_mul(p.steps))
+        && v.len() == k.len()
+        && y.len() == q.len()
+        && exp2_table_ok(exp2);
+    if !ok {
+        return false;
+    }
+    let mut kt = [0u32; ATT_PACK];
+    let mut vp = [0u32; ATT_PACK];
+    let mut scratch = AttRowScratch {
+        sc: [0; ATT_MAX_TK],
+        ph: [0; ATT_MAX_TK / 2],
+        pl: [0; ATT_MAX_TK / 2],
+        qp: [0; MAX_DH.div_ceil(2)],
+    };
+    for s in 0..p.steps {
+        let kb = &k[s * tk * w..(s + 1) * tk * w];
+        let vb = &v[s * tk * w..(s + 1) * tk * w];
+        // Keys transposed: `kt[(h·dp + c)·tkp + j]` holds columns `2c, 2c + 1` of head `h`
+        // (the second 0 past an odd `dh`); keys `tk..tkp` stay 0.
+        for (j, kr) in kb.chunks_exact(w).enumerate() {
+            for (h, kh) in kr.chunks_exact(dh).enumerate() {
+                for (c, two) in kh.chunks(2).enumerate() {
+                    let lo = two[0] as i32 - p.k_zp;
+                    let hi = two.get(1).map_or(0, |&x| x as i32 - p.k_zp);
+                    kt[(h * dp + c) * tkp + j] = pair_i16(lo, hi);
+                }
+            }
+        }
+        // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f, avx512bw,
+        // avx512vnni); `vp` holds `⌈tk/2⌉ · w ≤ ATT_PACK` dwords (checked above) and `vb`
+        // `tk · w` bytes.
+        unsafe { avx512_pack_value_pairs(vb, w, p.v_zp, &mut vp) };
+        let qb = &q[s * tq * w..(s + 1) * tq * w];
+        let yb = &mut y[s * tq * w..(s + 1) * tq * w];
+        for (i, (qr, yr)) in qb.chunks_exact(w).zip(yb.chunks_exact_mut(w)).enumerate() {
+            let n = if p.causal { (i + 1).min(tk) } else { tk };
+            // SAFETY: as above; `n ≤ tk`, the packed operands cover `tk` keys, `qr` and `yr`
+            // hold `w = heads · dh` bytes.
+            unsafe { avx512_attention_row(p, exp2, qr, yr, n, &kt, &vp, &mut scratch) };
+        }
+    }
+    true
+}
+
+/// `vp[r·w + c] = pair_i16(v[2r, c] − v_zp, v[2r + 1, c] − v_zp)` (the second 0 past the last
+/// row), sixteen columns per step.
+///
+/// # Safety
+/// AVX-512F/BW; `v.len()` a multiple of `w ≥ 1`, `vp.len() ≥ ⌈v.len() / w / 2⌉ · w`.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn avx512_pack_value_pairs(v: &[i8], w: usize, v_zp: i32, vp: &mut [u32]) {
+    let rows = v.len() / w;
+    let zp = _mm512_set1_epi32(v_zp);
+    let low = _mm512_set1_epi32(0xffff);
+    for r in 0..rows.div_ceil(2) {
+        let mut c = 0;
+        while c < w {
+            let mask = lanes_mask16(w - c);
+            // SAFETY: the masked loads read columns `c..min(c + 16, w)` of rows `2r` and (when
+            // it exists) `2r + 1`, the masked store writes the same columns of pair row `r`:
+            // in bounds by the contract.
+            unsafe {
+                let a = _mm512_maskz_loadu_epi8(mask.into(), v.as_ptr().add(2 * r * w + c).cast());
+                let a = _mm512_sub_epi32(_mm512_cvtepi8_epi32(_mm512_castsi512_si128(a)), zp);
+                let b = if 2 * r + 1 < rows {
+                    let b = _mm512_maskz_loadu_epi8(
+                        mask.into(),
+                        v.as_ptr().add((2 * r + 1) * w + c).cast(),
+                    );
+                    _mm512_sub_epi32(_mm512_cvtepi8_epi32(_mm512_castsi512_si128(b)), zp)
+                } else {
+                    _mm512_setzero_si512()
+                };
+                let d = _mm512_or_si512(_mm512_and_si512(a, low), _mm512_slli_epi32::<16>(b));
+                _mm512_mask_storeu_epi32(vp.as_mut_ptr().add(r * w + c).cast(), mask, d);
+            }
+            c += 16;
+        }
+    }
+}
+
+/// The f64 value of each i64 lane, for lanes in `[0, 2^52)`: the lane's bits under the exponent
+/// of 2^52, minus 2^52 (exact).
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn u52_to_f64(x: __m512i) -> __m512d {
+    let magic = _mm512_set1_epi64(0x4330_0000_0000_0000);
+    _mm512_sub_pd(
+        _mm512_castsi512_pd(_mm512_or_si512(x, magic)),
+        _mm512_set1_pd(4503599627370496.0),
+    )
+}
+
+/// The i64 value of each f64 lane, for integral lanes in `[0, 2^52)` (the inverse of
+/// [`u52_to_f64`]).
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn f64_to_u52(x: __m512d) -> __m512i {
+    let magic = _mm512_set1_epi64(0x4330_0000_0000_0000);
+    _mm512_sub_epi64(
+        _mm512_castpd_si512(_mm512_add_pd(x, _mm512_set1_pd(4503599627370496.0))),
+        magic,
+    )
+}
+
+/// `⌊num / den⌋` for integral f64 lanes `num ∈ [0, 2^52)` and `den ≥ 1` with quotient below
+/// 2^37, given `inv = 1 / den` (rounded): the truncated product is within one of the quotient
+/// (relative error below 2^-51), and the exact remainder `num − q·den` (an FMA, all terms below
+/// 2^53) says which way to correct it. Integral f64 result.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn floor_div_f64(num: __m512d, den: __m512d, inv: __m512d) -> __m512d {
+    const TRUNC: i32 = _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC;
+    let q = _mm512_roundscale_pd::<TRUNC>(_mm512_mul_pd(num, inv));
+    let r = _mm512_fnmadd_pd(q, den, num);
+    let one = _mm512_set1_pd(1.0);
+    let q = _mm512_mask_sub_pd(
+        q,
+        _mm512_cmp_pd_mask::<_CMP_LT_OQ>(r, _mm512_setzero_pd()),
+        q,
+        one,
+    );
+    _mm512_mask_add_pd(q, _mm512_cmp_pd_mask::<_CMP_GE_OQ>(r, den), q, one)
+}
+
+/// `div_round(x, den)` ([`div_round`](super::reference::div_round)) of eight i64 lanes with
+/// `|x| < 2^52 − den` and `den ∈ [1, 2^30)` whose quotients stay below 2^37: `(|x| + ⌊den/2⌋) /
+/// den` with the sign of `x`, through [`floor_div_f64`].
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn div_round_i64x8(x: __m512i, den: i64, denf: __m512d, inv: __m512d) -> __m512i {
+    let neg = _mm512_cmplt_epi64_mask(x, _mm512_setzero_si512());
+    let num = _mm512_add_epi64(_mm512_abs_epi64(x), _mm512_set1_epi64(den >> 1));
+    let qv = f64_to_u52(floor_div_f64(u52_to_f64(num), denf, inv));
+    _mm512_mask_sub_epi64(qv, neg, _mm512_setzero_si512(), qv)
+}
+
+/// The per-row stack scratch of [`avx512_attention_row`].
+#[cfg(kinglet_avx512)]
+struct AttRowScratch {
+    /// One head's scores.
+    sc: [i32; ATT_MAX_TK],
+    /// Its weights split `p = 256 · ph + pl`, as int16 pairs of consecutive keys (0 past `n`).
+    ph: [u32; ATT_MAX_TK / 2],
+    /// See `ph`.
+    pl: [u32; ATT_MAX_TK / 2],
+    /// The query row's head minus `q_zp`, as int16 column pairs.
+    qp: [u32; MAX_DH.div_ceil(2)],
+}
+
+/// One query row of [`avx512_attention`], every head: `n` visible keys of the packed `kt`
+/// (`[head][pair][key]`, `tkp` keys per pair row) and `vp` (`[row pair][column]`).
+///
+/// # Safety
+/// AVX-512F/BW/VNNI; `p` accepted by [`avx512_attention`], `1 ≤ n ≤ tk`, `qr.len() = yr.len()
+/// = heads · dh`, `kt` and `vp` packed by it for this block.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
+unsafe fn avx512_attention_row(
+    p: &AttentionParams,
+    exp2: &[I32; EXP2_LEN],
+    qr: &[i8],
+    yr: &mut [i8],
+    n: usize,
+    kt: &[u32; ATT_PACK],
+    vp: &[u32; ATT_PACK],
+    scratch: &mut AttRowScratch,
+) {
+    let (dh, w) = (p.dh, qr.len());
+    let dp = dh.div_ceil(2);
+    let tkp = p.tk.next_multiple_of(16);
+    let blocks = n.div_ceil(16);
+    let score_pair = _mm512_set1_epi64(((p.score_shift as i64) << 32) | p.score_mult as u32 as i64);
+    let out_pair = _mm512_set1_epi64(((p.out_shift as i64) << 32) | p.out_mult as u32 as i64);
+    let (one, low8) = (_mm512_set1_epi32(1), _mm512_set1_epi32(255));
+    let y_zp = _mm512_set1_epi64(p.y_zp as i64);
+    let (lo8, hi8) = (_mm512_set1_epi64(-128), _mm512_set1_epi64(127));
+    let AttRowScratch { sc, ph, pl, qp } = scratch;
+    for (h, (qh, yh)) in qr.chunks_exact(dh).zip(yr.chunks_exact_mut(dh)).enumerate() {
+        for (c, two) in qh.chunks(2).enumerate() {
+            let lo = two[0] as i32 - p.q_zp;
+            let hi = two.get(1).map_or(0, |&x| x as i32 - p.q_zp);
+            qp[c] = pair_i16(lo, hi);
+        }
+        // Scores, sixteen keys at a time (keys past `n` are computed and ignored).
+        let kh = &kt[h * dp * tkp..(h + 1) * dp * tkp];
+        let mut mx = _mm512_set1_epi32(i32::MIN);
+        // Four blocks of keys at a time, so four independent `vpdpwssd` chains overlap.
+        let mut b0 = 0;
+        while b0 < blocks {
+            let nb = (blocks - b0).min(4);
+            let mut acc = [_mm512_setzero_si512(); 4];
+            for (c, &qc) in qp[..dp].iter().enumerate() {
+                let qv = _mm512_set1_epi32(qc as i32);
+                for (b, a) in acc.iter_mut().enumerate().take(nb) {
+                    // SAFETY: `(b0 + b)·16 + 16 ≤ tkp`, inside pair row `c` of this head.
+                    let kv = unsafe {
+                        _mm512_loadu_si512(kh.as_ptr().add(c * tkp + (b0 + b) * 16).cast())
+                    };
+                    *a = _mm512_dpwssd_epi32(*a, kv, qv);
+                }
+            }
+            for (b, &a) in acc.iter().enumerate().take(nb) {
+                let j = (b0 + b) * 16;
+                mx = _mm512_mask_max_epi32(mx, lanes_mask16(n - j), mx, a);
+                // SAFETY: `sc` holds `ATT_MAX_TK ≥ tkp ≥ j + 16` i32.
+                unsafe { _mm512_storeu_si512(sc.as_mut_ptr().add(j).cast(), a) };
+            }
+            b0 += nb;
+        }
+        let m = _mm512_set1_epi32(_mm512_reduce_max_epi32(mx));
+        // Weights `p_j` (0 past `n`), their sum, and their int16 halves in pairs.
+        let mut l = _mm512_setzero_si512();
+        for b in 0..blocks {
+            // SAFETY: as above.
+            let s = unsafe { _mm512_loadu_si512(sc.as_ptr().add(b * 16).cast()) };
+            let d = _mm512_sub_epi32(m, s);
+            let t_lo = _mm512_cvtepi64_epi32(rq_i64x8(_mm512_castsi512_si256(d), score_pair));
+            let t_hi =
+                _mm512_cvtepi64_epi32(rq_i64x8(_mm512_extracti64x4_epi64::<1>(d), score_pair));
+            let t = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(t_lo), t_hi);
+            let sh = _mm512_srai_epi32::<10>(t);
+            let idx = _mm512_and_si512(t, _mm512_set1_epi32(1023));
+            // SAFETY: every index is in `0..1024`, inside the 1024-entry table.
+            let e = unsafe { _mm512_i32gather_epi32::<4>(idx, exp2.as_ptr().cast()) };
+            // `rsr(e, sh)` for `e ∈ [0, 2^16]`: at `sh = 0` the second shift count is all ones
+            // (≥ 32), which shifts the non-negative `e` to 0.
+            let r = _mm512_add_epi32(
+                _mm512_srav_epi32(e, sh),
+                _mm512_and_si512(_mm512_srav_epi32(e, _mm512_sub_epi32(sh, one)), one),
+            );
+            let live =
+                lanes_mask16(n - b * 16) & _mm512_cmplt_epu32_mask(sh, _mm512_set1_epi32(31));
+            let pj = _mm512_maskz_mov_epi32(live, r);
+            l = _mm512_add_epi32(l, pj);
+            let hi = _mm512_cvtepi32_epi16(_mm512_srli_epi32::<8>(pj));
+            let lo = _mm512_cvtepi32_epi16(_mm512_and_si512(pj, low8));
+            // SAFETY: eight pairs at `b·8 + 8 ≤ ATT_MAX_TK / 2`.
+            unsafe {
+                _mm256_storeu_si256(ph.as_mut_ptr().add(b * 8).cast(), hi);
+                _mm256_storeu_si256(pl.as_mut_ptr().add(b * 8).cast(), lo);
+            }
+        }
+        let l = _mm512_reduce_add_epi32(l) as i64; // [2^16, 2^28]
+        let lf = _mm512_set1_pd(l as f64);
+        let inv = _mm512_set1_pd(1.0 / l as f64);
+        let pairs = n.div_ceil(2);
+        let col0 = h * dh;
+        let mut c = 0;
+        while c < dh {
+            let mask = lanes_mask16(dh - c);
+            let (mut ah, mut al) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+            for r in 0..pairs {
+                // SAFETY: columns `col0 + c .. col0 + min(c + 16, dh) ≤ w` of pair row
+                // `r < ⌈tk/2⌉`, masked.
+                let x = unsafe {
+                    _mm512_maskz_loadu_epi32(mask, vp.as_ptr().add(r * w + col0 + c).cast())
+                };
+                ah = _mm512_dpwssd_epi32(ah, x, _mm512_set1_epi32(ph[r] as i32));
+                al = _mm512_dpwssd_epi32(al, x, _mm512_set1_epi32(pl[r] as i32));
+            }
+            for half in 0..2 {
+                if c + 8 * half >= dh {
+                    break;
+                }
+                let (h8, l8) = if half == 0 {
+                    (_mm512_castsi512_si256(ah), _mm512_castsi512_si256(al))
+                } else {
+                    (
+                        _mm512_extracti64x4_epi64::<1>(ah),
+                        _mm512_extracti64x4_epi64::<1>(al),
+                    )
+                };
+                let a = _mm512_add_epi64(
+                    _mm512_slli_epi64::<8>(_mm512_cvtepi32_epi64(h8)),
+                    _mm512_cvtepi32_epi64(l8),
+                );
+                let mean = div_round_i64x8(_mm512_slli_epi64::<16>(a), l, lf, inv);
+                let r = rq_i64x8(_mm512_cvtepi64_epi32(mean), out_pair);
+                let o = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(r, y_zp), lo8), hi8);
+                let m8 = lanes_mask8(dh - c - 8 * half);
+                // SAFETY: the mask covers only columns below `dh` of this head's slice of `yr`.
+                unsafe {
+                    _mm512_mask_cvtepi64_storeu_epi8(
+                        yh.as_mut_ptr().add(c + 8 * half).cast(),
+                        m8,
+                        o,
+                    )
+                };
+            }
+            c += 16;
+        }
+    }
+}
+
+/// `⌊√v⌋` exactly ([`isqrt`](super::reference::layernorm::isqrt)'s result) for `v < 2^62`:
+/// the f64 square root of `v` (rounded) is within one of it, and one integer step each way
+/// corrects that (`r ≤ 2^31`, so `(r + 1)²` fits a u64).
+#[cfg(kinglet_avx512)]
+pub(crate) fn isqrt_below_2_62(v: u64) -> u64 {
+    let mut r = (v as f64).sqrt() as u64;
+    while r * r > v {
+        r -= 1;
+    }
+    while (r + 1) * (r + 1) <= v {
+        r += 1;
+    }
+    r
+}
+
+/// LAYERNORM ([`layernorm_i8`](super::reference::layernorm::layernorm_i8)) on AVX-512,
+/// bit-identical with the scalar loop. Per row: `S = Σ x` and `Q = Σ x²` with `vpmaddwd` (exact
+/// i32: `|S| ≤ 2^22`, `Q ≤ 2^29`), and `var = Σ diff² / d + eps_q = d·Q − S² + eps_q` (the same
+/// integer: `Σ (d·x − S)² = d² Q − d S²`); `sd` by [`isqrt_below_2_62`] (`var < 2^61 + 2^31`);
+/// then eight columns per step: `n_i = div_round(diff_i · 4096, sd)` in f64 ([`floor_div_f64`]:
+/// numerator `< 2^36`, quotient `< 2^21` by the module doc's bound), `rq` in i64 lanes (the
+/// definition, which the scalar `rq` equals, negative multipliers included), `beta`, and the two
+/// clamps. Returns `false`, writing nothing, when a length disagrees with `p`.
+#[cfg(kinglet_avx512)]
+pub(crate) fn avx512_layernorm(
+    p: &LayerNormParams,
+    x: &[i8],
+    gamma_rq: &[I32],
+    beta: &[I32],
+    y: &mut [i8],
+) -> bool {
+    let ok = (1..=LN_MAX_D).contains(&p.d)
+        && p.act_min <= p.act_max
+        && Some(x.len()) == p.rows.checked_mul(p.d)
+        && y.len() == x.len()
+        && gamma_rq.len() == 2 * p.d
+        && beta.len() == p.d;
+    if !ok {
+        return false;
+    }
+    for (xr, yr) in x.chunks_exact(p.d).zip(y.chunks_exact_mut(p.d)) {
+        // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f, avx512bw);
+        // `xr`, `yr`, `beta` hold `d` elements and `gamma_rq` `2d` (checked above).
+        unsafe { avx512_layernorm_row(p, xr, gamma_rq, beta, yr) };
+    }
+    true
+}
+
+/// One row of [`avx512_layernorm`].
+///
+/// # Safety
+/// AVX-512F/BW; `xr`, `yr`, `beta` of `p.d` elements, `gamma_rq` of `2 · p.d`, `p.d ≤ 2^15`.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+unsafe fn avx512_layernorm_row(
+    p: &LayerNormParams,
+    xr: &[i8],
+    gamma_rq: &[I32],
+    beta: &[I32],
+    yr: &mut [i8],
+) {
+    let d = xr.len();
+    let ones = _mm512_set1_epi16(1);
+    let (mut s, mut q) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+    let mut c = 0;
+    while c < d {
+        let mask: __mmask64 = if d - c >= 64 {
+            !0
+        } else {
+            (1u64 << (d - c)) - 1
+        };
+        // SAFETY: the masked load reads bytes `c..min(c + 64, d)` of `xr` only.
+        let v = unsafe { _mm512_maskz_loadu_epi8(mask, xr.as_ptr().add(c).cast()) };
+        for half in [_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v)] {
+            let x16 = _mm512_cvtepi8_epi16(half);
+            s = _mm512_add_epi32(s, _mm512_madd_epi16(x16, ones));
+            q = _mm512_add_epi32(q, _mm512_madd_epi16(x16, x16));
+        }
+        c += 64;
+    }
+    let (sum, sq) = (_mm512_reduce_add_epi32(s), _mm512_reduce_add_epi32(q));
+    let var = d as i64 * sq as i64 - sum as i64 * sum as i64 + p.eps_q.max(0) as i64;
+    let sd = isqrt_below_2_62(var as u64);
+    let (sdf, inv) = (
+        _mm512_set1_pd(sd as f64),
+        _mm512_set1_pd(1.0 / sd.max(1) as f64),
+    );
+    let half_sd = _mm512_set1_pd((sd >> 1) as f64);
+    let (dv, sv) = (_mm256_set1_epi32(d as i32), _mm256_set1_epi32(sum));
+    let (lo, hi) = (
+        _mm512_set1_epi64(p.act_min as i64),
+        _mm512_set1_epi64(p.act_max as i64),
+    );
+    let (lo8, hi8) = (_mm512_set1_epi64(-128), _mm512_set1_epi64(127));
+    let mut c = 0;
+    while c < d {
+        let m8 = lanes_mask8(d - c);
+        // SAFETY: the masked loads read elements `c..min(c + 8, d)` of `xr`, `beta` and
+        // `gamma_rq` (pairs), the masked store writes those of `yr`: in bounds.
+        unsafe {
+            let xv = _mm512_maskz_loadu_epi8(m8.into(), xr.as_ptr().add(c).cast());
+            let diff = _mm256_sub_epi32(
+                _mm256_mullo_epi32(_mm256_cvtepi8_epi32(_mm512_castsi512_si128(xv)), dv),
+                sv,
+            );
+            let n = if sd == 0 {
+                _mm256_setzero_si256()
+            } else {
+                let df = _mm512_cvtepi32_pd(diff);
+                let num = _mm512_fmadd_pd(_mm512_abs_pd(df), _mm512_set1_pd(4096.0), half_sd);
+                let qf = floor_div_f64(num, sdf, inv);
+                let neg = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(df, _mm512_setzero_pd());
+                _mm512_cvttpd_epi32(_mm512_mask_sub_pd(qf, neg, _mm512_setzero_pd(), qf))
+            };
+            let pairs = _mm512_maskz_loadu_epi64(m8, gamma_rq.as_ptr().add(2 * c).cast());
+            let b = _mm512_maskz_loadu_epi32(m8.into(), beta.as_ptr().add(c).cast());
+            let v = _mm512_add_epi64(
+                _mm512_cvtepi32_epi64(_mm512_castsi512_si256(b)),
+                rq_i64x8(n, pairs),
+            );
+            let v = _mm512_min_epi64(_mm512_max_epi64(v, lo), hi);
+            let v = _mm512_min_epi64(_mm512_max_epi64(v, lo8), hi8);
+            _mm512_mask_cvtepi64_storeu_epi8(yr.as_mut_ptr().add(c).cast(), m8, v);
+        }
+        c += 8;
     }
 }
 

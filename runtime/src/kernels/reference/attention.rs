@@ -112,6 +112,9 @@ fn pow2_neg(exp2: &[I32; EXP2_LEN], t: i32) -> i32 {
 /// `scores` (at least `tk` i32) as scratch. Returns without writing if a slice length
 /// disagrees with `p` or a parameter is outside what parse accepts (the bounds the overflow
 /// proof needs: `tk`, `dh`, the input zero points).
+///
+/// Runs on the active SIMD level where it has a kernel for this shape (bit-identical);
+/// [`attention_i8_reference`] is the scalar loop alone.
 pub fn attention_i8(
     p: &AttentionParams,
     exp2: &[I32; EXP2_LEN],
@@ -120,6 +123,35 @@ pub fn attention_i8(
     v: &[i8],
     y: &mut [i8],
     scores: &mut [i32],
+) {
+    attention_on(p, exp2, q, k, v, y, scores, true);
+}
+
+/// [`attention_i8`] with the scalar loop whatever the CPU: the definition the SIMD kernels are
+/// tested against.
+pub fn attention_i8_reference(
+    p: &AttentionParams,
+    exp2: &[I32; EXP2_LEN],
+    q: &[i8],
+    k: &[i8],
+    v: &[i8],
+    y: &mut [i8],
+    scores: &mut [i32],
+) {
+    attention_on(p, exp2, q, k, v, y, scores, false);
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn attention_on(
+    p: &AttentionParams,
+    exp2: &[I32; EXP2_LEN],
+    q: &[i8],
+    k: &[i8],
+    v: &[i8],
+    y: &mut [i8],
+    scores: &mut [i32],
+    simd: bool,
 ) {
     let Some(w) = p.width() else { return };
     let qlen = p.tq.checked_mul(w);
@@ -140,6 +172,9 @@ pub fn attention_i8(
         return;
     };
     if !ok || w == 0 || qlen == 0 || klen == 0 {
+        return;
+    }
+    if simd && crate::kernels::tfsimd::attention_simd(p, exp2, q, k, v, y) {
         return;
     }
     let (q_zp, k_zp, v_zp) = (p.q_zp, p.k_zp, p.v_zp);

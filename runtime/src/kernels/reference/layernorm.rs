@@ -78,8 +78,33 @@ pub fn isqrt(v: u64) -> u64 {
 }
 
 /// Row-wise LayerNorm of `x [rows, d]` into `y` with `gamma_rq [d, 2]` and `beta [d]`. Returns
-/// without writing if a slice length disagrees with `p`.
+/// without writing if a slice length disagrees with `p`. Runs on the active SIMD level where it
+/// has a kernel (bit-identical); [`layernorm_i8_reference`] is the scalar loop alone.
 pub fn layernorm_i8(p: &LayerNormParams, x: &[i8], gamma_rq: &[I32], beta: &[I32], y: &mut [i8]) {
+    layernorm_on(p, x, gamma_rq, beta, y, true);
+}
+
+/// [`layernorm_i8`] with the scalar loop whatever the CPU: the definition the SIMD kernels are
+/// tested against.
+pub fn layernorm_i8_reference(
+    p: &LayerNormParams,
+    x: &[i8],
+    gamma_rq: &[I32],
+    beta: &[I32],
+    y: &mut [i8],
+) {
+    layernorm_on(p, x, gamma_rq, beta, y, false);
+}
+
+#[inline(always)]
+fn layernorm_on(
+    p: &LayerNormParams,
+    x: &[i8],
+    gamma_rq: &[I32],
+    beta: &[I32],
+    y: &mut [i8],
+    simd: bool,
+) {
     let ok = p.d > 0
         && p.d <= MAX_D
         && p.act_min <= p.act_max
@@ -88,6 +113,9 @@ pub fn layernorm_i8(p: &LayerNormParams, x: &[i8], gamma_rq: &[I32], beta: &[I32
         && gamma_rq.len() == 2 * p.d
         && beta.len() == p.d;
     if !ok {
+        return;
+    }
+    if simd && crate::kernels::tfsimd::layernorm_simd(p, x, gamma_rq, beta, y) {
         return;
     }
     let d = p.d as i64;
