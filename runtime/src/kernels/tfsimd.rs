@@ -7,7 +7,9 @@
 
 #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
 use super::matvec::{active_isa, Isa};
+use super::reference::add::AddParams;
 use super::reference::attention::{AttentionParams, EXP2_LEN};
+use super::reference::fc::FcParams;
 use super::reference::layernorm::LayerNormParams;
 use zerocopy::little_endian::I32;
 
@@ -56,6 +58,42 @@ pub(crate) fn layernorm_simd(
         return super::x86::avx512_layernorm(p, x, gamma_rq, beta, y);
     }
     let _ = (p, x, gamma_rq, beta, y);
+    false
+}
+
+/// Fewest rows for which [`fc_simd`] takes the matrix-matrix kernel (its weight repack costs
+/// about as much as a few rows of products); fewer rows go one product at a time.
+pub(crate) const FC_MIN_ROWS: usize = 4;
+
+/// FC ([`fc_i8`](super::reference::fc::fc_i8)) over at least [`FC_MIN_ROWS`] rows through the
+/// active level's matrix-matrix kernel (AVX-512 VNNI, weights up to 32 KB repacked); `false`,
+/// writing nothing, otherwise.
+#[inline]
+pub(crate) fn fc_simd(
+    p: &FcParams,
+    x: &[i8],
+    w: &[i8],
+    bias: &[I32],
+    rq: &[I32],
+    y: &mut [i8],
+) -> bool {
+    #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
+    if p.rows >= FC_MIN_ROWS && avx512_active() {
+        return super::x86::avx512_fc(p, x, w, bias, rq, y);
+    }
+    let _ = (p, x, w, bias, rq, y);
+    false
+}
+
+/// ADD ([`add_i8`](super::reference::add::add_i8)) through the active level's SIMD; `false`,
+/// writing nothing, where it has none.
+#[inline]
+pub(crate) fn add_simd(p: &AddParams, a: &[i8], b: &[i8], y: &mut [i8]) -> bool {
+    #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
+    if avx512_active() {
+        return super::x86::avx512_add(p, a, b, y);
+    }
+    let _ = (p, a, b, y);
     false
 }
 
@@ -300,5 +338,152 @@ mod tests {
             }
         }
         std::eprintln!("layernorm avx512: {cases} cases bit-exact");
+    }
+
+    /// `(mult, shift)` pairs: mostly the committed models' kind, now and then any `rq` input.
+    fn rq_pairs(rng: &mut Rng, n: usize) -> Vec<I32> {
+        (0..n)
+            .flat_map(|_| {
+                let (m, sh) = match rng.usize_below(5) {
+                    0 => (rng.i32_in(0, i32::MAX), rng.i32_in(-30, 31)),
+                    1 => ([0, 1, i32::MAX][rng.usize_below(3)], rng.i32_in(-31, 33)),
+                    _ => (rng.i32_in(1 << 30, i32::MAX), rng.i32_in(2, 12)),
+                };
+                [I32::new(m), I32::new(sh)]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fc_simd_matches_the_rows() {
+        use super::super::reference::fc::{fc_i8_rows, FcParams};
+        if !avx512_here("fc") {
+            return;
+        }
+        let mut rng = Rng::new(0xFC);
+        let mut cases = 0;
+        for &k in &[
+            1usize, 2, 3, 4, 5, 7, 8, 15, 16, 17, 40, 49, 63, 64, 65, 128, 200,
+        ] {
+            for &n in &[1usize, 5, 16, 17, 31, 32, 33, 64, 65, 128, 130] {
+                let rows = [4usize, 5, 6, 7, 8, 9, 50][rng.usize_below(7)];
+                let mode = rng.usize_below(4);
+                let x = operand(&mut rng, rows * k, mode);
+                let w = operand(&mut rng, n * k, (mode + 1) % 4);
+                let bias: Vec<I32> = (0..n)
+                    .map(|_| {
+                        I32::new(match rng.usize_below(6) {
+                            0 => i32::MAX - rng.i32_in(0, 1 << 16),
+                            1 => i32::MIN + rng.i32_in(0, 1 << 16),
+                            _ => rng.i32_in(-50_000, 50_000),
+                        })
+                    })
+                    .collect();
+                let rq = rq_pairs(&mut rng, n);
+                let act_min = rng.i32_in(-128, 10);
+                let p = FcParams {
+                    rows,
+                    k,
+                    n,
+                    y_zp: [rng.i32_in(-128, 127), i32::MAX, i32::MIN][rng.usize_below(3)],
+                    act_min,
+                    act_max: rng.i32_in(act_min, 127),
+                };
+                let mut want = std::vec![0x5Ai8; rows * n];
+                fc_i8_rows(&p, &x, &w, &bias, &rq, &mut want);
+                let mut got = std::vec![0x5Ai8; rows * n];
+                #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
+                assert!(super::super::x86::avx512_fc(
+                    &p, &x, &w, &bias, &rq, &mut got
+                ));
+                assert_eq!(got, want, "{p:?} mode {mode}");
+                cases += 1;
+            }
+        }
+        // Weights beyond the stack buffer are left to the row-at-a-time path.
+        #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
+        {
+            let (k, n) = (256, 200);
+            let p = FcParams {
+                rows: 4,
+                k,
+                n,
+                y_zp: 0,
+                act_min: -128,
+                act_max: 127,
+            };
+            let mut y = std::vec![7i8; 4 * n];
+            let bias = std::vec![I32::new(0); n];
+            let rq = std::vec![I32::new(1); 2 * n];
+            let ok = super::super::x86::avx512_fc(
+                &p,
+                &[1; 4 * 256],
+                &[1; 256 * 200],
+                &bias,
+                &rq,
+                &mut y,
+            );
+            assert!(!ok && y.iter().all(|&v| v == 7));
+        }
+        std::eprintln!("fc avx512: {cases} cases bit-exact");
+    }
+
+    #[test]
+    fn add_simd_matches_the_reference() {
+        use super::super::reference::add::{add_i8_reference, AddParams};
+        if !avx512_here("add") {
+            return;
+        }
+        let mut rng = Rng::new(0xADD);
+        let mut cases = 0;
+        for &(steps, len, b_len, b_step) in &[
+            (1usize, 1usize, 1usize, 0usize),
+            (1, 3200, 3200, 0),
+            (50, 64, 64, 64),
+            (3, 12, 4, 0),
+            (4, 6, 6, 6),
+            (2, 17, 17, 17),
+            (5, 96, 1, 0),
+            (1, 96, 1, 0),
+            (2, 40, 20, 0),
+            (3, 33, 11, 0),
+            (1, 100, 50, 0),
+        ] {
+            for mode in 0..4 {
+                let a = operand(&mut rng, steps * len, mode);
+                let b = operand(
+                    &mut rng,
+                    if b_step == 0 { b_len } else { steps * b_len },
+                    (mode + 1) % 4,
+                );
+                let mult = |rng: &mut Rng| match rng.usize_below(3) {
+                    0 => rng.i32_in(i32::MIN, i32::MAX),
+                    _ => rng.i32_in(1 << 28, 1 << 30),
+                };
+                let act_min = rng.i32_in(-128, 20);
+                let p = AddParams {
+                    steps,
+                    len,
+                    b_len,
+                    b_step,
+                    a_zp: rng.i32_in(-128, 127),
+                    b_zp: rng.i32_in(-128, 127),
+                    y_zp: rng.i32_in(-128, 127),
+                    a_mult: mult(&mut rng),
+                    b_mult: mult(&mut rng),
+                    shift: [rng.i32_in(1, 62) as u32, 0, 63, 70, 30, 31][rng.usize_below(6)],
+                    act_min,
+                    act_max: rng.i32_in(act_min, 127),
+                };
+                let mut want = std::vec![0x5Ai8; a.len()];
+                add_i8_reference(&p, &a, &b, &mut want);
+                let mut got = std::vec![0x5Ai8; a.len()];
+                #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
+                assert!(super::super::x86::avx512_add(&p, &a, &b, &mut got));
+                assert_eq!(got, want, "{p:?} mode {mode}");
+                cases += 1;
+            }
+        }
+        std::eprintln!("add avx512: {cases} cases bit-exact");
     }
 }

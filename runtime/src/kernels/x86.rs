@@ -33,7 +33,11 @@
 #[cfg(kinglet_avx512)]
 use super::matvec::CellGates;
 #[cfg(kinglet_avx512)]
+use super::reference::add::AddParams;
+#[cfg(kinglet_avx512)]
 use super::reference::attention::{AttentionParams, EXP2_LEN, MAX_DH};
+#[cfg(kinglet_avx512)]
+use super::reference::fc::FcParams;
 use super::reference::fixed::dot_i8;
 #[cfg(kinglet_avx512)]
 use super::reference::layernorm::{LayerNormParams, MAX_D as LN_MAX_D};
@@ -1352,6 +1356,387 @@ unsafe fn avx512_layernorm_row(
             _mm512_mask_cvtepi64_storeu_epi8(yr.as_mut_ptr().add(c).cast(), m8, v);
         }
         c += 8;
+    }
+}
+
+/// Dwords of the FC kernel's repacked weights (on the stack): larger matrices take the
+/// row-at-a-time path.
+#[cfg(kinglet_avx512)]
+pub(crate) const FC_PACK: usize = 8192;
+/// Largest `k` of the FC kernel (its flipped input rows live on the stack).
+#[cfg(kinglet_avx512)]
+pub(crate) const FC_MAX_K: usize = 2048;
+/// Largest `n` of the FC kernel (its column sums live on the stack).
+#[cfg(kinglet_avx512)]
+pub(crate) const FC_MAX_N: usize = 1024;
+
+/// FC over many rows ([`fc_i8`](super::reference::fc::fc_i8)) on AVX-512 VNNI, as a
+/// matrix-matrix product, bit-identical with the row-at-a-time path. The weights are repacked
+/// once per call (`vpgatherdd`) to `[column block of 16][k / 4][16]` dwords, four consecutive
+/// weights of one output per dword, zero past `k` and `n`; then for four input rows at a time
+/// and up to four blocks of sixteen outputs, each step broadcasts four input bytes of each row
+/// (flipped to unsigned, `x ^ 0x80 = x + 128`) and `vpdpbusd`s them into sixteen accumulators,
+/// every weight vector serving four rows. `Σ (x + 128) · w = Σ x · w + 128 · Σ w` (wrapping,
+/// like the reference sums), so `128 · Σ_k w[n, k]`, summed during the repack, comes off; then
+/// the bias (wrapping), `rq` in i64 lanes (the definition, which the scalar `rq` equals), the
+/// saturating `y_zp` add and the clamps. Returns `false`, writing nothing, when the shape
+/// exceeds the stack buffers ([`FC_PACK`], [`FC_MAX_K`], [`FC_MAX_N`]) or a length disagrees
+/// with `p`.
+#[cfg(kinglet_avx512)]
+pub(crate) fn avx512_fc(
+    p: &FcParams,
+    x: &[i8],
+    w: &[i8],
+    bias: &[I32],
+    rq: &[I32],
+    y: &mut [i8],
+) -> bool {
+    let (k, n) = (p.k, p.n);
+    let ok = (1..=FC_MAX_K).contains(&k)
+        && (1..=FC_MAX_N).contains(&n)
+        && k.div_ceil(4) * n.next_multiple_of(16) <= FC_PACK
+        && Some(x.len()) == p.rows.checked_mul(k)
+        && Some(y.len()) == p.rows.checked_mul(n)
+        && w.len() == n * k
+        && bias.len() == n
+        && rq.len() == 2 * n;
+    if !ok {
+        return false;
+    }
+    let mut pack = [0u32; FC_PACK];
+    let mut corr = [0i32; FC_MAX_N];
+    // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f, avx512bw,
+    // avx512vnni); the lengths and buffer sizes it relies on are checked above.
+    unsafe {
+        avx512_fc_pack(w, k, n, &mut pack, &mut corr);
+        avx512_fc_rows(p, x, &pack, &corr, bias, rq, y);
+    }
+    true
+}
+
+/// The weight repack of [`avx512_fc`]: `pack[(b·k4 + c)·16 + i] = w[16b + i, 4c .. 4c + 4]`
+/// (zero bytes past `k`, zero dwords past `n`), `corr[j] = 128 · Σ_c w[j, c]` (wrapping).
+///
+/// # Safety
+/// AVX-512F/BW/VNNI; `w.len() = n · k`, `⌈k/4⌉ · ⌈n/16⌉ · 16 ≤ pack.len()`, `n ≤ corr.len()`,
+/// `n · k < 2^31`.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn avx512_fc_pack(w: &[i8], k: usize, n: usize, pack: &mut [u32], corr: &mut [i32]) {
+    let k4 = k.div_ceil(4);
+    let ones = _mm512_set1_epi8(1);
+    let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for b in 0..n.div_ceil(16) {
+        let mask = lanes_mask16(n - 16 * b);
+        let rows = _mm512_mullo_epi32(
+            _mm512_add_epi32(iota, _mm512_set1_epi32(16 * b as i32)),
+            _mm512_set1_epi32(k as i32),
+        );
+        let mut cs = _mm512_setzero_si512();
+        for c in 0..k4 {
+            let v = if 4 * c + 4 <= k {
+                // SAFETY: each unmasked lane reads bytes `j·k + 4c .. j·k + 4c + 4` of row
+                // `j < n`, inside `w`; masked lanes (rows past `n`) read nothing.
+                unsafe {
+                    _mm512_mask_i32gather_epi32::<1>(
+                        _mm512_setzero_si512(),
+                        mask,
+                        _mm512_add_epi32(rows, _mm512_set1_epi32(4 * c as i32)),
+                        w.as_ptr().cast(),
+                    )
+                }
+            } else {
+                // The last, partial group of columns: bytes past `k` stay 0.
+                let mut lanes = [0u32; 16];
+                for (i, l) in lanes.iter_mut().enumerate().take(n - 16 * b) {
+                    let row = &w[(16 * b + i) * k..(16 * b + i + 1) * k];
+                    for (t, &x) in row[4 * c..].iter().enumerate() {
+                        *l |= (x as u8 as u32) << (8 * t);
+                    }
+                }
+                // SAFETY: `lanes` is 64 bytes.
+                unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) }
+            };
+            cs = _mm512_dpbusd_epi32(cs, ones, v);
+            // SAFETY: `(b·k4 + c)·16 + 16 ≤ ⌈n/16⌉ · k4 · 16 ≤ pack.len()`.
+            unsafe { _mm512_storeu_si512(pack.as_mut_ptr().add((b * k4 + c) * 16).cast(), v) };
+        }
+        // SAFETY: the mask covers `corr[16b .. min(16b + 16, n)]`, inside `corr`.
+        unsafe {
+            _mm512_mask_storeu_epi32(
+                corr.as_mut_ptr().add(16 * b).cast(),
+                mask,
+                _mm512_slli_epi32::<7>(cs),
+            )
+        };
+    }
+}
+
+/// `rq(acc[i], pairs[2i], pairs[2i + 1])` for sixteen i32 lanes, the first `min(16, ·)` pairs
+/// at `pairs` selected by `mask` (the i64 definition, [`rq_i64x8`]).
+///
+/// # Safety
+/// AVX-512F; `mask` selects only pairs inside the slice `pairs` points into.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn rq_i32x16(acc: __m512i, pairs: *const I32, mask: __mmask16) -> __m512i {
+    // SAFETY: the caller's bounds, passed on; masked-out pairs are neither read nor faulted on.
+    unsafe {
+        let p0 = _mm512_maskz_loadu_epi64(mask as __mmask8, pairs.cast());
+        let p1 = _mm512_maskz_loadu_epi64((mask >> 8) as __mmask8, pairs.add(16).cast());
+        let lo = _mm512_cvtepi64_epi32(rq_i64x8(_mm512_castsi512_si256(acc), p0));
+        let hi = _mm512_cvtepi64_epi32(rq_i64x8(_mm512_extracti64x4_epi64::<1>(acc), p1));
+        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+    }
+}
+
+/// The row loop of [`avx512_fc`]: four rows at a time (then one), up to four column blocks per
+/// pass.
+///
+/// # Safety
+/// AVX-512F/BW/VNNI; `p` and the slices accepted by [`avx512_fc`], `pack` and `corr` filled by
+/// [`avx512_fc_pack`].
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn avx512_fc_rows(
+    p: &FcParams,
+    x: &[i8],
+    pack: &[u32; FC_PACK],
+    corr: &[i32; FC_MAX_N],
+    bias: &[I32],
+    rq: &[I32],
+    y: &mut [i8],
+) {
+    let (k, n) = (p.k, p.n);
+    let nb = n.div_ceil(16);
+    // Four input rows flipped to unsigned, each padded to `4·k4` bytes (the padding meets zero
+    // weights).
+    let mut xu = [[0u8; FC_MAX_K + 4]; 4];
+    let flip = _mm512_set1_epi8(i8::MIN);
+    let mut r0 = 0;
+    while r0 < p.rows {
+        let nr = (p.rows - r0).min(4);
+        for (r, xr) in xu.iter_mut().enumerate().take(nr) {
+            let src = &x[(r0 + r) * k..(r0 + r + 1) * k];
+            let mut c = 0;
+            while c < k {
+                let mask: __mmask64 = if k - c >= 64 {
+                    !0
+                } else {
+                    (1u64 << (k - c)) - 1
+                };
+                // SAFETY: masked to bytes `c..min(c + 64, k)` of `src` and of `xr` (which holds
+                // `FC_MAX_K + 4 ≥ k` bytes).
+                unsafe {
+                    let v = _mm512_maskz_loadu_epi8(mask, src.as_ptr().add(c).cast());
+                    _mm512_mask_storeu_epi8(
+                        xr.as_mut_ptr().add(c).cast(),
+                        mask,
+                        _mm512_xor_si512(v, flip),
+                    );
+                }
+                c += 64;
+            }
+        }
+        let mut b0 = 0;
+        while b0 < nb {
+            let g = (nb - b0).min(4);
+            // SAFETY: the tile's contract, from the checks above: rows `r0..r0 + nr`, blocks
+            // `b0..b0 + g` exist.
+            unsafe {
+                match (nr, g) {
+                    (4, 4) => fc_tile::<4, 4>(p, &xu, pack, corr, bias, rq, y, r0, b0),
+                    (4, 3) => fc_tile::<4, 3>(p, &xu, pack, corr, bias, rq, y, r0, b0),
+                    (4, 2) => fc_tile::<4, 2>(p, &xu, pack, corr, bias, rq, y, r0, b0),
+                    (4, _) => fc_tile::<4, 1>(p, &xu, pack, corr, bias, rq, y, r0, b0),
+                    (3, 4) => fc_tile::<3, 4>(p, &xu, pack, corr, bias, rq, y, r0, b0),
+                    (3, 3) => fc_tile::<3, 3>(p, &xu, pack, corr, bias, rq, y, r0, b0),
+                    (3, 2) => fc_tile::<3, 2>(p, &xu, pack, corr, bias, rq, y, r0, b0),
+                    (3, _) => fc_tile::<3, 1>(p, &xu, pack, corr, bias, rq, y, r0, b0),
+                    (2, 4) => fc_tile::<2, 4>(p, &xu, pack, corr, bias, rq, y, r0, b0),
+                    (2, 3) => fc_tile::<2, 3>(p, &xu, pack, corr, bias, rq, y, r0, b0),
+                    (2, 2) => fc_tile::<2, 2>(p, &xu, pack, corr, bias, rq, y, r0, b0),
+                    (2, _) => fc_tile::<2, 1>(p, &xu, pack, corr, bias, rq, y, r0, b0),
+                    (_, 4) => fc_tile::<1, 4>(p, &xu, pack, corr, bias, rq, y, r0, b0),
+                    (_, 3) => fc_tile::<1, 3>(p, &xu, pack, corr, bias, rq, y, r0, b0),
+                    (_, 2) => fc_tile::<1, 2>(p, &xu, pack, corr, bias, rq, y, r0, b0),
+                    (_, _) => fc_tile::<1, 1>(p, &xu, pack, corr, bias, rq, y, r0, b0),
+                }
+            }
+            b0 += g;
+        }
+        r0 += nr;
+    }
+}
+
+/// `R` rows from `r0` × `G` column blocks from `b0` of [`avx512_fc_rows`], requantized and
+/// stored.
+///
+/// # Safety
+/// AVX-512F/BW/VNNI; rows `r0..r0 + R` and blocks `b0..b0 + G` exist (`R ≤ 4`), `xu[..R]` hold
+/// those rows flipped, `pack` / `corr` as [`avx512_fc_pack`] fills them.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv, clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn fc_tile<const R: usize, const G: usize>(
+    p: &FcParams,
+    xu: &[[u8; FC_MAX_K + 4]; 4],
+    pack: &[u32; FC_PACK],
+    corr: &[i32; FC_MAX_N],
+    bias: &[I32],
+    rq: &[I32],
+    y: &mut [i8],
+    r0: usize,
+    b0: usize,
+) {
+    let (k, n) = (p.k, p.n);
+    let k4 = k.div_ceil(4);
+    let mut acc = [[_mm512_setzero_si512(); G]; R];
+    let wp = pack.as_ptr();
+    for c in 0..k4 {
+        let mut wv = [_mm512_setzero_si512(); G];
+        for (g, v) in wv.iter_mut().enumerate() {
+            // SAFETY: block `b0 + g < ⌈n/16⌉`, group `c < k4`: inside the packed weights.
+            *v = unsafe { _mm512_loadu_si512(wp.add(((b0 + g) * k4 + c) * 16).cast()) };
+        }
+        for (a, xr) in acc.iter_mut().zip(xu) {
+            // SAFETY: bytes `4c..4c + 4 ≤ 4·k4 ≤ k + 3 < FC_MAX_K + 4` of the row buffer.
+            let xb =
+                _mm512_set1_epi32(unsafe { xr.as_ptr().add(4 * c).cast::<i32>().read_unaligned() });
+            for (ag, &v) in a.iter_mut().zip(&wv) {
+                *ag = _mm512_dpbusd_epi32(*ag, xb, v);
+            }
+        }
+    }
+    let zp = _mm512_set1_epi32(p.y_zp);
+    let (lo, hi) = (_mm512_set1_epi32(p.act_min), _mm512_set1_epi32(p.act_max));
+    let (lo8, hi8) = (_mm512_set1_epi32(-128), _mm512_set1_epi32(127));
+    for g in 0..G {
+        let j = (b0 + g) * 16;
+        let mask = lanes_mask16(n - j);
+        // SAFETY: the mask covers outputs `j..min(j + 16, n)`: inside `corr`, `bias`, `rq`
+        // (pairs) and each output row.
+        unsafe {
+            let cv = _mm512_loadu_si512(corr.as_ptr().add(j).cast());
+            let bv = _mm512_maskz_loadu_epi32(mask, bias.as_ptr().add(j).cast());
+            for (r, a) in acc.iter().enumerate() {
+                let t = _mm512_add_epi32(_mm512_sub_epi32(a[g], cv), bv);
+                let t = rq_i32x16(t, rq.as_ptr().add(2 * j), mask);
+                let t = _mm512_min_epi32(_mm512_max_epi32(adds_epi32x16(zp, t), lo), hi);
+                let t = _mm512_min_epi32(_mm512_max_epi32(t, lo8), hi8);
+                _mm512_mask_cvtepi32_storeu_epi8(
+                    y.as_mut_ptr().add((r0 + r) * n + j).cast(),
+                    mask,
+                    t,
+                );
+            }
+        }
+    }
+}
+
+/// ADD ([`add_i8`](super::reference::add::add_i8)) on AVX-512, bit-identical with the scalar
+/// loop: eight elements per i64 vector, `(a − a_zp) · a_mult + (b − b_zp) · b_mult` by
+/// `vpmuldq` (exact: the differences are within ±255 and the multipliers i32), `rsr` by
+/// `vpsravq` with the same wrapping round term, then `y_zp` and the clamps. A `b` period of one
+/// element is broadcast; longer periods run span by span. Returns `false`, writing nothing, when
+/// a length disagrees with `p` or a zero point of `a` / `b` is outside int8 (parse refuses it;
+/// the products would then need more than 32 bits).
+#[cfg(kinglet_avx512)]
+pub(crate) fn avx512_add(p: &AddParams, a: &[i8], b: &[i8], y: &mut [i8]) -> bool {
+    let b_need = p
+        .steps
+        .saturating_sub(1)
+        .checked_mul(p.b_step)
+        .and_then(|v| v.checked_add(p.b_len));
+    let ok = p.len > 0
+        && p.b_len > 0
+        && p.act_min <= p.act_max
+        && p.len % p.b_len == 0
+        && Some(a.len()) == p.steps.checked_mul(p.len)
+        && y.len() == a.len()
+        && b_need.is_some_and(|n| b.len() >= n)
+        && (-128..=127).contains(&p.a_zp)
+        && (-128..=127).contains(&p.b_zp);
+    if !ok {
+        return false;
+    }
+    for (s, (ar, yr)) in a
+        .chunks_exact(p.len)
+        .zip(y.chunks_exact_mut(p.len))
+        .enumerate()
+    {
+        let bs = &b[s * p.b_step..s * p.b_step + p.b_len];
+        if let [b0] = *bs {
+            // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f);
+            // `ar` and `yr` have one length, and a broadcast `b` reads nothing.
+            unsafe { avx512_add_span(p, ar, None, b0, yr) };
+        } else {
+            for (ac, yc) in ar.chunks_exact(p.b_len).zip(yr.chunks_exact_mut(p.b_len)) {
+                // SAFETY: as above; `bs`, `ac`, `yc` all hold `b_len` elements.
+                unsafe { avx512_add_span(p, ac, Some(bs), 0, yc) };
+            }
+        }
+    }
+    true
+}
+
+/// `y[i] = ADD(a[i], b[i])` (or `b0` for every `i` when `b` is `None`).
+///
+/// # Safety
+/// AVX-512F/BW; `y.len() = a.len()`, and `b` (when given) at least as long.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn avx512_add_span(p: &AddParams, a: &[i8], b: Option<&[i8]>, b0: i8, y: &mut [i8]) {
+    let n = a.len();
+    let (a_zp, b_zp) = (
+        _mm512_set1_epi64(p.a_zp as i64),
+        _mm512_set1_epi64(p.b_zp as i64),
+    );
+    let (am, bm) = (
+        _mm512_set1_epi64(p.a_mult as i64),
+        _mm512_set1_epi64(p.b_mult as i64),
+    );
+    let sh = p.shift.min(62);
+    // `rsr(v, sh)`: `v` for `sh = 0`, else `(v + 2^(sh − 1)) >> sh` (wrapping add).
+    let round = _mm512_set1_epi64(if sh == 0 { 0 } else { 1i64 << (sh - 1) });
+    let shv = _mm512_set1_epi64(sh as i64);
+    let zp = _mm512_set1_epi64(p.y_zp as i64);
+    let (lo, hi) = (
+        _mm512_set1_epi64(p.act_min as i64),
+        _mm512_set1_epi64(p.act_max as i64),
+    );
+    let (lo8, hi8) = (_mm512_set1_epi64(-128), _mm512_set1_epi64(127));
+    let bb = _mm512_mul_epi32(_mm512_sub_epi64(_mm512_set1_epi64(b0 as i64), b_zp), bm);
+    let mut i = 0;
+    while i < n {
+        let m8 = lanes_mask8(n - i);
+        // SAFETY: the masked loads read elements `i..min(i + 8, n)` of `a` (and `b`, which is
+        // at least as long), the masked store writes those of `y`.
+        unsafe {
+            let av = _mm512_maskz_loadu_epi8(m8.into(), a.as_ptr().add(i).cast());
+            let av = _mm512_sub_epi64(_mm512_cvtepi8_epi64(_mm512_castsi512_si128(av)), a_zp);
+            let bt = match b {
+                Some(b) => {
+                    let bv = _mm512_maskz_loadu_epi8(m8.into(), b.as_ptr().add(i).cast());
+                    let bv =
+                        _mm512_sub_epi64(_mm512_cvtepi8_epi64(_mm512_castsi512_si128(bv)), b_zp);
+                    _mm512_mul_epi32(bv, bm)
+                }
+                None => bb,
+            };
+            let acc = _mm512_add_epi64(_mm512_mul_epi32(av, am), bt);
+            let r = _mm512_srav_epi64(_mm512_add_epi64(acc, round), shv);
+            let v = _mm512_add_epi64(r, zp);
+            let v = _mm512_min_epi64(_mm512_max_epi64(v, lo), hi);
+            let v = _mm512_min_epi64(_mm512_max_epi64(v, lo8), hi8);
+            _mm512_mask_cvtepi64_storeu_epi8(y.as_mut_ptr().add(i).cast(), m8, v);
+        }
+        i += 8;
     }
 }
 

@@ -43,8 +43,20 @@ pub struct AddParams {
 }
 
 /// `y [steps, len] = a + b` with broadcasting as described in the module doc. Returns without
-/// writing if a slice length disagrees with `p`.
+/// writing if a slice length disagrees with `p`. Runs on the active SIMD level where it has a
+/// kernel (bit-identical); [`add_i8_reference`] is the scalar loop alone.
 pub fn add_i8(p: &AddParams, a: &[i8], b: &[i8], y: &mut [i8]) {
+    add_on(p, a, b, y, true);
+}
+
+/// [`add_i8`] with the scalar loop whatever the CPU: the definition the SIMD kernels are
+/// tested against.
+pub fn add_i8_reference(p: &AddParams, a: &[i8], b: &[i8], y: &mut [i8]) {
+    add_on(p, a, b, y, false);
+}
+
+#[inline(always)]
+fn add_on(p: &AddParams, a: &[i8], b: &[i8], y: &mut [i8], simd: bool) {
     let b_need = p
         .steps
         .saturating_sub(1)
@@ -58,6 +70,9 @@ pub fn add_i8(p: &AddParams, a: &[i8], b: &[i8], y: &mut [i8]) {
         && y.len() == a.len()
         && b_need.is_some_and(|n| b.len() >= n);
     if !ok {
+        return;
+    }
+    if simd && crate::kernels::tfsimd::add_simd(p, a, b, y) {
         return;
     }
     // `b`'s block for the current step; it advances by `b_step` (0 for a broadcast `b`).

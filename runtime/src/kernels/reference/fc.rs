@@ -31,8 +31,21 @@ pub struct FcParams {
 }
 
 /// `y [rows, n] = FC(x [rows, k])` with `w [n, k]`, `bias [n]`, `rq [n, 2]`. Returns without
-/// writing if a slice length disagrees with `p`.
+/// writing if a slice length disagrees with `p`. Many rows go through the active SIMD level's
+/// matrix-matrix kernel where it has one (bit-identical); [`fc_i8_rows`] is the row-at-a-time
+/// path alone.
 pub fn fc_i8(p: &FcParams, x: &[i8], w: &[i8], bias: &[I32], rq: &[I32], y: &mut [i8]) {
+    fc_on(p, x, w, bias, rq, y, true);
+}
+
+/// [`fc_i8`] one row at a time (each product through the dispatched `matvec_rq`): the
+/// definition the matrix-matrix kernels are tested against.
+pub fn fc_i8_rows(p: &FcParams, x: &[i8], w: &[i8], bias: &[I32], rq: &[I32], y: &mut [i8]) {
+    fc_on(p, x, w, bias, rq, y, false);
+}
+
+#[inline(always)]
+fn fc_on(p: &FcParams, x: &[i8], w: &[i8], bias: &[I32], rq: &[I32], y: &mut [i8], simd: bool) {
     let ok = p.k > 0
         && p.n > 0
         && Some(x.len()) == p.rows.checked_mul(p.k)
@@ -41,6 +54,9 @@ pub fn fc_i8(p: &FcParams, x: &[i8], w: &[i8], bias: &[I32], rq: &[I32], y: &mut
         && bias.len() == p.n
         && rq.len() == 2 * p.n;
     if !ok {
+        return;
+    }
+    if simd && crate::kernels::tfsimd::fc_simd(p, x, w, bias, rq, y) {
         return;
     }
     let mut acc = [0i32; MATVEC_BLOCK];
