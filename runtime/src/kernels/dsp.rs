@@ -298,6 +298,354 @@ global_asm!(
     ".text",
 );
 
+// kinglet_dsp_mv2x2(w: r0, k: r1, xe: r2, groups: r3, out_a: [sp], out_b: [sp + 4],
+// blocks: [sp + 8], bias: [sp + 12], pairs: [sp + 16]) -> r0: one pass over the matrix for two
+// vectors `a` and `b` (two time steps' inputs). For each of `blocks` blocks of 2 rows (row j at
+// w + j·k, k = 4 · groups), with `a` and `b` expanded at xe (4 words per group: a02, a13, b02,
+// b13, word-aligned):
+//   out_a[j] = rq(bias[j] + Σ w[j, ·] · a, pairs[j]),  out_b[j] likewise with b,
+// by the 32-bit path of `fixed::rq` when 2 ≤ shift ≤ 31; for any other shift the row's two
+// outputs are left as bias[j] + sum and r0 = 1 (the caller requantizes those rows). Each weight
+// word is loaded and sign-extended once for both vectors: 15 instructions per 16 MACs in the loop
+// (`ldm` of the 4 vector words, per row `ldr` + 2 `sxtb16` + 4 `smlad`).
+// Registers: r0 row 0 (post-incremented; row 1 at [r0, k]), r1 k, r2 xp, r3 end of xe, r4 / r5
+// row 0's sums for a / b, r6 / r7 row 1's, r8-r11 the vector words, r12 the weight word, lr its
+// extraction; [sp] xe, [sp, #4] out_a, [sp, #8] out_b, [sp, #12] blocks left, [sp, #16] bias,
+// [sp, #20] pairs, [sp, #24] the return flag. The sums start at the row's bias.
+global_asm!(
+    cpu!(),
+    ".section .text.kinglet_dsp_mv2x2,\"ax\",%progbits",
+    ".globl kinglet_dsp_mv2x2",
+    ".hidden kinglet_dsp_mv2x2",
+    ".p2align 2",
+    ".type kinglet_dsp_mv2x2,%function",
+    ".thumb_func",
+    "kinglet_dsp_mv2x2:",
+    "push {{r4, r5, r6, r7, r8, r9, r10, r11, lr}}",
+    "sub sp, sp, #32",
+    "ldrd r4, r5, [sp, #68]",
+    "ldrd r6, r7, [sp, #76]",
+    "ldr r8, [sp, #84]",
+    "str r2, [sp]",
+    "strd r4, r5, [sp, #4]",
+    "strd r6, r7, [sp, #12]",
+    "movs r9, #0",
+    "strd r8, r9, [sp, #20]",
+    "add.w r3, r2, r3, lsl #4",
+    "1:",
+    "ldr r2, [sp]",
+    "ldr r8, [sp, #16]",
+    "ldr r4, [r8], #4",
+    "ldr r6, [r8], #4",
+    "str r8, [sp, #16]",
+    "mov r5, r4",
+    "mov r7, r6",
+    "sub.w r8, r3, r2",
+    "tst.w r8, #16",
+    "bne 4f",
+    "5:",
+    "ldm r2!, {{r8, r9, r10, r11}}",
+    "ldr.w r12, [r0, r1]",
+    "sxtb16 lr, r12",
+    "smlad r6, lr, r8, r6",
+    "smlad r7, lr, r10, r7",
+    "sxtb16 r12, r12, ror #8",
+    "smlad r6, r12, r9, r6",
+    "smlad r7, r12, r11, r7",
+    "ldr.w r12, [r0], #4",
+    "sxtb16 lr, r12",
+    "smlad r4, lr, r8, r4",
+    "smlad r5, lr, r10, r5",
+    "sxtb16 r12, r12, ror #8",
+    "smlad r4, r12, r9, r4",
+    "smlad r5, r12, r11, r5",
+    "4:",
+    "ldm r2!, {{r8, r9, r10, r11}}",
+    "ldr.w r12, [r0, r1]",
+    "sxtb16 lr, r12",
+    "smlad r6, lr, r8, r6",
+    "smlad r7, lr, r10, r7",
+    "sxtb16 r12, r12, ror #8",
+    "smlad r6, r12, r9, r6",
+    "smlad r7, r12, r11, r7",
+    "ldr.w r12, [r0], #4",
+    "sxtb16 lr, r12",
+    "smlad r4, lr, r8, r4",
+    "smlad r5, lr, r10, r5",
+    "sxtb16 r12, r12, ror #8",
+    "smlad r4, r12, r9, r4",
+    "smlad r5, r12, r11, r5",
+    "cmp r2, r3",
+    "bne 5b",
+    "add r0, r0, r1",
+    "ldr r8, [sp, #20]",
+    "ldr r9, [r8], #4",
+    "ldr r10, [r8], #4",
+    "subs r10, r10, #2",
+    "cmp r10, #29",
+    "bhi 71f",
+    "smmul r4, r4, r9",
+    "asr.w r4, r4, r10",
+    "adds r4, r4, #1",
+    "asrs r4, r4, #1",
+    "smmul r5, r5, r9",
+    "asr.w r5, r5, r10",
+    "adds r5, r5, #1",
+    "asrs r5, r5, #1",
+    "81:",
+    "ldr r9, [r8], #4",
+    "ldr r10, [r8], #4",
+    "subs r10, r10, #2",
+    "cmp r10, #29",
+    "bhi 72f",
+    "smmul r6, r6, r9",
+    "asr.w r6, r6, r10",
+    "adds r6, r6, #1",
+    "asrs r6, r6, #1",
+    "smmul r7, r7, r9",
+    "asr.w r7, r7, r10",
+    "adds r7, r7, #1",
+    "asrs r7, r7, #1",
+    "82:",
+    "str r8, [sp, #20]",
+    "ldrd r8, r9, [sp, #4]",
+    "strd r4, r6, [r8], #8",
+    "strd r5, r7, [r9], #8",
+    "strd r8, r9, [sp, #4]",
+    "ldr r8, [sp, #12]",
+    "subs r8, r8, #1",
+    "str r8, [sp, #12]",
+    "bne 1b",
+    "ldr r0, [sp, #24]",
+    "add sp, sp, #32",
+    "pop {{r4, r5, r6, r7, r8, r9, r10, r11, pc}}",
+    // Out of line: a shift outside [2, 31] leaves bias + sum for the caller.
+    "71:",
+    "movs r9, #1",
+    "str r9, [sp, #24]",
+    "b 81b",
+    "72:",
+    "movs r9, #1",
+    "str r9, [sp, #24]",
+    "b 82b",
+    ".size kinglet_dsp_mv2x2, . - kinglet_dsp_mv2x2",
+    ".text",
+);
+
+// kinglet_dsp_gates(r: r0, k: r1, xe: r2, groups: r3, blocks: [sp], bias: [sp + 4],
+// pairs: [sp + 8], ax: [sp + 12], g: [sp + 16]): an LSTM step's recurrent product and gate sums.
+// The matrix has 4 gates of `4 · blocks` rows (row j at r + j·k, k = 4 · groups), `h` is
+// expanded at xe as for `kinglet_dsp_mv4x4`; for row j = gate · H + u (H = 4 · blocks):
+//   g[4u + gate] = sat16(ax[j] + rq(bias[j] + Σ r[j, ·] · h, pairs[j]))
+// with `rq` by the 32-bit paths of `fixed::rq` (`smmul` and shifts for 2 ≤ shift ≤ 31, out of
+// line `smmulr` for shift = 1): every shift must be in [1, 31] (the caller checks). The gates of one unit land side by side (int16, unit-interleaved), so the cell loads
+// them with one `ldrd`. The loop is `kinglet_dsp_mv4x4`'s; the sums start at the bias.
+// Registers: r0 row 0 (post-incremented), r12 row 1, rows 2 and 3 at [r0, k, lsl #1] and
+// [r12, k, lsl #1]; r1 k; r2 xp; r3 end of xe; r4-r7 the sums; r8, r9 the vector pair; r10,
+// r11 the weight word; in the epilogue r8 pairs, r9 ax, r10 g, r11 / lr operands. Frame: [sp]
+// xe, [sp, #4] blocks left in this gate, [sp, #8] bias, [sp, #12] pairs, [sp, #16] ax, [sp, #20]
+// g, [sp, #24] this gate's first g, [sp, #28] gates left, [sp, #32] blocks per gate.
+global_asm!(
+    cpu!(),
+    ".section .text.kinglet_dsp_gates,\"ax\",%progbits",
+    ".globl kinglet_dsp_gates",
+    ".hidden kinglet_dsp_gates",
+    ".p2align 2",
+    ".type kinglet_dsp_gates,%function",
+    ".thumb_func",
+    "kinglet_dsp_gates:",
+    "push {{r4, r5, r6, r7, r8, r9, r10, r11, lr}}",
+    "sub sp, sp, #40",
+    "str r2, [sp]",
+    "ldr r4, [sp, #76]",
+    "str r4, [sp, #4]",
+    "str r4, [sp, #32]",
+    "ldrd r5, r6, [sp, #80]",
+    "strd r5, r6, [sp, #8]",
+    "ldrd r5, r6, [sp, #88]",
+    "strd r5, r6, [sp, #16]",
+    "str r6, [sp, #24]",
+    "movs r5, #4",
+    "str r5, [sp, #28]",
+    "add.w r3, r2, r3, lsl #3",
+    "1:",
+    "ldr r2, [sp]",
+    "ldr r8, [sp, #8]",
+    "ldr r4, [r8], #4",
+    "ldr r5, [r8], #4",
+    "ldr r6, [r8], #4",
+    "ldr r7, [r8], #4",
+    "str r8, [sp, #8]",
+    "add.w r12, r0, r1",
+    "sub.w r8, r3, r2",
+    "tst.w r8, #8",
+    "bne 4f",
+    "5:",
+    "ldrd r8, r9, [r2], #8",
+    "ldr.w r10, [r12, r1, lsl #1]",
+    "sxtb16 r11, r10",
+    "smlad r7, r11, r8, r7",
+    "sxtb16 r10, r10, ror #8",
+    "smlad r7, r10, r9, r7",
+    "ldr.w r10, [r12], #4",
+    "sxtb16 r11, r10",
+    "smlad r5, r11, r8, r5",
+    "sxtb16 r10, r10, ror #8",
+    "smlad r5, r10, r9, r5",
+    "ldr.w r10, [r0, r1, lsl #1]",
+    "sxtb16 r11, r10",
+    "smlad r6, r11, r8, r6",
+    "sxtb16 r10, r10, ror #8",
+    "smlad r6, r10, r9, r6",
+    "ldr.w r10, [r0], #4",
+    "sxtb16 r11, r10",
+    "smlad r4, r11, r8, r4",
+    "sxtb16 r10, r10, ror #8",
+    "smlad r4, r10, r9, r4",
+    "4:",
+    "ldrd r8, r9, [r2], #8",
+    "ldr.w r10, [r12, r1, lsl #1]",
+    "sxtb16 r11, r10",
+    "smlad r7, r11, r8, r7",
+    "sxtb16 r10, r10, ror #8",
+    "smlad r7, r10, r9, r7",
+    "ldr.w r10, [r12], #4",
+    "sxtb16 r11, r10",
+    "smlad r5, r11, r8, r5",
+    "sxtb16 r10, r10, ror #8",
+    "smlad r5, r10, r9, r5",
+    "ldr.w r10, [r0, r1, lsl #1]",
+    "sxtb16 r11, r10",
+    "smlad r6, r11, r8, r6",
+    "sxtb16 r10, r10, ror #8",
+    "smlad r6, r10, r9, r6",
+    "ldr.w r10, [r0], #4",
+    "sxtb16 r11, r10",
+    "smlad r4, r11, r8, r4",
+    "sxtb16 r10, r10, ror #8",
+    "smlad r4, r10, r9, r4",
+    "cmp r2, r3",
+    "bne 5b",
+    "ldrd r8, r9, [sp, #12]",
+    "ldr r10, [sp, #20]",
+    "ldr r11, [r8], #4",
+    "ldr lr, [r8], #4",
+    "subs.w lr, lr, #2",
+    "bmi 70f",
+    "smmul r4, r4, r11",
+    "asr.w r4, r4, lr",
+    "adds r4, r4, #1",
+    "asrs r4, r4, #1",
+    "80:",
+    "ldr r11, [r9], #4",
+    "qadd r4, r4, r11",
+    "ssat r4, #16, r4",
+    "strh r4, [r10], #8",
+    "ldr r11, [r8], #4",
+    "ldr lr, [r8], #4",
+    "subs.w lr, lr, #2",
+    "bmi 71f",
+    "smmul r5, r5, r11",
+    "asr.w r5, r5, lr",
+    "adds r5, r5, #1",
+    "asrs r5, r5, #1",
+    "81:",
+    "ldr r11, [r9], #4",
+    "qadd r5, r5, r11",
+    "ssat r5, #16, r5",
+    "strh r5, [r10], #8",
+    "ldr r11, [r8], #4",
+    "ldr lr, [r8], #4",
+    "subs.w lr, lr, #2",
+    "bmi 72f",
+    "smmul r6, r6, r11",
+    "asr.w r6, r6, lr",
+    "adds r6, r6, #1",
+    "asrs r6, r6, #1",
+    "82:",
+    "ldr r11, [r9], #4",
+    "qadd r6, r6, r11",
+    "ssat r6, #16, r6",
+    "strh r6, [r10], #8",
+    "ldr r11, [r8], #4",
+    "ldr lr, [r8], #4",
+    "subs.w lr, lr, #2",
+    "bmi 73f",
+    "smmul r7, r7, r11",
+    "asr.w r7, r7, lr",
+    "adds r7, r7, #1",
+    "asrs r7, r7, #1",
+    "83:",
+    "ldr r11, [r9], #4",
+    "qadd r7, r7, r11",
+    "ssat r7, #16, r7",
+    "strh r7, [r10], #8",
+    "strd r8, r9, [sp, #12]",
+    "str r10, [sp, #20]",
+    "add.w r0, r0, r1, lsl #1",
+    "add r0, r0, r1",
+    "ldr r8, [sp, #4]",
+    "subs r8, r8, #1",
+    "str r8, [sp, #4]",
+    "bne 1b",
+    "ldr r8, [sp, #24]",
+    "adds r8, r8, #2",
+    "str r8, [sp, #24]",
+    "str r8, [sp, #20]",
+    "ldr r8, [sp, #32]",
+    "str r8, [sp, #4]",
+    "ldr r8, [sp, #28]",
+    "subs r8, r8, #1",
+    "str r8, [sp, #28]",
+    "bne 1b",
+    "add sp, sp, #40",
+    "pop {{r4, r5, r6, r7, r8, r9, r10, r11, pc}}",
+    // Out of line: shift 1 (n = 32) is `smmulr`, (v + 2^31) >> 32.
+    "70:",
+    "smmulr r4, r4, r11",
+    "b 80b",
+    "71:",
+    "smmulr r5, r5, r11",
+    "b 81b",
+    "72:",
+    "smmulr r6, r6, r11",
+    "b 82b",
+    "73:",
+    "smmulr r7, r7, r11",
+    "b 83b",
+    ".size kinglet_dsp_gates, . - kinglet_dsp_gates",
+    ".text",
+);
+
+// kinglet_dsp_expand2(a: r0, b: r1, xe: r2, groups: r3): for each group of 4 int8 of `a` and of
+// `b`, the words sxtb16(a), sxtb16(a, ror #8), sxtb16(b), sxtb16(b, ror #8) at xe
+// (word-aligned). groups ≥ 1.
+global_asm!(
+    cpu!(),
+    ".section .text.kinglet_dsp_expand2,\"ax\",%progbits",
+    ".globl kinglet_dsp_expand2",
+    ".hidden kinglet_dsp_expand2",
+    ".p2align 2",
+    ".type kinglet_dsp_expand2,%function",
+    ".thumb_func",
+    "kinglet_dsp_expand2:",
+    "push {{r4, r5, r6, r7}}",
+    "1:",
+    "ldr r6, [r0], #4",
+    "ldr r7, [r1], #4",
+    "sxtb16 r4, r6",
+    "sxtb16 r5, r6, ror #8",
+    "sxtb16 r6, r7",
+    "sxtb16 r7, r7, ror #8",
+    "stmia r2!, {{r4, r5, r6, r7}}",
+    "subs r3, r3, #1",
+    "bne 1b",
+    "pop {{r4, r5, r6, r7}}",
+    "bx lr",
+    ".size kinglet_dsp_expand2, . - kinglet_dsp_expand2",
+    ".text",
+);
+
 extern "C" {
     fn kinglet_dsp_mv4x4(
         w: *const i8,
@@ -311,6 +659,29 @@ extern "C" {
         pairs: *const i32,
     ) -> usize;
     fn kinglet_dsp_expand(v: *const i8, xe: *mut u32, groups: usize);
+    fn kinglet_dsp_mv2x2(
+        w: *const i8,
+        k: usize,
+        xe: *const u32,
+        groups: usize,
+        out_a: *mut i32,
+        out_b: *mut i32,
+        blocks: usize,
+        bias: *const i32,
+        pairs: *const i32,
+    ) -> usize;
+    fn kinglet_dsp_expand2(a: *const i8, b: *const i8, xe: *mut u32, groups: usize);
+    fn kinglet_dsp_gates(
+        r: *const i8,
+        k: usize,
+        xe: *const u32,
+        groups: usize,
+        blocks: usize,
+        bias: *const i32,
+        pairs: *const i32,
+        ax: *const i32,
+        g: *mut i16,
+    );
 }
 
 /// Bytes 0 and 2 of `x`, sign-extended into the two halfwords.
@@ -490,4 +861,311 @@ pub(super) fn dsp_matvec_rq(
         }
     }
     true
+}
+
+/// `out_a[j] = rq(bias[j] + Σ_k m[j·K + k] · a[k], pairs[j])` and `out_b[j]` likewise with `b`,
+/// for `j < out_a.len()`, in one pass over `m` (`kinglet_dsp_mv2x2`: each weight word is
+/// extended once for both vectors). Handles `K ≤ CHUNK / 2` with `K mod 4 = 0` and an even number
+/// of rows; returns `false`, writing nothing, for any other shape (or short operands). The same
+/// bits as two [`dsp_matvec_rq`] calls.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn dsp_matvec2_rq(
+    m: &[i8],
+    bias: &[zerocopy::little_endian::I32],
+    pairs: &[zerocopy::little_endian::I32],
+    a: &[i8],
+    b: &[i8],
+    out_a: &mut [i32],
+    out_b: &mut [i32],
+) -> bool {
+    let (k, rows) = (a.len(), out_a.len());
+    let fits = k > 0
+        && k % 4 == 0
+        && k <= CHUNK / 2
+        && b.len() == k
+        && out_b.len() == rows
+        && rows > 0
+        && rows % 2 == 0
+        && m.len() / k >= rows
+        && bias.len() >= rows
+        && pairs.len() / 2 >= rows;
+    if !fits {
+        return false;
+    }
+    let groups = k / 4;
+    let mut buf = MaybeUninit::<[u32; CHUNK / 2]>::uninit();
+    // SAFETY: `kinglet_dsp_expand2` reads the `k = 4 · groups` bytes of `a` and of `b` and writes
+    // `4 · groups ≤ CHUNK / 2` words of `buf` (word-aligned), `groups ≥ 1`. The kernel then reads
+    // rows `0..rows` of `k` bytes of `m` (`m.len() ≥ rows · k`), those `4 · groups` words,
+    // `rows` words of `bias` and `2 · rows` of `pairs` (single-word loads, any alignment: allowed
+    // on Armv7E-M / Armv8-M.main; `I32` is a little-endian `i32`, as the core reads it), and
+    // writes the `rows` words of `out_a` and of `out_b` (word-aligned `i32`s, `strd`);
+    // `rows / 2 ≥ 1`. It preserves the callee-saved registers (AAPCS).
+    let flag = unsafe {
+        let xe = buf.as_mut_ptr().cast::<u32>();
+        kinglet_dsp_expand2(a.as_ptr(), b.as_ptr(), xe, groups);
+        kinglet_dsp_mv2x2(
+            m.as_ptr(),
+            k,
+            xe,
+            groups,
+            out_a.as_mut_ptr(),
+            out_b.as_mut_ptr(),
+            rows / 2,
+            bias.as_ptr().cast::<i32>(),
+            pairs.as_ptr().cast::<i32>(),
+        )
+    };
+    if flag != 0 {
+        // Rows whose shift the 32-bit path does not cover hold `bias + sum`: requantize them.
+        for ((oa, ob), p) in out_a
+            .iter_mut()
+            .zip(out_b.iter_mut())
+            .zip(pairs.chunks_exact(2))
+        {
+            let shift = p[1].get();
+            if !(2..=31).contains(&shift) {
+                *oa = rq(*oa, p[0].get(), shift);
+                *ob = rq(*ob, p[0].get(), shift);
+            }
+        }
+    }
+    true
+}
+
+const _: () = assert!(crate::format::ACT_TABLE_LEN == 513);
+
+/// [`lut16_at`] on the two int16 values packed in `w` (low and high halfword), both read with
+/// bit-field extracts (`sbfx` / `asr` for `x >> 7`, `ubfx` / `and` for `x & 127`) instead of
+/// halfword loads and sign extensions. `mid` is [`Mid`] of the table.
+#[inline(always)]
+fn lut16_lo(mid: Mid<'_>, w: u32) -> i32 {
+    lut16_at(mid, ((w << 16) as i32) >> 23, w & 127)
+}
+
+/// The high halfword of `w`; see [`lut16_lo`].
+#[inline(always)]
+fn lut16_hi(mid: Mid<'_>, w: u32) -> i32 {
+    lut16_at(mid, (w as i32) >> 23, (w >> 16) & 127)
+}
+
+/// A 513-entry activation table by its entry 256, so that `x >> 7` (in `[-256, 255]` for every
+/// int16 `x`) indexes it directly (`ldr t, [mid, idx, lsl #1]`).
+#[derive(Clone, Copy)]
+struct Mid<'t>(
+    *const zerocopy::little_endian::I16,
+    core::marker::PhantomData<&'t super::reference::ActTable>,
+);
+
+impl<'t> Mid<'t> {
+    fn of(tab: &'t super::reference::ActTable) -> Mid<'t> {
+        Mid(tab.as_ptr().wrapping_add(256), core::marker::PhantomData)
+    }
+}
+
+/// `fixed::lut16` with one word load and one `smlad`: the halfwords `tab[i]` (low) and
+/// `tab[i+1]` (high) against `(128 − f, f)` give `128 · tab[i] + (tab[i+1] − tab[i]) · f`, and
+/// `(that + 64) >> 7 = tab[i] + (((tab[i+1] − tab[i]) · f + 64) >> 7)` exactly (`128 · tab[i]`
+/// is a multiple of 128). No overflow: `|128 · tab| + 127 · 2^16 < 2^31`. Takes
+/// `idx = x >> 7` (clamped to `[-256, 255]`, the range every int16 `x` gives, so
+/// the clamp compiles to nothing after a shift) and `f = x & 127`.
+#[inline(always)]
+fn lut16_at(mid: Mid<'_>, idx: i32, f: u32) -> i32 {
+    let idx = idx.clamp(-256, 255) as isize;
+    // SAFETY: `mid` points at entry 256 of a 513-entry table borrowed for `Mid`'s lifetime; `-256 ≤ idx ≤ 255`, so halfwords `256 + idx` and `257 + idx`
+    // are inside it; `read_unaligned` allows the halfword alignment the table has.
+    let w = unsafe { core::ptr::read_unaligned(mid.0.offset(idx).cast::<u32>()) };
+    let wt = (f << 16).wrapping_add(128).wrapping_sub(f);
+    smlad(w, wt, 64) >> 7
+}
+
+/// One LSTM step's gates: int16 `g[4u + gate] = sat16(ax[j] + rq(bias_h[j] + R_j · h, rq_h[j]))` for
+/// `j = gate · H + u` (`kinglet_dsp_gates`). Needs `H mod 4 = 0`, `H ≤ CHUNK`, `r` of `4H` rows
+/// of `H`, `ax` and `g` of `4H`, and every shift of `rq_h` in `[2, 31]`: [`dsp_lstm`] checks all
+/// of it once per op; here only the lengths are checked again (returns `false`, writing
+/// nothing).
+fn lstm_gates(wt: &super::reference::GateWeights<'_>, h: &[i8], ax: &[i32], g: &mut [u32]) -> bool {
+    let nh = h.len();
+    let rows = 4 * nh;
+    let fits = nh > 0
+        && nh % 4 == 0
+        && nh <= CHUNK
+        && ax.len() == rows
+        && 2 * g.len() == rows
+        && wt.r.len() / nh >= rows
+        && wt.bias_h.len() >= rows
+        && wt.rq_h.len() / 2 >= rows;
+    if !fits {
+        return false;
+    }
+    let groups = nh / 4;
+    let mut buf = MaybeUninit::<[u32; CHUNK / 2]>::uninit();
+    // SAFETY: `kinglet_dsp_expand` reads the `nh = 4 · groups` bytes of `h` and writes
+    // `2 · groups ≤ CHUNK / 2` words of `buf` (word-aligned), `groups ≥ 1`. `kinglet_dsp_gates`
+    // then reads the `4 · nh` rows of `nh` bytes of `r` (`r.len() ≥ 4 · nh · nh`, checked), those
+    // words, `4 · nh` words of `bias_h` and of `ax` and `8 · nh` of `rq_h` (single-word loads, any
+    // alignment on Armv7E-M / Armv8-M.main), and writes the `4 · nh` halfwords of `g` (halfword
+    // stores at `g + 2 · (4u + gate)`, all inside `g`); `groups`, `blocks = nh / 4 ≥ 1`. It
+    // preserves the callee-saved registers (AAPCS).
+    unsafe {
+        let xe = buf.as_mut_ptr().cast::<u32>();
+        kinglet_dsp_expand(h.as_ptr(), xe, groups);
+        kinglet_dsp_gates(
+            wt.r.as_ptr(),
+            nh,
+            xe,
+            groups,
+            nh / 4,
+            wt.bias_h.as_ptr().cast::<i32>(),
+            wt.rq_h.as_ptr().cast::<i32>(),
+            ax.as_ptr(),
+            g.as_mut_ptr().cast::<i16>(),
+        )
+    };
+    true
+}
+
+/// The LSTM op (`reference::lstm::lstm_i8`) on the DSP extension, bit-identical to it, for a
+/// cell with `H mod 4 = 0` whose `4H` gate rows fit one stack block (`4H ≤ MATVEC_BLOCK`), whose
+/// recurrent requantization shifts are all in `[1, 31]` and whose output requantization's in
+/// `[2, 31]` (the 32-bit paths of `fixed::rq`); returns `false`,
+/// writing nothing, otherwise. Per step:
+///
+/// - the input products `ax = rq(bias_x + W·x_t)`: for a pair of steps in one pass over `W`
+///   ([`dsp_matvec2_rq`], when `I mod 4 = 0` and `I ≤ CHUNK / 2`), since they do not depend on
+///   `h`; otherwise through the fused product;
+/// - the recurrent product with the gate sums in its epilogue, written unit-interleaved
+///   ([`lstm_gates`]);
+/// - the cell, a unit's four gates from one pair of words, the table lookups by [`lut16_at`].
+///
+/// Never inlined: its stack buffers (`2 · 4H` int32 input products, `4H` int16 gates) then take
+/// stack only while an LSTM runs, not in the frame of every op's caller.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn dsp_lstm(
+    p: &super::reference::lstm::LstmParams,
+    wt: &super::reference::GateWeights<'_>,
+    tabs: &super::reference::ActTables<'_>,
+    x: &[i8],
+    h: &mut [i8],
+    c: &mut [i16],
+    y: &mut [i8],
+) -> bool {
+    use super::reference::fixed::{matvec_rq, MATVEC_BLOCK};
+    let (ni, nh, steps) = (p.input, p.hidden, p.steps);
+    let g = 4 * nh;
+    let ok = ni > 0
+        && nh > 0
+        && nh % 4 == 0
+        && g <= MATVEC_BLOCK
+        && (2..=31).contains(&p.hq_shift)
+        && wt.fits(4, ni, nh)
+        && wt
+            .rq_h
+            .chunks_exact(2)
+            .all(|q| (1..=31).contains(&q[1].get()))
+        && Some(x.len()) == steps.checked_mul(ni)
+        && Some(y.len()) == steps.checked_mul(nh)
+        && h.len() == nh
+        && c.len() == nh;
+    if !ok {
+        return false;
+    }
+    let ce = p.cell_exp.min(15);
+    let two = ni % 4 == 0 && ni <= CHUNK / 2;
+    let mut ax = [[0i32; MATVEC_BLOCK]; 2];
+    // Two int16 gates per word (`i`, `o` then `f`, `z` of each unit).
+    let mut gates = [0u32; MATVEC_BLOCK / 2];
+    // Whether `ax[1]` holds this step's input products (computed with the previous step's).
+    let mut pending = false;
+    let mut it = 0;
+    while it < steps {
+        let t = super::reference::step_index(it, steps, p.reverse);
+        let Some(xt) = x.get(t * ni..(t + 1) * ni) else {
+            return true;
+        };
+        let [ax0, ax1] = &mut ax;
+        let (ax0, ax1) = (&mut ax0[..g], &mut ax1[..g]);
+        // A step computes its input products together with the next step's when it can; that
+        // next step then reads them from `ax1`.
+        let cur: &[i32] = if pending {
+            pending = false;
+            ax1
+        } else {
+            let next = (it + 1 < steps)
+                .then(|| super::reference::step_index(it + 1, steps, p.reverse))
+                .and_then(|t1| x.get(t1 * ni..(t1 + 1) * ni));
+            let paired = two
+                && next
+                    .is_some_and(|x1| dsp_matvec2_rq(wt.w, wt.bias_x, wt.rq_x, xt, x1, ax0, ax1));
+            if !paired {
+                matvec_rq(wt.w, wt.bias_x, wt.rq_x, xt, 0, ax0);
+            }
+            pending = paired;
+            ax0
+        };
+        let gs = &mut gates[..g / 2];
+        let Some(yt) = y.get_mut(t * nh..(t + 1) * nh) else {
+            return true;
+        };
+        if !lstm_gates(wt, h, cur, gs) {
+            return true;
+        }
+        if ce >= 3 {
+            lstm_cell::<true>(p, tabs, ce, gs, c, h, yt);
+        } else {
+            lstm_cell::<false>(p, tabs, ce, gs, c, h, yt);
+        }
+        it += 1;
+    }
+    true
+}
+
+/// One step's cell update from the unit-interleaved gates `g` ([`lstm_gates`]): the scalar
+/// `cell` of `reference::lstm`, bit for bit, with [`lut16_at`] lookups, the cell-to-Q3.12
+/// conversion chosen at compile time (`WIDEN`: `cell_exp ≥ 3`, a saturating left shift; else a
+/// rounding right shift) and the output requantization by `fixed::rq`'s 32-bit path (the caller
+/// checked `2 ≤ hq_shift ≤ 31`). Writes `c`, `h` and `y` (the step's output row).
+#[inline(never)]
+fn lstm_cell<const WIDEN: bool>(
+    p: &super::reference::lstm::LstmParams,
+    tabs: &super::reference::ActTables<'_>,
+    ce: u32,
+    g: &[u32],
+    c: &mut [i16],
+    h: &mut [i8],
+    y: &mut [i8],
+) {
+    let (rz, sz) = (1i32 << (14 + ce), 15 + ce);
+    let (tsh, trz) = if WIDEN {
+        (ce.wrapping_sub(3), 0)
+    } else {
+        let n = 3 - ce;
+        (n, (1i32 << n) >> 1)
+    };
+    let (mult, hsh, zp) = (p.hq_mult, (p.hq_shift - 2) as u32 & 31, p.h_zp);
+    let (sig, tanh) = (Mid::of(tabs.sig), Mid::of(tabs.tanh));
+    let units = g.chunks_exact(2).zip(c.iter_mut());
+    for ((w, cu), (hu, yu)) in units.zip(h.iter_mut().zip(y.iter_mut())) {
+        let i = lut16_lo(sig, w[0]);
+        let o = lut16_hi(sig, w[0]);
+        let f = lut16_lo(sig, w[1]);
+        let z = lut16_hi(tanh, w[1]);
+        // |f · c|, |i · z| < 2^30 (module doc of `reference::lstm`): no overflow.
+        let s = ((f * *cu as i32 + (1 << 14)) >> 15) + ((i * z + rz) >> sz);
+        let cn = s.clamp(i16::MIN as i32, i16::MAX as i32);
+        *cu = cn as i16;
+        let tc = if WIDEN {
+            (cn << tsh).clamp(i16::MIN as i32, i16::MAX as i32)
+        } else {
+            (cn + trz) >> tsh
+        };
+        // `fixed::rq` for 2 ≤ shift ≤ 31: `((⌊acc · mult / 2^32⌋ >> (shift − 2)) + 1) >> 1`.
+        let acc = o * lut16_lo(tanh, tc as u32);
+        let hi = ((acc as i64 * mult as i64) >> 32) as i32;
+        let hv = ((hi >> hsh) + 1) >> 1;
+        let hq = zp.saturating_add(hv).clamp(-128, 127) as i8;
+        *hu = hq;
+        *yu = hq;
+    }
 }

@@ -347,6 +347,29 @@ pub(crate) fn lstm_cell_simd(
     false
 }
 
+/// A whole LSTM op (`reference::lstm::lstm_i8`) through the active level's own sequence
+/// kernel, where it has one for these operands (Cortex-M DSP: `4H ≤ MATVEC_BLOCK`, input
+/// products of two steps in one pass over `W`, the cell with `smlad` table lookups); returns
+/// `false`, writing nothing, otherwise. The same bits as `lstm_i8`'s own loop.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lstm_seq_simd(
+    p: &super::reference::lstm::LstmParams,
+    wt: &super::reference::GateWeights<'_>,
+    tabs: &super::reference::ActTables<'_>,
+    x: &[i8],
+    h: &mut [i8],
+    c: &mut [i16],
+    y: &mut [i8],
+) -> bool {
+    #[cfg(kinglet_dsp)]
+    if active_isa() == Isa::Dsp {
+        return super::dsp::dsp_lstm(p, wt, tabs, x, h, c, y);
+    }
+    let _ = (p, wt, tabs, x, h, c, y);
+    false
+}
+
 /// Below this many columns [`matvec_i8`] uses the reference loop on aarch64 and AVX2 (one column
 /// excepted on AVX2; AVX-512 VNNI takes every shape).
 pub const SIMD_MIN_COLS: usize = 16;

@@ -24,7 +24,7 @@
 
 use super::fixed::{clamp8_add, lut16, rq, rsr32, sat16_add, MATVEC_BLOCK};
 use super::{step_index, ActTables, GateWeights};
-use crate::kernels::matvec::{cell_simd_active, lstm_cell_simd, CellGates};
+use crate::kernels::matvec::{cell_simd_active, lstm_cell_simd, lstm_seq_simd, CellGates};
 
 /// Shape and quantization of an LSTM op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +71,9 @@ pub fn lstm_i8(
         && c.len() == nh
         && scratch.len() == 4 * nh;
     if !ok {
+        return;
+    }
+    if lstm_seq_simd(p, wt, tabs, x, h, c, y) {
         return;
     }
     let cell_exp = p.cell_exp.min(15);
@@ -158,6 +161,149 @@ fn cell(
     let hq = clamp8_add(p.h_zp, hv);
     *h = hq;
     *y = hq;
+}
+
+/// A self-test for targets without the test harness (the Cortex-M firmware's `kernels` app):
+/// [`lstm_i8`] through the active kernel level (on Cortex-M DSP, its own sequence kernel) against
+/// the same op with [`force_reference`](crate::kernels::force_reference) on, over shapes the
+/// level takes and declines (`H` 4 to 24 and 6, `I` 1 to 16, 1 to 5 steps, both directions),
+/// random weights, biases that make the i32 bias add wrap, requantization shifts from -1 to 32
+/// (the `smmulr` path, the 32-bit path and the rows and ops left to the scalar code), cell
+/// exponents 0 to 15, and random int16 activation tables (any values: the check is bit
+/// identity, not accuracy). Returns the number of output bytes, `h` bytes and `c` values that
+/// differ (0 when the two agree). Leaves the reference switch off. About 7.5 KB of stack.
+pub fn self_test_lstm(seed: u32) -> usize {
+    use crate::kernels::force_reference;
+    use zerocopy::little_endian::{I16, I32};
+    const HMAX: usize = 24;
+    const IMAX: usize = 16;
+    const TMAX: usize = 5;
+    let mut s = seed | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        s
+    };
+    let mut w = [0i8; 4 * HMAX * IMAX];
+    let mut r = [0i8; 4 * HMAX * HMAX];
+    let mut bx = [I32::new(0); 4 * HMAX];
+    let mut bh = [I32::new(0); 4 * HMAX];
+    let mut qx = [I32::new(0); 8 * HMAX];
+    let mut qh = [I32::new(0); 8 * HMAX];
+    let mut sig = [I16::new(0); crate::format::ACT_TABLE_LEN];
+    let mut tanh = [I16::new(0); crate::format::ACT_TABLE_LEN];
+    let mut x = [0i8; TMAX * IMAX];
+    let mut scratch = [0i16; 4 * HMAX];
+    let mut bad = 0;
+    let mut case = 0u32;
+    // (I, H): pairs of steps in one pass (I mod 4 = 0), one at a time, H not a multiple of 4.
+    const SHAPES: [(usize, usize); 8] = [
+        (16, 20),
+        (8, 24),
+        (4, 4),
+        (1, 16),
+        (3, 8),
+        (8, 6),
+        (16, 12),
+        (12, 20),
+    ];
+    for &(ni, nh) in &SHAPES {
+        for steps in 1..=TMAX {
+            for reverse in [false, true] {
+                case += 1;
+                let g = 4 * nh;
+                for v in w.iter_mut().chain(r.iter_mut()).chain(x.iter_mut()) {
+                    *v = (next() >> 24) as u8 as i8;
+                }
+                for (j, b) in bx.iter_mut().chain(bh.iter_mut()).enumerate() {
+                    let v = next() as i32;
+                    *b = I32::new(match (j as u32 + case) % 7 {
+                        0 => i32::MAX - (v & 0xffff),
+                        1 => i32::MIN + (v & 0xffff),
+                        _ => v >> 13,
+                    });
+                }
+                // Mostly shifts the quantizer writes (about 10 to 20), some 1 and 2, and now
+                // and then one outside [1, 31] (the scalar paths).
+                for (j, q) in qx
+                    .chunks_exact_mut(2)
+                    .chain(qh.chunks_exact_mut(2))
+                    .enumerate()
+                {
+                    let v = next();
+                    let shift = match (j as u32 * 5 + case) % 23 {
+                        0 if case % 3 == 0 => [-1, 0, 32][(v % 3) as usize],
+                        1 | 2 => 1 + (v % 2) as i32,
+                        _ => 8 + (v % 16) as i32,
+                    };
+                    q[0] = I32::new(((v >> 1) | (1 << 30)) as i32);
+                    q[1] = I32::new(shift);
+                }
+                for t in sig.iter_mut().chain(tanh.iter_mut()) {
+                    *t = I16::new((next() >> 16) as u16 as i16);
+                }
+                let p = LstmParams {
+                    steps,
+                    input: ni,
+                    hidden: nh,
+                    reverse,
+                    h_zp: (next() >> 25) as i32 - 64,
+                    cell_exp: [0, 2, 3, 4, 15][(case % 5) as usize],
+                    hq_mult: ((next() >> 1) | (1 << 30)) as i32,
+                    hq_shift: if case % 11 == 0 {
+                        1
+                    } else {
+                        14 + (case % 10) as i32
+                    },
+                };
+                let wt = GateWeights {
+                    w: &w[..g * ni],
+                    r: &r[..g * nh],
+                    bias_x: &bx[..g],
+                    bias_h: &bh[..g],
+                    rq_x: &qx[..2 * g],
+                    rq_h: &qh[..2 * g],
+                };
+                let tabs = ActTables {
+                    sig: &sig,
+                    tanh: &tanh,
+                };
+                let (h0, c0) = ((next() >> 24) as u8 as i8, (next() >> 16) as u16 as i16);
+                let (mut h, mut c, mut y) = ([h0; HMAX], [c0; HMAX], [0i8; TMAX * HMAX]);
+                let (mut hr, mut cr, mut yr) = (h, c, y);
+                let xs = &x[..steps * ni];
+                let (ny, sc) = (steps * nh, &mut scratch[..g]);
+                force_reference(false);
+                lstm_i8(
+                    &p,
+                    &wt,
+                    &tabs,
+                    xs,
+                    &mut h[..nh],
+                    &mut c[..nh],
+                    &mut y[..ny],
+                    sc,
+                );
+                force_reference(true);
+                lstm_i8(
+                    &p,
+                    &wt,
+                    &tabs,
+                    xs,
+                    &mut hr[..nh],
+                    &mut cr[..nh],
+                    &mut yr[..ny],
+                    sc,
+                );
+                force_reference(false);
+                bad += y.iter().zip(&yr).filter(|(a, b)| a != b).count();
+                bad += h.iter().zip(&hr).filter(|(a, b)| a != b).count();
+                bad += c.iter().zip(&cr).filter(|(a, b)| a != b).count();
+            }
+        }
+    }
+    bad
 }
 
 #[cfg(test)]
@@ -282,6 +428,11 @@ pub(crate) mod tests {
             assert_eq!(h[u], y[if reverse { 0 } else { steps - 1 } * hidden + u]);
         }
         worst
+    }
+
+    #[test]
+    fn lstm_self_test_agrees_with_the_reference() {
+        assert_eq!(self_test_lstm(0x2545_f491), 0);
     }
 
     #[test]
