@@ -914,6 +914,7 @@ pub(crate) fn avx512_attention(
     let tkp = tk.next_multiple_of(16);
     let ok = tq > 0
         && (1..=ATT_MAX_TK).contains(&tk)
+        && p.score_mult >= 0
         && (1..=MAX_DH).contains(&dh)
         && heads > 0
         && heads * dp * tkp <= ATT_PACK
@@ -932,10 +933,10 @@ pub(crate) fn avx512_attention(
     let mut kt = [0u32; ATT_PACK];
     let mut vp = [0u32; ATT_PACK];
     let mut scratch = AttRowScratch {
-        sc: [0; ATT_MAX_TK],
-        ph: [0; ATT_MAX_TK / 2],
-        pl: [0; ATT_MAX_TK / 2],
-        qp: [0; MAX_DH.div_ceil(2)],
+        sc: [0; ATT_PACK],
+        ph: [0; ATT_PACK / 2],
+        pl: [0; ATT_PACK / 2],
+        qp: [0; 256],
     };
     for s in 0..p.steps {
         let kb = &k[s * tk * w..(s + 1) * tk * w];
@@ -1070,28 +1071,59 @@ fn div_round_i64x8(x: __m512i, den: i64, denf: __m512d, inv: __m512d) -> __m512i
     _mm512_mask_sub_epi64(qv, neg, _mm512_setzero_si512(), qv)
 }
 
-/// The per-row stack scratch of [`avx512_attention_row`].
+/// The per-row stack scratch of [`avx512_attention_row`], every head at once (`heads · tkp ≤
+/// heads · dp · tkp ≤ ATT_PACK`).
 #[cfg(kinglet_avx512)]
 struct AttRowScratch {
-    /// One head's scores.
-    sc: [i32; ATT_MAX_TK],
-    /// Its weights split `p = 256 · ph + pl`, as int16 pairs of consecutive keys (0 past `n`).
-    ph: [u32; ATT_MAX_TK / 2],
+    /// Scores, `tkp` per head.
+    sc: [i32; ATT_PACK],
+    /// Weights split `p = 256 · ph + pl`, as int16 pairs of consecutive keys (0 past `n`),
+    /// `tkp / 2` per head.
+    ph: [u32; ATT_PACK / 2],
     /// See `ph`.
-    pl: [u32; ATT_MAX_TK / 2],
-    /// The query row's head minus `q_zp`, as int16 column pairs.
-    qp: [u32; MAX_DH.div_ceil(2)],
+    pl: [u32; ATT_PACK / 2],
+    /// The query row minus `q_zp` as int16 column pairs, `dp` per head (`heads · dp ≤ 256`).
+    qp: [u32; 256],
 }
 
-/// One query row of [`avx512_attention`], every head: `n` visible keys of the packed `kt`
-/// (`[head][pair][key]`, `tkp` keys per pair row) and `vp` (`[row pair][column]`).
+/// Scores of `NB` blocks of sixteen keys from block `b0`, for one head: `kh` its packed keys
+/// (`dp` pair rows of `tkp`), `qp` its query pairs. Separate accumulators, so the `vpdpwssd`
+/// chains overlap.
+///
+/// # Safety
+/// AVX-512F/BW/VNNI; `(b0 + NB) · 16 ≤ tkp`, `kh.len() ≥ qp.len() · tkp`.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn att_scores<const NB: usize>(
+    kh: &[u32],
+    qp: &[u32],
+    tkp: usize,
+    b0: usize,
+) -> [__m512i; NB] {
+    let mut acc = [_mm512_setzero_si512(); NB];
+    for (c, &qc) in qp.iter().enumerate() {
+        let qv = _mm512_set1_epi32(qc as i32);
+        for (b, a) in acc.iter_mut().enumerate() {
+            // SAFETY: `(b0 + b)·16 + 16 ≤ tkp`, inside pair row `c < dp` of this head.
+            let kv = unsafe { _mm512_loadu_si512(kh.as_ptr().add(c * tkp + (b0 + b) * 16).cast()) };
+            *a = _mm512_dpwssd_epi32(*a, kv, qv);
+        }
+    }
+    acc
+}
+
+/// One query row of [`avx512_attention`], every head, in three passes over the heads (scores
+/// and maxima; weights; `P·V` and the output), so the heads' independent work overlaps: `n`
+/// visible keys of the packed `kt` (`[head][pair][key]`, `tkp` keys per pair row) and `vp`
+/// (`[row pair][column]`).
 ///
 /// # Safety
 /// AVX-512F/BW/VNNI; `p` accepted by [`avx512_attention`], `1 ≤ n ≤ tk`, `qr.len() = yr.len()
 /// = heads · dh`, `kt` and `vp` packed by it for this block.
 #[cfg(kinglet_avx512)]
-#[allow(clippy::incompatible_msrv)]
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::incompatible_msrv, clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
 unsafe fn avx512_attention_row(
     p: &AttentionParams,
@@ -1103,99 +1135,181 @@ unsafe fn avx512_attention_row(
     vp: &[u32; ATT_PACK],
     scratch: &mut AttRowScratch,
 ) {
-    let (dh, w) = (p.dh, qr.len());
+    let (dh, heads, w) = (p.dh, p.heads, qr.len());
     let dp = dh.div_ceil(2);
     let tkp = p.tk.next_multiple_of(16);
     let blocks = n.div_ceil(16);
-    let score_pair = _mm512_set1_epi64(((p.score_shift as i64) << 32) | p.score_mult as u32 as i64);
-    let out_pair = _mm512_set1_epi64(((p.out_shift as i64) << 32) | p.out_mult as u32 as i64);
-    let (one, low8) = (_mm512_set1_epi32(1), _mm512_set1_epi32(255));
-    let y_zp = _mm512_set1_epi64(p.y_zp as i64);
-    let (lo8, hi8) = (_mm512_set1_epi64(-128), _mm512_set1_epi64(127));
     let AttRowScratch { sc, ph, pl, qp } = scratch;
-    for (h, (qh, yh)) in qr.chunks_exact(dh).zip(yr.chunks_exact_mut(dh)).enumerate() {
-        for (c, two) in qh.chunks(2).enumerate() {
-            let lo = two[0] as i32 - p.q_zp;
-            let hi = two.get(1).map_or(0, |&x| x as i32 - p.q_zp);
-            qp[c] = pair_i16(lo, hi);
+    // Query pairs: for an even `dh` the row as int16 is already `[head][pair]`.
+    if dh % 2 == 0 {
+        let zp = _mm512_set1_epi16(p.q_zp as i16);
+        let mut c = 0;
+        while c < w {
+            let mask: __mmask32 = if w - c >= 32 {
+                !0
+            } else {
+                (1u32 << (w - c)) - 1
+            };
+            // SAFETY: masked to bytes `c..min(c + 32, w)` of `qr` and int16 `c..` of `qp`
+            // (`w / 2 ≤ 256` dwords).
+            unsafe {
+                let x = _mm512_maskz_loadu_epi8(mask.into(), qr.as_ptr().add(c).cast());
+                let x = _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm512_castsi512_si256(x)), zp);
+                _mm512_mask_storeu_epi16(qp.as_mut_ptr().cast::<i16>().add(c), mask, x);
+            }
+            c += 32;
         }
-        // Scores, sixteen keys at a time (keys past `n` are computed and ignored).
+    } else {
+        for (h, qh) in qr.chunks_exact(dh).enumerate() {
+            for (c, two) in qh.chunks(2).enumerate() {
+                let lo = two[0] as i32 - p.q_zp;
+                let hi = two.get(1).map_or(0, |&x| x as i32 - p.q_zp);
+                qp[h * dp + c] = pair_i16(lo, hi);
+            }
+        }
+    }
+    // Pass 1: scores, and each head's maximum over the visible keys.
+    let mut maxima = [0i32; 256];
+    for h in 0..heads {
         let kh = &kt[h * dp * tkp..(h + 1) * dp * tkp];
+        let qh = &qp[h * dp..(h + 1) * dp];
         let mut mx = _mm512_set1_epi32(i32::MIN);
-        // Four blocks of keys at a time, so four independent `vpdpwssd` chains overlap.
         let mut b0 = 0;
         while b0 < blocks {
-            let nb = (blocks - b0).min(4);
-            let mut acc = [_mm512_setzero_si512(); 4];
-            for (c, &qc) in qp[..dp].iter().enumerate() {
-                let qv = _mm512_set1_epi32(qc as i32);
-                for (b, a) in acc.iter_mut().enumerate().take(nb) {
-                    // SAFETY: `(b0 + b)·16 + 16 ≤ tkp`, inside pair row `c` of this head.
-                    let kv = unsafe {
-                        _mm512_loadu_si512(kh.as_ptr().add(c * tkp + (b0 + b) * 16).cast())
-                    };
-                    *a = _mm512_dpwssd_epi32(*a, kv, qv);
-                }
-            }
-            for (b, &a) in acc.iter().enumerate().take(nb) {
+            let mut keep = |b: usize, a: __m512i| {
                 let j = (b0 + b) * 16;
                 mx = _mm512_mask_max_epi32(mx, lanes_mask16(n - j), mx, a);
-                // SAFETY: `sc` holds `ATT_MAX_TK ≥ tkp ≥ j + 16` i32.
-                unsafe { _mm512_storeu_si512(sc.as_mut_ptr().add(j).cast(), a) };
-            }
+                // SAFETY: `h·tkp + j + 16 ≤ heads · tkp ≤ ATT_PACK`.
+                unsafe { _mm512_storeu_si512(sc.as_mut_ptr().add(h * tkp + j).cast(), a) };
+            };
+            // SAFETY: `(b0 + NB)·16 ≤ blocks · 16 ≤ tkp`; `kh` holds `dp` pair rows.
+            let nb = match blocks - b0 {
+                1 => {
+                    let [a] = unsafe { att_scores::<1>(kh, qh, tkp, b0) };
+                    keep(0, a);
+                    1
+                }
+                2 => {
+                    let acc = unsafe { att_scores::<2>(kh, qh, tkp, b0) };
+                    acc.into_iter().enumerate().for_each(|(b, a)| keep(b, a));
+                    2
+                }
+                3 => {
+                    let acc = unsafe { att_scores::<3>(kh, qh, tkp, b0) };
+                    acc.into_iter().enumerate().for_each(|(b, a)| keep(b, a));
+                    3
+                }
+                _ => {
+                    let acc = unsafe { att_scores::<4>(kh, qh, tkp, b0) };
+                    acc.into_iter().enumerate().for_each(|(b, a)| keep(b, a));
+                    4
+                }
+            };
             b0 += nb;
         }
-        let m = _mm512_set1_epi32(_mm512_reduce_max_epi32(mx));
-        // Weights `p_j` (0 past `n`), their sum, and their int16 halves in pairs.
+        maxima[h] = _mm512_reduce_max_epi32(mx);
+    }
+    // Pass 2: weights `p_j = pow2(rq(m − s_j))` (0 past `n`), their sums, their int16 halves.
+    // `rq` for `acc ≥ 0`, `mult ∈ [0, 2^31)`: the product and rounding term are below 2^62 as
+    // u64, the result non-negative, clamped to `i32::MAX`; even and odd lanes in turn.
+    let s = p.score_shift.clamp(-30, 31);
+    let mult = _mm512_set1_epi64(p.score_mult as i64);
+    let round = _mm512_set1_epi64(1i64 << (30 + s));
+    let shift = _mm512_set1_epi64((31 + s) as i64);
+    let imax = _mm512_set1_epi64(i32::MAX as i64);
+    let (one, low8) = (_mm512_set1_epi32(1), _mm512_set1_epi32(255));
+    let mut sums = [0i64; 256];
+    for h in 0..heads {
+        let m = _mm512_set1_epi32(maxima[h]);
         let mut l = _mm512_setzero_si512();
         for b in 0..blocks {
-            // SAFETY: as above.
-            let s = unsafe { _mm512_loadu_si512(sc.as_ptr().add(b * 16).cast()) };
-            let d = _mm512_sub_epi32(m, s);
-            let t_lo = _mm512_cvtepi64_epi32(rq_i64x8(_mm512_castsi512_si256(d), score_pair));
-            let t_hi =
-                _mm512_cvtepi64_epi32(rq_i64x8(_mm512_extracti64x4_epi64::<1>(d), score_pair));
-            let t = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(t_lo), t_hi);
-            let sh = _mm512_srai_epi32::<10>(t);
-            let idx = _mm512_and_si512(t, _mm512_set1_epi32(1023));
-            // SAFETY: every index is in `0..1024`, inside the 1024-entry table.
-            let e = unsafe { _mm512_i32gather_epi32::<4>(idx, exp2.as_ptr().cast()) };
-            // `rsr(e, sh)` for `e ∈ [0, 2^16]`: at `sh = 0` the second shift count is all ones
-            // (≥ 32), which shifts the non-negative `e` to 0.
-            let r = _mm512_add_epi32(
-                _mm512_srav_epi32(e, sh),
-                _mm512_and_si512(_mm512_srav_epi32(e, _mm512_sub_epi32(sh, one)), one),
+            let j = h * tkp + b * 16;
+            // SAFETY: as in pass 1.
+            let d = _mm512_sub_epi32(m, unsafe { _mm512_loadu_si512(sc.as_ptr().add(j).cast()) });
+            let rq_even = |x: __m512i| {
+                let v = _mm512_add_epi64(_mm512_mul_epu32(x, mult), round);
+                _mm512_min_epu64(_mm512_srlv_epi64(v, shift), imax)
+            };
+            let t = _mm512_or_si512(
+                rq_even(d),
+                _mm512_slli_epi64::<32>(rq_even(_mm512_srli_epi64::<32>(d))),
             );
+            let sh = _mm512_srli_epi32::<10>(t);
+            let idx = _mm512_and_si512(t, _mm512_set1_epi32(1023));
+            // Lanes whose weight is not 0: visible keys with `sh < 31`. Only they are looked up
+            // (a gather is slow; many lanes of a sharp softmax are dead).
             let live =
                 lanes_mask16(n - b * 16) & _mm512_cmplt_epu32_mask(sh, _mm512_set1_epi32(31));
-            let pj = _mm512_maskz_mov_epi32(live, r);
+            let pj = if live == 0 {
+                _mm512_setzero_si512()
+            } else {
+                // SAFETY: every index is in `0..1024`, inside the 1024-entry table; lanes
+                // outside `live` are not read.
+                let e = unsafe {
+                    _mm512_mask_i32gather_epi32::<4>(
+                        _mm512_setzero_si512(),
+                        live,
+                        idx,
+                        exp2.as_ptr().cast(),
+                    )
+                };
+                // `rsr(e, sh)` for `e ∈ [0, 2^16]`: at `sh = 0` the second shift count is all
+                // ones (≥ 32), which shifts the non-negative `e` to 0.
+                _mm512_add_epi32(
+                    _mm512_srlv_epi32(e, sh),
+                    _mm512_and_si512(_mm512_srlv_epi32(e, _mm512_sub_epi32(sh, one)), one),
+                )
+            };
             l = _mm512_add_epi32(l, pj);
             let hi = _mm512_cvtepi32_epi16(_mm512_srli_epi32::<8>(pj));
             let lo = _mm512_cvtepi32_epi16(_mm512_and_si512(pj, low8));
-            // SAFETY: eight pairs at `b·8 + 8 ≤ ATT_MAX_TK / 2`.
+            // SAFETY: eight pairs at `j / 2 + 8 ≤ heads · tkp / 2 ≤ ATT_PACK / 2`.
             unsafe {
-                _mm256_storeu_si256(ph.as_mut_ptr().add(b * 8).cast(), hi);
-                _mm256_storeu_si256(pl.as_mut_ptr().add(b * 8).cast(), lo);
+                _mm256_storeu_si256(ph.as_mut_ptr().add(j / 2).cast(), hi);
+                _mm256_storeu_si256(pl.as_mut_ptr().add(j / 2).cast(), lo);
             }
         }
-        let l = _mm512_reduce_add_epi32(l) as i64; // [2^16, 2^28]
+        sums[h] = _mm512_reduce_add_epi32(l) as i64; // [2^16, 2^25]
+    }
+    // Pass 3: P·V per head, sixteen columns per step, then the output.
+    let out_pair = _mm512_set1_epi64(((p.out_shift as i64) << 32) | p.out_mult as u32 as i64);
+    let y_zp = _mm512_set1_epi64(p.y_zp as i64);
+    let (lo8, hi8) = (_mm512_set1_epi64(-128), _mm512_set1_epi64(127));
+    let pairs = n.div_ceil(2);
+    for (h, yh) in yr.chunks_exact_mut(dh).enumerate() {
+        let l = sums[h];
         let lf = _mm512_set1_pd(l as f64);
         let inv = _mm512_set1_pd(1.0 / l as f64);
-        let pairs = n.div_ceil(2);
+        let (phh, plh) = (&ph[h * tkp / 2..], &pl[h * tkp / 2..]);
         let col0 = h * dh;
         let mut c = 0;
         while c < dh {
             let mask = lanes_mask16(dh - c);
-            let (mut ah, mut al) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-            for r in 0..pairs {
-                // SAFETY: columns `col0 + c .. col0 + min(c + 16, dh) ≤ w` of pair row
-                // `r < ⌈tk/2⌉`, masked.
-                let x = unsafe {
-                    _mm512_maskz_loadu_epi32(mask, vp.as_ptr().add(r * w + col0 + c).cast())
-                };
-                ah = _mm512_dpwssd_epi32(ah, x, _mm512_set1_epi32(ph[r] as i32));
-                al = _mm512_dpwssd_epi32(al, x, _mm512_set1_epi32(pl[r] as i32));
+            // Two accumulators per half (even and odd pairs of rows): shorter chains.
+            let mut acc = [_mm512_setzero_si512(); 4];
+            let vcol = vp.as_ptr().wrapping_add(col0 + c);
+            let mut r = 0;
+            while r + 2 <= pairs {
+                for u in 0..2 {
+                    // SAFETY: columns `col0 + c .. col0 + min(c + 16, dh) ≤ w` of pair row
+                    // `r + u < ⌈tk/2⌉`, masked.
+                    let x = unsafe { _mm512_maskz_loadu_epi32(mask, vcol.add((r + u) * w).cast()) };
+                    acc[u] = _mm512_dpwssd_epi32(acc[u], x, _mm512_set1_epi32(phh[r + u] as i32));
+                    acc[2 + u] =
+                        _mm512_dpwssd_epi32(acc[2 + u], x, _mm512_set1_epi32(plh[r + u] as i32));
+                }
+                r += 2;
             }
+            if r < pairs {
+                // SAFETY: as above.
+                let x = unsafe { _mm512_maskz_loadu_epi32(mask, vcol.add(r * w).cast()) };
+                acc[0] = _mm512_dpwssd_epi32(acc[0], x, _mm512_set1_epi32(phh[r] as i32));
+                acc[2] = _mm512_dpwssd_epi32(acc[2], x, _mm512_set1_epi32(plh[r] as i32));
+            }
+            let (ah, al) = (
+                _mm512_add_epi32(acc[0], acc[1]),
+                _mm512_add_epi32(acc[2], acc[3]),
+            );
             for half in 0..2 {
                 if c + 8 * half >= dh {
                     break;
@@ -1319,43 +1433,43 @@ unsafe fn avx512_layernorm_row(
         _mm512_set1_pd(1.0 / sd.max(1) as f64),
     );
     let half_sd = _mm512_set1_pd((sd >> 1) as f64);
-    let (dv, sv) = (_mm256_set1_epi32(d as i32), _mm256_set1_epi32(sum));
-    let (lo, hi) = (
-        _mm512_set1_epi64(p.act_min as i64),
-        _mm512_set1_epi64(p.act_max as i64),
-    );
-    let (lo8, hi8) = (_mm512_set1_epi64(-128), _mm512_set1_epi64(127));
+    let (dv, sv) = (_mm512_set1_epi32(d as i32), _mm512_set1_epi32(sum));
+    let (lo, hi) = (_mm512_set1_epi32(p.act_min), _mm512_set1_epi32(p.act_max));
+    let (lo8, hi8) = (_mm512_set1_epi32(-128), _mm512_set1_epi32(127));
+    // `n = div_round(diff · 4096, sd)` for eight diffs (f64 lanes), as i32 (`|n| < 2^21`).
+    let norm = |df: __m512d| {
+        let num = _mm512_fmadd_pd(_mm512_abs_pd(df), _mm512_set1_pd(4096.0), half_sd);
+        let qf = floor_div_f64(num, sdf, inv);
+        let neg = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(df, _mm512_setzero_pd());
+        _mm512_cvttpd_epi32(_mm512_mask_sub_pd(qf, neg, _mm512_setzero_pd(), qf))
+    };
     let mut c = 0;
     while c < d {
-        let m8 = lanes_mask8(d - c);
-        // SAFETY: the masked loads read elements `c..min(c + 8, d)` of `xr`, `beta` and
+        let m16 = lanes_mask16(d - c);
+        // SAFETY: the masked loads read elements `c..min(c + 16, d)` of `xr`, `beta` and
         // `gamma_rq` (pairs), the masked store writes those of `yr`: in bounds.
         unsafe {
-            let xv = _mm512_maskz_loadu_epi8(m8.into(), xr.as_ptr().add(c).cast());
-            let diff = _mm256_sub_epi32(
-                _mm256_mullo_epi32(_mm256_cvtepi8_epi32(_mm512_castsi512_si128(xv)), dv),
+            let xv = _mm512_maskz_loadu_epi8(m16.into(), xr.as_ptr().add(c).cast());
+            let diff = _mm512_sub_epi32(
+                _mm512_mullo_epi32(_mm512_cvtepi8_epi32(_mm512_castsi512_si128(xv)), dv),
                 sv,
             );
             let n = if sd == 0 {
-                _mm256_setzero_si256()
+                _mm512_setzero_si512()
             } else {
-                let df = _mm512_cvtepi32_pd(diff);
-                let num = _mm512_fmadd_pd(_mm512_abs_pd(df), _mm512_set1_pd(4096.0), half_sd);
-                let qf = floor_div_f64(num, sdf, inv);
-                let neg = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(df, _mm512_setzero_pd());
-                _mm512_cvttpd_epi32(_mm512_mask_sub_pd(qf, neg, _mm512_setzero_pd(), qf))
+                let nl = norm(_mm512_cvtepi32_pd(_mm512_castsi512_si256(diff)));
+                let nh = norm(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64::<1>(diff)));
+                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(nl), nh)
             };
-            let pairs = _mm512_maskz_loadu_epi64(m8, gamma_rq.as_ptr().add(2 * c).cast());
-            let b = _mm512_maskz_loadu_epi32(m8.into(), beta.as_ptr().add(c).cast());
-            let v = _mm512_add_epi64(
-                _mm512_cvtepi32_epi64(_mm512_castsi512_si256(b)),
-                rq_i64x8(n, pairs),
-            );
-            let v = _mm512_min_epi64(_mm512_max_epi64(v, lo), hi);
-            let v = _mm512_min_epi64(_mm512_max_epi64(v, lo8), hi8);
-            _mm512_mask_cvtepi64_storeu_epi8(yr.as_mut_ptr().add(c).cast(), m8, v);
+            let (p0, p1, fast) = rq_pairs_x16(gamma_rq.as_ptr().add(2 * c), m16);
+            let b = _mm512_maskz_loadu_epi32(m16, beta.as_ptr().add(c).cast());
+            // `beta + rq` saturating in i32: the clamps below give what the exact i64 sum would.
+            let v = adds_epi32x16(b, rq_i32x16(n, p0, p1, fast));
+            let v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+            let v = _mm512_min_epi32(_mm512_max_epi32(v, lo8), hi8);
+            _mm512_mask_cvtepi32_storeu_epi8(yr.as_mut_ptr().add(c).cast(), m16, v);
         }
-        c += 8;
+        c += 16;
     }
 }
 
@@ -1403,78 +1517,116 @@ pub(crate) fn avx512_fc(
     if !ok {
         return false;
     }
-    let mut pack = [0u32; FC_PACK];
+    // Left uninitialized: the pack writes every dword the row loop reads (32 KB of zeroing per
+    // call would cost more than the small products themselves).
+    let mut pack = core::mem::MaybeUninit::<[u32; FC_PACK]>::uninit();
+    let packed = k.div_ceil(4) * n.next_multiple_of(16);
     let mut corr = [0i32; FC_MAX_N];
     // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f, avx512bw,
-    // avx512vnni); the lengths and buffer sizes it relies on are checked above.
+    // avx512vnni); the lengths and buffer sizes it relies on are checked above. The pack
+    // writes all of `pack[..packed]` (`packed ≤ FC_PACK`), so the slice made of it is
+    // initialized.
     unsafe {
-        avx512_fc_pack(w, k, n, &mut pack, &mut corr);
-        avx512_fc_rows(p, x, &pack, &corr, bias, rq, y);
+        let wp = pack.as_mut_ptr().cast::<u32>();
+        avx512_fc_pack(w, k, n, wp, &mut corr);
+        let pack = core::slice::from_raw_parts(wp.cast_const(), packed);
+        avx512_fc_rows(p, x, pack, &corr, bias, rq, y);
     }
     true
 }
 
 /// The weight repack of [`avx512_fc`]: `pack[(b·k4 + c)·16 + i] = w[16b + i, 4c .. 4c + 4]`
-/// (zero bytes past `k`, zero dwords past `n`), `corr[j] = 128 · Σ_c w[j, c]` (wrapping).
+/// (zero bytes past `k`, zero dwords past `n`) for every `b < ⌈n/16⌉`, `c < k4 = ⌈k/4⌉` (all
+/// of `pack[..⌈n/16⌉ · k4 · 16]` is written), `corr[j] = 128 · Σ_c w[j, c]` (wrapping). Sixteen
+/// rows × 64 bytes at a time, as a 16 × 16 dword transpose (`vpunpck*`, then 128-bit lane
+/// shuffles).
 ///
 /// # Safety
-/// AVX-512F/BW/VNNI; `w.len() = n · k`, `⌈k/4⌉ · ⌈n/16⌉ · 16 ≤ pack.len()`, `n ≤ corr.len()`,
-/// `n · k < 2^31`.
+/// AVX-512F/BW/VNNI; `w.len() = n · k`, `pack` valid for writes of `⌈n/16⌉ · k4 · 16` dwords,
+/// `corr.len() ≥ n`.
 #[cfg(kinglet_avx512)]
 #[allow(clippy::incompatible_msrv)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn avx512_fc_pack(w: &[i8], k: usize, n: usize, pack: &mut [u32], corr: &mut [i32]) {
+unsafe fn avx512_fc_pack(w: &[i8], k: usize, n: usize, pack: *mut u32, corr: &mut [i32]) {
     let k4 = k.div_ceil(4);
     let ones = _mm512_set1_epi8(1);
-    let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     for b in 0..n.div_ceil(16) {
-        let mask = lanes_mask16(n - 16 * b);
-        let rows = _mm512_mullo_epi32(
-            _mm512_add_epi32(iota, _mm512_set1_epi32(16 * b as i32)),
-            _mm512_set1_epi32(k as i32),
-        );
+        let nrows = (n - 16 * b).min(16);
         let mut cs = _mm512_setzero_si512();
-        for c in 0..k4 {
-            let v = if 4 * c + 4 <= k {
-                // SAFETY: each unmasked lane reads bytes `j·k + 4c .. j·k + 4c + 4` of row
-                // `j < n`, inside `w`; masked lanes (rows past `n`) read nothing.
-                unsafe {
-                    _mm512_mask_i32gather_epi32::<1>(
-                        _mm512_setzero_si512(),
-                        mask,
-                        _mm512_add_epi32(rows, _mm512_set1_epi32(4 * c as i32)),
-                        w.as_ptr().cast(),
-                    )
-                }
-            } else {
-                // The last, partial group of columns: bytes past `k` stay 0.
-                let mut lanes = [0u32; 16];
-                for (i, l) in lanes.iter_mut().enumerate().take(n - 16 * b) {
-                    let row = &w[(16 * b + i) * k..(16 * b + i + 1) * k];
-                    for (t, &x) in row[4 * c..].iter().enumerate() {
-                        *l |= (x as u8 as u32) << (8 * t);
+        let mut c0 = 0;
+        while c0 < k4 {
+            // Bytes `4·c0 .. 4·c0 + 64` of each of the block's rows (zero past `k`, zero rows
+            // past `n`).
+            let bytes = k - 4 * c0;
+            let mask: __mmask64 = if bytes >= 64 { !0 } else { (1u64 << bytes) - 1 };
+            let mut r = [_mm512_setzero_si512(); 16];
+            for (i, v) in r.iter_mut().enumerate().take(nrows) {
+                // SAFETY: the mask keeps the load inside row `16b + i < n` of `w`.
+                *v = unsafe {
+                    _mm512_maskz_loadu_epi8(mask, w.as_ptr().add((16 * b + i) * k + 4 * c0).cast())
+                };
+            }
+            // (Macros, not closures: a closure would not inherit the target features.)
+            macro_rules! lo32 {
+                ($i:expr) => {
+                    _mm512_unpacklo_epi32(r[$i], r[$i + 1])
+                };
+            }
+            macro_rules! hi32 {
+                ($i:expr) => {
+                    _mm512_unpackhi_epi32(r[$i], r[$i + 1])
+                };
+            }
+            // Per 128-bit lane `L`: `a[g][m]` holds rows `4g .. 4g + 4` of dword `4L + m`.
+            let mut a = [[_mm512_setzero_si512(); 4]; 4];
+            for (g, ag) in a.iter_mut().enumerate() {
+                let (l0, h0) = (lo32!(4 * g), hi32!(4 * g));
+                let (l1, h1) = (lo32!(4 * g + 2), hi32!(4 * g + 2));
+                *ag = [
+                    _mm512_unpacklo_epi64(l0, l1),
+                    _mm512_unpackhi_epi64(l0, l1),
+                    _mm512_unpacklo_epi64(h0, h1),
+                    _mm512_unpackhi_epi64(h0, h1),
+                ];
+            }
+            #[allow(clippy::needless_range_loop)] // `m` indexes the inner arrays of `a`
+            for m in 0..4 {
+                let ab_lo = _mm512_shuffle_i32x4::<0b01_00_01_00>(a[0][m], a[1][m]);
+                let ab_hi = _mm512_shuffle_i32x4::<0b11_10_11_10>(a[0][m], a[1][m]);
+                let cd_lo = _mm512_shuffle_i32x4::<0b01_00_01_00>(a[2][m], a[3][m]);
+                let cd_hi = _mm512_shuffle_i32x4::<0b11_10_11_10>(a[2][m], a[3][m]);
+                let cols = [
+                    _mm512_shuffle_i32x4::<0b10_00_10_00>(ab_lo, cd_lo),
+                    _mm512_shuffle_i32x4::<0b11_01_11_01>(ab_lo, cd_lo),
+                    _mm512_shuffle_i32x4::<0b10_00_10_00>(ab_hi, cd_hi),
+                    _mm512_shuffle_i32x4::<0b11_01_11_01>(ab_hi, cd_hi),
+                ];
+                // `cols[L]` is dword `4L + m` of the sixteen rows: group `c0 + 4L + m`.
+                for (l, &v) in cols.iter().enumerate() {
+                    let c = c0 + 4 * l + m;
+                    if c < k4 {
+                        cs = _mm512_dpbusd_epi32(cs, ones, v);
+                        // SAFETY: `(b·k4 + c)·16 + 16 ≤ ⌈n/16⌉ · k4 · 16`, the caller's range.
+                        unsafe { _mm512_storeu_si512(pack.add((b * k4 + c) * 16).cast(), v) };
                     }
                 }
-                // SAFETY: `lanes` is 64 bytes.
-                unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) }
-            };
-            cs = _mm512_dpbusd_epi32(cs, ones, v);
-            // SAFETY: `(b·k4 + c)·16 + 16 ≤ ⌈n/16⌉ · k4 · 16 ≤ pack.len()`.
-            unsafe { _mm512_storeu_si512(pack.as_mut_ptr().add((b * k4 + c) * 16).cast(), v) };
+            }
+            c0 += 16;
         }
         // SAFETY: the mask covers `corr[16b .. min(16b + 16, n)]`, inside `corr`.
         unsafe {
             _mm512_mask_storeu_epi32(
                 corr.as_mut_ptr().add(16 * b).cast(),
-                mask,
+                lanes_mask16(nrows),
                 _mm512_slli_epi32::<7>(cs),
             )
         };
     }
 }
 
-/// `rq(acc[i], pairs[2i], pairs[2i + 1])` for sixteen i32 lanes, the first `min(16, ·)` pairs
-/// at `pairs` selected by `mask` (the i64 definition, [`rq_i64x8`]).
+/// Sixteen `(mult, shift)` pairs for [`rq_i32x16`], the first `min(16, ·)` at `pairs` selected
+/// by `mask` (the others `(0, 2)`), as two vectors of eight 64-bit lanes, and whether every
+/// shift is in `[2, 31]` (then `rq`'s exact 32-bit path applies).
 ///
 /// # Safety
 /// AVX-512F; `mask` selects only pairs inside the slice `pairs` points into.
@@ -1482,13 +1634,53 @@ unsafe fn avx512_fc_pack(w: &[i8], k: usize, n: usize, pack: &mut [u32], corr: &
 #[allow(clippy::incompatible_msrv)]
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn rq_i32x16(acc: __m512i, pairs: *const I32, mask: __mmask16) -> __m512i {
+unsafe fn rq_pairs_x16(pairs: *const I32, mask: __mmask16) -> (__m512i, __m512i, bool) {
+    let dummy = _mm512_set1_epi64(2 << 32);
     // SAFETY: the caller's bounds, passed on; masked-out pairs are neither read nor faulted on.
-    unsafe {
-        let p0 = _mm512_maskz_loadu_epi64(mask as __mmask8, pairs.cast());
-        let p1 = _mm512_maskz_loadu_epi64((mask >> 8) as __mmask8, pairs.add(16).cast());
-        let lo = _mm512_cvtepi64_epi32(rq_i64x8(_mm512_castsi512_si256(acc), p0));
-        let hi = _mm512_cvtepi64_epi32(rq_i64x8(_mm512_extracti64x4_epi64::<1>(acc), p1));
+    let (p0, p1) = unsafe {
+        (
+            _mm512_mask_loadu_epi64(dummy, mask as __mmask8, pairs.cast()),
+            _mm512_mask_loadu_epi64(dummy, (mask >> 8) as __mmask8, pairs.add(16).cast()),
+        )
+    };
+    let (two, span) = (_mm512_set1_epi32(2), _mm512_set1_epi32(29));
+    let ok = _mm512_mask_cmple_epu32_mask(0xAAAA, _mm512_sub_epi32(p0, two), span)
+        & _mm512_mask_cmple_epu32_mask(0xAAAA, _mm512_sub_epi32(p1, two), span);
+    (p0, p1, ok == 0xAAAA)
+}
+
+/// `rq(acc[i], mult[i], shift[i])` ([`fixed::rq`](super::reference::fixed::rq)) for sixteen
+/// i32 lanes with pairs from [`rq_pairs_x16`]: when `fast`, the scalar `rq`'s 32-bit path (`hi
+/// = ⌊acc · mult / 2^32⌋`, the high dword of the `vpmuldq` product, which sits where the pair
+/// keeps its shift, so one `vpsravd` by `shift − 2` lines it up; then `(hi + 1) >> 1`, as in
+/// [`avx512_requant_block`]); otherwise the i64 definition ([`rq_i64x8`]).
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn rq_i32x16(acc: __m512i, p0: __m512i, p1: __m512i, fast: bool) -> __m512i {
+    let (lo, hi) = (
+        _mm512_castsi512_si256(acc),
+        _mm512_extracti64x4_epi64::<1>(acc),
+    );
+    if fast {
+        let two = _mm512_set1_epi32(2);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        let t0 = _mm512_srav_epi32(
+            _mm512_mul_epi32(_mm512_cvtepu32_epi64(lo), p0),
+            _mm512_sub_epi32(p0, two),
+        );
+        let t1 = _mm512_srav_epi32(
+            _mm512_mul_epi32(_mm512_cvtepu32_epi64(hi), p1),
+            _mm512_sub_epi32(p1, two),
+        );
+        _mm512_srai_epi32::<1>(_mm512_add_epi32(
+            _mm512_permutex2var_epi32(t0, odd, t1),
+            _mm512_set1_epi32(1),
+        ))
+    } else {
+        let lo = _mm512_cvtepi64_epi32(rq_i64x8(lo, p0));
+        let hi = _mm512_cvtepi64_epi32(rq_i64x8(hi, p1));
         _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
     }
 }
@@ -1505,7 +1697,7 @@ unsafe fn rq_i32x16(acc: __m512i, pairs: *const I32, mask: __mmask16) -> __m512i
 unsafe fn avx512_fc_rows(
     p: &FcParams,
     x: &[i8],
-    pack: &[u32; FC_PACK],
+    pack: &[u32],
     corr: &[i32; FC_MAX_N],
     bias: &[I32],
     rq: &[I32],
@@ -1585,7 +1777,7 @@ unsafe fn avx512_fc_rows(
 unsafe fn fc_tile<const R: usize, const G: usize>(
     p: &FcParams,
     xu: &[[u8; FC_MAX_K + 4]; 4],
-    pack: &[u32; FC_PACK],
+    pack: &[u32],
     corr: &[i32; FC_MAX_N],
     bias: &[I32],
     rq: &[I32],
@@ -1623,9 +1815,10 @@ unsafe fn fc_tile<const R: usize, const G: usize>(
         unsafe {
             let cv = _mm512_loadu_si512(corr.as_ptr().add(j).cast());
             let bv = _mm512_maskz_loadu_epi32(mask, bias.as_ptr().add(j).cast());
+            let (p0, p1, fast) = rq_pairs_x16(rq.as_ptr().add(2 * j), mask);
             for (r, a) in acc.iter().enumerate() {
                 let t = _mm512_add_epi32(_mm512_sub_epi32(a[g], cv), bv);
-                let t = rq_i32x16(t, rq.as_ptr().add(2 * j), mask);
+                let t = rq_i32x16(t, p0, p1, fast);
                 let t = _mm512_min_epi32(_mm512_max_epi32(adds_epi32x16(zp, t), lo), hi);
                 let t = _mm512_min_epi32(_mm512_max_epi32(t, lo8), hi8);
                 _mm512_mask_cvtepi32_storeu_epi8(
