@@ -138,7 +138,8 @@ fn main() -> ! {
         if rq_bad == 0 { "OK" } else { "MISMATCH" }
     );
 
-    // The LSTM op (the DSP sequence kernel on Cortex-M4 / M33) against the reference path.
+    // The LSTM and GRU ops (the DSP sequence kernels on Cortex-M4 / M33) against the reference
+    // path.
     // Not on the microbit: its 16 KiB would not hold the test's 7.5 KB of stack, and the M0 has
     // no DSP level to compare.
     if !SMALL {
@@ -148,6 +149,13 @@ fn main() -> ! {
             "lstm vs reference: {} mismatching values: {}",
             lstm_bad,
             if lstm_bad == 0 { "OK" } else { "MISMATCH" }
+        );
+        let gru_bad = kinglet::kernels::reference::gru::self_test_gru(0x2545_f491);
+        bad += gru_bad;
+        hprintln!(
+            "gru vs reference: {} mismatching values: {}",
+            gru_bad,
+            if gru_bad == 0 { "OK" } else { "MISMATCH" }
         );
     }
     let mut acc = [0i32; MAX];

@@ -617,6 +617,273 @@ global_asm!(
     ".text",
 );
 
+// kinglet_dsp_gru_gates(r: r0, k: r1, xe: r2, groups: r3, blocks: [sp], bias: [sp + 4],
+// pairs: [sp + 8], ax: [sp + 12], g: [sp + 16]): a GRU step's recurrent product and gate
+// inputs, `kinglet_dsp_gates` for 3 gates (`z`, `r`, `n`) with the GRU's epilogue. For row
+// j = gate · H + u (H = 4 · blocks), with gh[j] = sat16(rq(bias[j] + Σ r[j, ·] · h, pairs[j]))
+// and gx[j] = sat16(ax[j]) (`ax` the int32 input products):
+//   g[4u] = sat16(gx[u] + gh[u]),  g[4u + 1] = sat16(gx[H + u] + gh[H + u]),
+//   g[4u + 2] = gh[2H + u],         g[4u + 3] = gx[2H + u]
+// (int16, unit-interleaved). Shifts as for `kinglet_dsp_gates` (all in [1, 31]). Frame as
+// there; [sp, #28] counts the gates left, 1 for `n`.
+global_asm!(
+    cpu!(),
+    ".section .text.kinglet_dsp_gru_gates,\"ax\",%progbits",
+    ".globl kinglet_dsp_gru_gates",
+    ".hidden kinglet_dsp_gru_gates",
+    ".p2align 2",
+    ".type kinglet_dsp_gru_gates,%function",
+    ".thumb_func",
+    "kinglet_dsp_gru_gates:",
+    "push {{r4, r5, r6, r7, r8, r9, r10, r11, lr}}",
+    "sub sp, sp, #40",
+    "str r2, [sp]",
+    "ldr r4, [sp, #76]",
+    "str r4, [sp, #4]",
+    "str r4, [sp, #32]",
+    "ldrd r5, r6, [sp, #80]",
+    "strd r5, r6, [sp, #8]",
+    "ldrd r5, r6, [sp, #88]",
+    "strd r5, r6, [sp, #16]",
+    "str r6, [sp, #24]",
+    "movs r5, #3",
+    "str r5, [sp, #28]",
+    "add.w r3, r2, r3, lsl #3",
+    "1:",
+    "ldr r2, [sp]",
+    "ldr r8, [sp, #8]",
+    "ldr r4, [r8], #4",
+    "ldr r5, [r8], #4",
+    "ldr r6, [r8], #4",
+    "ldr r7, [r8], #4",
+    "str r8, [sp, #8]",
+    "add.w r12, r0, r1",
+    "sub.w r8, r3, r2",
+    "tst.w r8, #8",
+    "bne 4f",
+    "5:",
+    "ldrd r8, r9, [r2], #8",
+    "ldr.w r10, [r12, r1, lsl #1]",
+    "sxtb16 r11, r10",
+    "smlad r7, r11, r8, r7",
+    "sxtb16 r10, r10, ror #8",
+    "smlad r7, r10, r9, r7",
+    "ldr.w r10, [r12], #4",
+    "sxtb16 r11, r10",
+    "smlad r5, r11, r8, r5",
+    "sxtb16 r10, r10, ror #8",
+    "smlad r5, r10, r9, r5",
+    "ldr.w r10, [r0, r1, lsl #1]",
+    "sxtb16 r11, r10",
+    "smlad r6, r11, r8, r6",
+    "sxtb16 r10, r10, ror #8",
+    "smlad r6, r10, r9, r6",
+    "ldr.w r10, [r0], #4",
+    "sxtb16 r11, r10",
+    "smlad r4, r11, r8, r4",
+    "sxtb16 r10, r10, ror #8",
+    "smlad r4, r10, r9, r4",
+    "4:",
+    "ldrd r8, r9, [r2], #8",
+    "ldr.w r10, [r12, r1, lsl #1]",
+    "sxtb16 r11, r10",
+    "smlad r7, r11, r8, r7",
+    "sxtb16 r10, r10, ror #8",
+    "smlad r7, r10, r9, r7",
+    "ldr.w r10, [r12], #4",
+    "sxtb16 r11, r10",
+    "smlad r5, r11, r8, r5",
+    "sxtb16 r10, r10, ror #8",
+    "smlad r5, r10, r9, r5",
+    "ldr.w r10, [r0, r1, lsl #1]",
+    "sxtb16 r11, r10",
+    "smlad r6, r11, r8, r6",
+    "sxtb16 r10, r10, ror #8",
+    "smlad r6, r10, r9, r6",
+    "ldr.w r10, [r0], #4",
+    "sxtb16 r11, r10",
+    "smlad r4, r11, r8, r4",
+    "sxtb16 r10, r10, ror #8",
+    "smlad r4, r10, r9, r4",
+    "cmp r2, r3",
+    "bne 5b",
+    "ldrd r8, r9, [sp, #12]",
+    "ldr r10, [sp, #20]",
+    "ldr r12, [sp, #28]",
+    "cmp r12, #1",
+    "beq 6f",
+    "ldr r11, [r8], #4",
+    "ldr lr, [r8], #4",
+    "subs.w lr, lr, #2",
+    "bmi 70f",
+    "smmul r4, r4, r11",
+    "asr.w r4, r4, lr",
+    "adds r4, r4, #1",
+    "asrs r4, r4, #1",
+    "80:",
+    "ssat r4, #16, r4",
+    "ldr r11, [r9], #4",
+    "ssat r11, #16, r11",
+    "add r4, r4, r11",
+    "ssat r4, #16, r4",
+    "strh r4, [r10], #8",
+    "ldr r11, [r8], #4",
+    "ldr lr, [r8], #4",
+    "subs.w lr, lr, #2",
+    "bmi 71f",
+    "smmul r5, r5, r11",
+    "asr.w r5, r5, lr",
+    "adds r5, r5, #1",
+    "asrs r5, r5, #1",
+    "81:",
+    "ssat r5, #16, r5",
+    "ldr r11, [r9], #4",
+    "ssat r11, #16, r11",
+    "add r5, r5, r11",
+    "ssat r5, #16, r5",
+    "strh r5, [r10], #8",
+    "ldr r11, [r8], #4",
+    "ldr lr, [r8], #4",
+    "subs.w lr, lr, #2",
+    "bmi 72f",
+    "smmul r6, r6, r11",
+    "asr.w r6, r6, lr",
+    "adds r6, r6, #1",
+    "asrs r6, r6, #1",
+    "82:",
+    "ssat r6, #16, r6",
+    "ldr r11, [r9], #4",
+    "ssat r11, #16, r11",
+    "add r6, r6, r11",
+    "ssat r6, #16, r6",
+    "strh r6, [r10], #8",
+    "ldr r11, [r8], #4",
+    "ldr lr, [r8], #4",
+    "subs.w lr, lr, #2",
+    "bmi 73f",
+    "smmul r7, r7, r11",
+    "asr.w r7, r7, lr",
+    "adds r7, r7, #1",
+    "asrs r7, r7, #1",
+    "83:",
+    "ssat r7, #16, r7",
+    "ldr r11, [r9], #4",
+    "ssat r11, #16, r11",
+    "add r7, r7, r11",
+    "ssat r7, #16, r7",
+    "strh r7, [r10], #8",
+    "b 9f",
+    "6:",
+    "ldr r11, [r8], #4",
+    "ldr lr, [r8], #4",
+    "subs.w lr, lr, #2",
+    "bmi 74f",
+    "smmul r4, r4, r11",
+    "asr.w r4, r4, lr",
+    "adds r4, r4, #1",
+    "asrs r4, r4, #1",
+    "84:",
+    "ssat r4, #16, r4",
+    "strh r4, [r10]",
+    "ldr r11, [r9], #4",
+    "ssat r11, #16, r11",
+    "strh r11, [r10, #2]",
+    "adds r10, r10, #8",
+    "ldr r11, [r8], #4",
+    "ldr lr, [r8], #4",
+    "subs.w lr, lr, #2",
+    "bmi 75f",
+    "smmul r5, r5, r11",
+    "asr.w r5, r5, lr",
+    "adds r5, r5, #1",
+    "asrs r5, r5, #1",
+    "85:",
+    "ssat r5, #16, r5",
+    "strh r5, [r10]",
+    "ldr r11, [r9], #4",
+    "ssat r11, #16, r11",
+    "strh r11, [r10, #2]",
+    "adds r10, r10, #8",
+    "ldr r11, [r8], #4",
+    "ldr lr, [r8], #4",
+    "subs.w lr, lr, #2",
+    "bmi 76f",
+    "smmul r6, r6, r11",
+    "asr.w r6, r6, lr",
+    "adds r6, r6, #1",
+    "asrs r6, r6, #1",
+    "86:",
+    "ssat r6, #16, r6",
+    "strh r6, [r10]",
+    "ldr r11, [r9], #4",
+    "ssat r11, #16, r11",
+    "strh r11, [r10, #2]",
+    "adds r10, r10, #8",
+    "ldr r11, [r8], #4",
+    "ldr lr, [r8], #4",
+    "subs.w lr, lr, #2",
+    "bmi 77f",
+    "smmul r7, r7, r11",
+    "asr.w r7, r7, lr",
+    "adds r7, r7, #1",
+    "asrs r7, r7, #1",
+    "87:",
+    "ssat r7, #16, r7",
+    "strh r7, [r10]",
+    "ldr r11, [r9], #4",
+    "ssat r11, #16, r11",
+    "strh r11, [r10, #2]",
+    "adds r10, r10, #8",
+    "9:",
+    "strd r8, r9, [sp, #12]",
+    "str r10, [sp, #20]",
+    "add.w r0, r0, r1, lsl #1",
+    "add r0, r0, r1",
+    "ldr r8, [sp, #4]",
+    "subs r8, r8, #1",
+    "str r8, [sp, #4]",
+    "bne 1b",
+    "ldr r8, [sp, #24]",
+    "adds r8, r8, #2",
+    "str r8, [sp, #24]",
+    "str r8, [sp, #20]",
+    "ldr r8, [sp, #32]",
+    "str r8, [sp, #4]",
+    "ldr r8, [sp, #28]",
+    "subs r8, r8, #1",
+    "str r8, [sp, #28]",
+    "bne 1b",
+    "add sp, sp, #40",
+    "pop {{r4, r5, r6, r7, r8, r9, r10, r11, pc}}",
+    // Out of line: shift 1 (n = 32) is `smmulr`, (v + 2^31) >> 32.
+    "70:",
+    "smmulr r4, r4, r11",
+    "b 80b",
+    "71:",
+    "smmulr r5, r5, r11",
+    "b 81b",
+    "72:",
+    "smmulr r6, r6, r11",
+    "b 82b",
+    "73:",
+    "smmulr r7, r7, r11",
+    "b 83b",
+    "74:",
+    "smmulr r4, r4, r11",
+    "b 84b",
+    "75:",
+    "smmulr r5, r5, r11",
+    "b 85b",
+    "76:",
+    "smmulr r6, r6, r11",
+    "b 86b",
+    "77:",
+    "smmulr r7, r7, r11",
+    "b 87b",
+    ".size kinglet_dsp_gru_gates, . - kinglet_dsp_gru_gates",
+    ".text",
+);
+
 // kinglet_dsp_expand2(a: r0, b: r1, xe: r2, groups: r3): for each group of 4 int8 of `a` and of
 // `b`, the words sxtb16(a), sxtb16(a, ror #8), sxtb16(b), sxtb16(b, ror #8) at xe
 // (word-aligned). groups ≥ 1.
@@ -671,6 +938,17 @@ extern "C" {
         pairs: *const i32,
     ) -> usize;
     fn kinglet_dsp_expand2(a: *const i8, b: *const i8, xe: *mut u32, groups: usize);
+    fn kinglet_dsp_gru_gates(
+        r: *const i8,
+        k: usize,
+        xe: *const u32,
+        groups: usize,
+        blocks: usize,
+        bias: *const i32,
+        pairs: *const i32,
+        ax: *const i32,
+        g: *mut i16,
+    );
     fn kinglet_dsp_gates(
         r: *const i8,
         k: usize,
@@ -1165,6 +1443,125 @@ fn lstm_cell<const WIDEN: bool>(
         let hi = ((acc as i64 * mult as i64) >> 32) as i32;
         let hv = ((hi >> hsh) + 1) >> 1;
         let hq = zp.saturating_add(hv).clamp(-128, 127) as i8;
+        *hu = hq;
+        *yu = hq;
+    }
+}
+
+/// The GRU op (`reference::gru::gru_i8`) on the DSP extension, bit-identical to it, for a cell
+/// with `H mod 4 = 0` and `H ≤ 64`, recurrent requantization shifts all in `[1, 31]` and an
+/// output requantization shift in `[2, 31]`, and a word-aligned `scratch` (the op's `6H` int16
+/// of arena, here `3H` int32); returns `false`, writing nothing, otherwise. Per step: the input
+/// products through the fused product into `scratch`, the recurrent product with the gate
+/// inputs in its epilogue, unit-interleaved (`kinglet_dsp_gru_gates`), and the cell from one
+/// pair of words per unit with the [`lut16_at`] lookups. Never inlined, so its 640 bytes of
+/// stack buffers are taken only while a GRU runs.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn dsp_gru(
+    p: &super::reference::gru::GruParams,
+    wt: &super::reference::GateWeights<'_>,
+    tabs: &super::reference::ActTables<'_>,
+    x: &[i8],
+    h: &mut [i8],
+    h16: &mut [i16],
+    y: &mut [i8],
+    scratch: &mut [i16],
+) -> bool {
+    use super::reference::fixed::matvec_rq;
+    const HMAX: usize = 64;
+    let (ni, nh, steps) = (p.input, p.hidden, p.steps);
+    let g = 3 * nh;
+    // SAFETY: every bit pattern is a valid `i32`; the middle part is the word-aligned run of
+    // `scratch`'s bytes, borrowed mutably for as long as `scratch` is.
+    let (pre, ax, _) = unsafe { scratch.align_to_mut::<i32>() };
+    let ok = ni > 0
+        && nh > 0
+        && nh % 4 == 0
+        && nh <= HMAX
+        && pre.is_empty()
+        && ax.len() >= g
+        && (2..=31).contains(&p.hq_shift)
+        && wt.fits(3, ni, nh)
+        && wt
+            .rq_h
+            .chunks_exact(2)
+            .all(|q| (1..=31).contains(&q[1].get()))
+        && Some(x.len()) == steps.checked_mul(ni)
+        && Some(y.len()) == steps.checked_mul(nh)
+        && h.len() == nh
+        && h16.len() == nh;
+    if !ok {
+        return false;
+    }
+    // Two int16 gate inputs per word (`z`, `r` sums, then `gh_n`, `gx_n` of each unit).
+    let mut gates = [0u32; 2 * HMAX];
+    let (ax, gs) = (&mut ax[..g], &mut gates[..2 * nh]);
+    let groups = nh / 4;
+    for it in 0..steps {
+        let t = super::reference::step_index(it, steps, p.reverse);
+        let (Some(xt), Some(yt)) = (x.get(t * ni..(t + 1) * ni), y.get_mut(t * nh..(t + 1) * nh))
+        else {
+            return true;
+        };
+        matvec_rq(wt.w, wt.bias_x, wt.rq_x, xt, 0, ax);
+        let mut buf = MaybeUninit::<[u32; HMAX / 2]>::uninit();
+        // SAFETY: `kinglet_dsp_expand` reads the `nh = 4 · groups` bytes of `h` and writes
+        // `2 · groups ≤ HMAX / 2` words of `buf` (word-aligned), `groups ≥ 1`.
+        // `kinglet_dsp_gru_gates` then reads the `3 · nh` rows of `nh` bytes of `r`
+        // (`wt.fits` above: `r.len() = 3 · nh · nh`), those words, `3 · nh` words of `bias_h`
+        // and of `ax` and `6 · nh` of `rq_h` (single-word loads, any alignment on Armv7E-M /
+        // Armv8-M.main; `I32` is a little-endian `i32`), and writes the `4 · nh` halfwords of
+        // `gs` (at `2 · (4u + slot)` bytes, `u < nh`, `slot < 4`); `groups`, `blocks = nh / 4 ≥ 1`.
+        // It preserves the callee-saved registers (AAPCS).
+        unsafe {
+            let xe = buf.as_mut_ptr().cast::<u32>();
+            kinglet_dsp_expand(h.as_ptr(), xe, groups);
+            kinglet_dsp_gru_gates(
+                wt.r.as_ptr(),
+                nh,
+                xe,
+                groups,
+                nh / 4,
+                wt.bias_h.as_ptr().cast::<i32>(),
+                wt.rq_h.as_ptr().cast::<i32>(),
+                ax.as_ptr(),
+                gs.as_mut_ptr().cast::<i16>(),
+            )
+        };
+        gru_cell(p, tabs, gs, h16, h, yt);
+    }
+    true
+}
+
+/// One step's GRU cell from the unit-interleaved gate inputs `g` (`kinglet_dsp_gru_gates`): the
+/// scalar loop of `reference::gru`, bit for bit, with [`lut16_at`] lookups and the output
+/// requantization by `fixed::rq`'s 32-bit path (the caller checked `2 ≤ hq_shift ≤ 31`).
+#[inline(never)]
+fn gru_cell(
+    p: &super::reference::gru::GruParams,
+    tabs: &super::reference::ActTables<'_>,
+    g: &[u32],
+    h16: &mut [i16],
+    h: &mut [i8],
+    y: &mut [i8],
+) {
+    let (mult, hsh, zp) = (p.hq_mult, (p.hq_shift - 2) as u32 & 31, p.h_zp);
+    let (sig, tanh) = (Mid::of(tabs.sig), Mid::of(tabs.tanh));
+    let units = g.chunks_exact(2).zip(h16.iter_mut());
+    for ((w, hs), (hu, yu)) in units.zip(h.iter_mut().zip(y.iter_mut())) {
+        let z = lut16_lo(sig, w[0]);
+        let r = lut16_hi(sig, w[0]);
+        let (hn, xn) = (((w[1] << 16) as i32) >> 16, (w[1] as i32) >> 16);
+        // |r · gh_n| < 2^30, |z · (h16 - n)| < 2^31 - 2^14 (module doc of `reference::gru`).
+        let n_in = (xn + ((r * hn + (1 << 14)) >> 15)).clamp(i16::MIN as i32, i16::MAX as i32);
+        let n = lut16_lo(tanh, n_in as u32);
+        let mix = (n + ((z * (*hs as i32 - n) + (1 << 14)) >> 15))
+            .clamp(i16::MIN as i32, i16::MAX as i32);
+        *hs = mix as i16;
+        // `fixed::rq` for 2 ≤ shift ≤ 31: `((⌊acc · mult / 2^32⌋ >> (shift − 2)) + 1) >> 1`.
+        let hi = ((mix as i64 * mult as i64) >> 32) as i32;
+        let hq = zp.saturating_add(((hi >> hsh) + 1) >> 1).clamp(-128, 127) as i8;
         *hu = hq;
         *yu = hq;
     }

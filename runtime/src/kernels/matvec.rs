@@ -370,6 +370,31 @@ pub(crate) fn lstm_seq_simd(
     false
 }
 
+/// A whole GRU op (`reference::gru::gru_i8`) through the active level's own sequence kernel,
+/// where it has one for these operands (Cortex-M DSP: `H mod 4 = 0`, `H ≤ 64`, the input
+/// products in `scratch`, the gate inputs in the recurrent product's epilogue, the cell with
+/// `smlad` table lookups); returns `false`, writing nothing, otherwise. The same bits as
+/// `gru_i8`'s own loop (`scratch` is the op's scratch, whose contents are not part of them).
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gru_seq_simd(
+    p: &super::reference::gru::GruParams,
+    wt: &super::reference::GateWeights<'_>,
+    tabs: &super::reference::ActTables<'_>,
+    x: &[i8],
+    h: &mut [i8],
+    h16: &mut [i16],
+    y: &mut [i8],
+    scratch: &mut [i16],
+) -> bool {
+    #[cfg(kinglet_dsp)]
+    if active_isa() == Isa::Dsp {
+        return super::dsp::dsp_gru(p, wt, tabs, x, h, h16, y, scratch);
+    }
+    let _ = (p, wt, tabs, x, h, h16, y, scratch);
+    false
+}
+
 /// Below this many columns [`matvec_i8`] uses the reference loop on aarch64 and AVX2 (one column
 /// excepted on AVX2; AVX-512 VNNI takes every shape).
 pub const SIMD_MIN_COLS: usize = 16;

@@ -27,7 +27,7 @@
 
 use super::fixed::{clamp8_add, lut16, rq, rsr32, sat16_add, MATVEC_BLOCK};
 use super::{step_index, ActTables, GateWeights};
-use crate::kernels::matvec::{cell_simd_active, gru_cell_simd, CellGates};
+use crate::kernels::matvec::{cell_simd_active, gru_cell_simd, gru_seq_simd, CellGates};
 
 /// Shape and quantization of a GRU op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,9 +75,27 @@ pub fn gru_i8(
         && h.len() == nh
         && h16.len() == nh
         && scratch.len() == 6 * nh;
-    if !ok {
+    if !ok || gru_seq_simd(p, wt, tabs, x, h, h16, y, scratch) {
         return;
     }
+    gru_steps(p, wt, tabs, x, h, h16, y, scratch);
+}
+
+/// The step loop of [`gru_i8`] (operands checked there). Never inlined: its stack blocks then
+/// sit beside, not under, those of a sequence kernel that took the op instead.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn gru_steps(
+    p: &GruParams,
+    wt: &GateWeights<'_>,
+    tabs: &ActTables<'_>,
+    x: &[i8],
+    h: &mut [i8],
+    h16: &mut [i16],
+    y: &mut [i8],
+    scratch: &mut [i16],
+) {
+    let (ni, nh) = (p.input, p.hidden);
     for it in 0..p.steps {
         let t = step_index(it, p.steps, p.reverse);
         // In bounds by the length checks above; `get` keeps the device path panic-free.
@@ -147,6 +165,141 @@ pub fn gru_i8(
             *yu = hq;
         }
     }
+}
+
+/// A self-test for targets without the test harness (the Cortex-M firmware's `kernels` app):
+/// [`gru_i8`] through the active kernel level (on Cortex-M DSP, its own sequence kernel) against
+/// the same op with [`force_reference`](crate::kernels::force_reference) on, over shapes the
+/// level takes and declines (`H` 4 to 24 and 6, `I` 1 to 16, 1 to 5 steps, both directions),
+/// random weights, biases that make the i32 bias add wrap, requantization shifts from -1 to 32,
+/// and random int16 activation tables (the check is bit identity, not accuracy). Returns the
+/// number of output bytes, `h` bytes and `h16` values that differ (0 when the two agree).
+/// Leaves the reference switch off. About 6 KB of stack.
+pub fn self_test_gru(seed: u32) -> usize {
+    use crate::kernels::force_reference;
+    use zerocopy::little_endian::{I16, I32};
+    const HMAX: usize = 24;
+    const IMAX: usize = 16;
+    const TMAX: usize = 5;
+    /// The op's scratch, word-aligned as the arena's regions are.
+    #[repr(align(4))]
+    struct Scratch([i16; 6 * HMAX]);
+    let mut s = seed | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        s
+    };
+    let mut w = [0i8; 3 * HMAX * IMAX];
+    let mut r = [0i8; 3 * HMAX * HMAX];
+    let mut bx = [I32::new(0); 3 * HMAX];
+    let mut bh = [I32::new(0); 3 * HMAX];
+    let mut qx = [I32::new(0); 6 * HMAX];
+    let mut qh = [I32::new(0); 6 * HMAX];
+    let mut sig = [I16::new(0); crate::format::ACT_TABLE_LEN];
+    let mut tanh = [I16::new(0); crate::format::ACT_TABLE_LEN];
+    let mut x = [0i8; TMAX * IMAX];
+    let mut scratch = Scratch([0; 6 * HMAX]);
+    let mut bad = 0;
+    let mut case = 0u32;
+    // (I, H): H a multiple of 4 (the DSP kernel's) and not.
+    const SHAPES: [(usize, usize); 6] = [(16, 20), (8, 24), (4, 4), (1, 16), (3, 8), (8, 6)];
+    for &(ni, nh) in &SHAPES {
+        for steps in 1..=TMAX {
+            for reverse in [false, true] {
+                case += 1;
+                let g = 3 * nh;
+                for v in w.iter_mut().chain(r.iter_mut()).chain(x.iter_mut()) {
+                    *v = (next() >> 24) as u8 as i8;
+                }
+                for (j, b) in bx.iter_mut().chain(bh.iter_mut()).enumerate() {
+                    let v = next() as i32;
+                    *b = I32::new(match (j as u32 + case) % 7 {
+                        0 => i32::MAX - (v & 0xffff),
+                        1 => i32::MIN + (v & 0xffff),
+                        _ => v >> 13,
+                    });
+                }
+                for (j, q) in qx
+                    .chunks_exact_mut(2)
+                    .chain(qh.chunks_exact_mut(2))
+                    .enumerate()
+                {
+                    let v = next();
+                    let shift = match (j as u32 * 5 + case) % 23 {
+                        0 if case % 3 == 0 => [-1, 0, 32][(v % 3) as usize],
+                        1 | 2 => 1 + (v % 2) as i32,
+                        _ => 8 + (v % 16) as i32,
+                    };
+                    q[0] = I32::new(((v >> 1) | (1 << 30)) as i32);
+                    q[1] = I32::new(shift);
+                }
+                for t in sig.iter_mut().chain(tanh.iter_mut()) {
+                    *t = I16::new((next() >> 16) as u16 as i16);
+                }
+                let p = GruParams {
+                    steps,
+                    input: ni,
+                    hidden: nh,
+                    reverse,
+                    h_zp: (next() >> 25) as i32 - 64,
+                    hin_mult: 0,
+                    hin_shift: 0,
+                    hq_mult: ((next() >> 1) | (1 << 30)) as i32,
+                    hq_shift: if case % 11 == 0 {
+                        1
+                    } else {
+                        14 + (case % 10) as i32
+                    },
+                };
+                let wt = GateWeights {
+                    w: &w[..g * ni],
+                    r: &r[..g * nh],
+                    bias_x: &bx[..g],
+                    bias_h: &bh[..g],
+                    rq_x: &qx[..2 * g],
+                    rq_h: &qh[..2 * g],
+                };
+                let tabs = ActTables {
+                    sig: &sig,
+                    tanh: &tanh,
+                };
+                let (h0, s0) = ((next() >> 24) as u8 as i8, (next() >> 16) as u16 as i16);
+                let (mut h, mut h16, mut y) = ([h0; HMAX], [s0; HMAX], [0i8; TMAX * HMAX]);
+                let (mut hr, mut h16r, mut yr) = (h, h16, y);
+                let xs = &x[..steps * ni];
+                let (ny, sc) = (steps * nh, &mut scratch.0[..2 * g]);
+                force_reference(false);
+                gru_i8(
+                    &p,
+                    &wt,
+                    &tabs,
+                    xs,
+                    &mut h[..nh],
+                    &mut h16[..nh],
+                    &mut y[..ny],
+                    sc,
+                );
+                force_reference(true);
+                gru_i8(
+                    &p,
+                    &wt,
+                    &tabs,
+                    xs,
+                    &mut hr[..nh],
+                    &mut h16r[..nh],
+                    &mut yr[..ny],
+                    sc,
+                );
+                force_reference(false);
+                bad += y.iter().zip(&yr).filter(|(a, b)| a != b).count();
+                bad += h.iter().zip(&hr).filter(|(a, b)| a != b).count();
+                bad += h16.iter().zip(&h16r).filter(|(a, b)| a != b).count();
+            }
+        }
+    }
+    bad
 }
 
 #[cfg(test)]
@@ -262,6 +415,11 @@ mod tests {
             }
         }
         worst
+    }
+
+    #[test]
+    fn gru_self_test_agrees_with_the_reference() {
+        assert_eq!(self_test_gru(0x2545_f491), 0);
     }
 
     #[test]

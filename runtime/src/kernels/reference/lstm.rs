@@ -76,6 +76,24 @@ pub fn lstm_i8(
     if lstm_seq_simd(p, wt, tabs, x, h, c, y) {
         return;
     }
+    lstm_steps(p, wt, tabs, x, h, c, y, scratch);
+}
+
+/// The step loop of [`lstm_i8`] (operands checked there). Never inlined: its stack blocks then
+/// sit beside, not under, those of a sequence kernel that took the op instead.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn lstm_steps(
+    p: &LstmParams,
+    wt: &GateWeights<'_>,
+    tabs: &ActTables<'_>,
+    x: &[i8],
+    h: &mut [i8],
+    c: &mut [i16],
+    y: &mut [i8],
+    scratch: &mut [i16],
+) {
+    let (ni, nh) = (p.input, p.hidden);
     let cell_exp = p.cell_exp.min(15);
     for it in 0..p.steps {
         let t = step_index(it, p.steps, p.reverse);
