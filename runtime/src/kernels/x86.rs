@@ -1007,34 +1007,6 @@ unsafe fn avx512_pack_value_pairs(v: &[i8], w: usize, v_zp: i32, vp: &mut [u32])
     }
 }
 
-/// The f64 value of each i64 lane, for lanes in `[0, 2^52)`: the lane's bits under the exponent
-/// of 2^52, minus 2^52 (exact).
-#[cfg(kinglet_avx512)]
-#[allow(clippy::incompatible_msrv)]
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn u52_to_f64(x: __m512i) -> __m512d {
-    let magic = _mm512_set1_epi64(0x4330_0000_0000_0000);
-    _mm512_sub_pd(
-        _mm512_castsi512_pd(_mm512_or_si512(x, magic)),
-        _mm512_set1_pd(4503599627370496.0),
-    )
-}
-
-/// The i64 value of each f64 lane, for integral lanes in `[0, 2^52)` (the inverse of
-/// [`u52_to_f64`]).
-#[cfg(kinglet_avx512)]
-#[allow(clippy::incompatible_msrv)]
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn f64_to_u52(x: __m512d) -> __m512i {
-    let magic = _mm512_set1_epi64(0x4330_0000_0000_0000);
-    _mm512_sub_epi64(
-        _mm512_castpd_si512(_mm512_add_pd(x, _mm512_set1_pd(4503599627370496.0))),
-        magic,
-    )
-}
-
 /// `⌊num / den⌋` for integral f64 lanes `num ∈ [0, 2^52)` and `den ≥ 1` with quotient below
 /// 2^37, given `inv = 1 / den` (rounded): the truncated product is within one of the quotient
 /// (relative error below 2^-51), and the exact remainder `num − q·den` (an FMA, all terms below
@@ -1055,20 +1027,6 @@ fn floor_div_f64(num: __m512d, den: __m512d, inv: __m512d) -> __m512d {
         one,
     );
     _mm512_mask_add_pd(q, _mm512_cmp_pd_mask::<_CMP_GE_OQ>(r, den), q, one)
-}
-
-/// `div_round(x, den)` ([`div_round`](super::reference::div_round)) of eight i64 lanes with
-/// `|x| < 2^52 − den` and `den ∈ [1, 2^30)` whose quotients stay below 2^37: `(|x| + ⌊den/2⌋) /
-/// den` with the sign of `x`, through [`floor_div_f64`].
-#[cfg(kinglet_avx512)]
-#[allow(clippy::incompatible_msrv)]
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn div_round_i64x8(x: __m512i, den: i64, denf: __m512d, inv: __m512d) -> __m512i {
-    let neg = _mm512_cmplt_epi64_mask(x, _mm512_setzero_si512());
-    let num = _mm512_add_epi64(_mm512_abs_epi64(x), _mm512_set1_epi64(den >> 1));
-    let qv = f64_to_u52(floor_div_f64(u52_to_f64(num), denf, inv));
-    _mm512_mask_sub_epi64(qv, neg, _mm512_setzero_si512(), qv)
 }
 
 /// The per-row stack scratch of [`avx512_attention_row`], every head at once (`heads · tkp ≤
@@ -1273,13 +1231,15 @@ unsafe fn avx512_attention_row(
     }
     // Pass 3: P·V per head, sixteen columns per step, then the output.
     let out_pair = _mm512_set1_epi64(((p.out_shift as i64) << 32) | p.out_mult as u32 as i64);
-    let y_zp = _mm512_set1_epi64(p.y_zp as i64);
-    let (lo8, hi8) = (_mm512_set1_epi64(-128), _mm512_set1_epi64(127));
+    let out_fast = (2..=31).contains(&p.out_shift);
+    let y_zp = _mm512_set1_epi32(p.y_zp);
+    let (lo8, hi8) = (_mm512_set1_epi32(-128), _mm512_set1_epi32(127));
     let pairs = n.div_ceil(2);
     for (h, yh) in yr.chunks_exact_mut(dh).enumerate() {
         let l = sums[h];
         let lf = _mm512_set1_pd(l as f64);
         let inv = _mm512_set1_pd(1.0 / l as f64);
+        let half_l = _mm512_set1_pd((l >> 1) as f64);
         let (phh, plh) = (&ph[h * tkp / 2..], &pl[h * tkp / 2..]);
         let col0 = h * dh;
         let mut c = 0;
@@ -1310,35 +1270,35 @@ unsafe fn avx512_attention_row(
                 _mm512_add_epi32(acc[0], acc[1]),
                 _mm512_add_epi32(acc[2], acc[3]),
             );
-            for half in 0..2 {
-                if c + 8 * half >= dh {
-                    break;
-                }
-                let (h8, l8) = if half == 0 {
-                    (_mm512_castsi512_si256(ah), _mm512_castsi512_si256(al))
-                } else {
-                    (
-                        _mm512_extracti64x4_epi64::<1>(ah),
-                        _mm512_extracti64x4_epi64::<1>(al),
-                    )
-                };
-                let a = _mm512_add_epi64(
-                    _mm512_slli_epi64::<8>(_mm512_cvtepi32_epi64(h8)),
-                    _mm512_cvtepi32_epi64(l8),
+            // `mean = div_round(a · 2^16, l)` with `a = 256 · A_h + A_l`, in f64, eight columns
+            // at a time: `a` (`< 2^34`), `|a| · 2^16 + ⌊l/2⌋ < 2^52` and `l` are exact, the
+            // quotient `< 2^24` (module doc of `attention`).
+            let mean8 = |h8: __m256i, l8: __m256i| {
+                let af = _mm512_fmadd_pd(
+                    _mm512_cvtepi32_pd(h8),
+                    _mm512_set1_pd(256.0),
+                    _mm512_cvtepi32_pd(l8),
                 );
-                let mean = div_round_i64x8(_mm512_slli_epi64::<16>(a), l, lf, inv);
-                let r = rq_i64x8(_mm512_cvtepi64_epi32(mean), out_pair);
-                let o = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(r, y_zp), lo8), hi8);
-                let m8 = lanes_mask8(dh - c - 8 * half);
-                // SAFETY: the mask covers only columns below `dh` of this head's slice of `yr`.
-                unsafe {
-                    _mm512_mask_cvtepi64_storeu_epi8(
-                        yh.as_mut_ptr().add(c + 8 * half).cast(),
-                        m8,
-                        o,
-                    )
-                };
-            }
+                let num = _mm512_fmadd_pd(_mm512_abs_pd(af), _mm512_set1_pd(65536.0), half_l);
+                let q = floor_div_f64(num, lf, inv);
+                let neg = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(af, _mm512_setzero_pd());
+                _mm512_cvttpd_epi32(_mm512_mask_sub_pd(q, neg, _mm512_setzero_pd(), q))
+            };
+            let mean = _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(mean8(
+                    _mm512_castsi512_si256(ah),
+                    _mm512_castsi512_si256(al),
+                )),
+                mean8(
+                    _mm512_extracti64x4_epi64::<1>(ah),
+                    _mm512_extracti64x4_epi64::<1>(al),
+                ),
+            );
+            let r = rq_i32x16(mean, out_pair, out_pair, out_fast);
+            // `y_zp + r` saturating in i32: the clamp gives what the exact i64 sum would.
+            let o = _mm512_min_epi32(_mm512_max_epi32(adds_epi32x16(y_zp, r), lo8), hi8);
+            // SAFETY: the mask covers only columns below `dh` of this head's slice of `yr`.
+            unsafe { _mm512_mask_cvtepi32_storeu_epi8(yh.as_mut_ptr().add(c).cast(), mask, o) };
             c += 16;
         }
     }
