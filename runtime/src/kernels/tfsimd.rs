@@ -191,7 +191,13 @@ mod tests {
                         q_zp: zp(&mut rng),
                         k_zp: zp(&mut rng),
                         v_zp: zp(&mut rng),
-                        y_zp: rng.i32_in(-128, 127),
+                        y_zp: [
+                            rng.i32_in(-128, 127),
+                            i32::MAX,
+                            i32::MIN,
+                            1 << 29,
+                            -(1 << 29) - 1,
+                        ][rng.usize_below(5)],
                         score_mult,
                         score_shift,
                         out_mult,
@@ -383,14 +389,22 @@ mod tests {
                     })
                     .collect();
                 let rq = rq_pairs(&mut rng, n);
-                let act_min = rng.i32_in(-128, 10);
+                // Bounds as parse writes them, and (the scalar loop takes any) swapped or
+                // outside int8.
+                let (act_min, act_max) = match rng.usize_below(4) {
+                    0 => (rng.i32_in(-300, 300), rng.i32_in(-300, 300)),
+                    _ => {
+                        let lo = rng.i32_in(-128, 10);
+                        (lo, rng.i32_in(lo, 127))
+                    }
+                };
                 let p = FcParams {
                     rows,
                     k,
                     n,
                     y_zp: [rng.i32_in(-128, 127), i32::MAX, i32::MIN][rng.usize_below(3)],
                     act_min,
-                    act_max: rng.i32_in(act_min, 127),
+                    act_max,
                 };
                 let mut want = std::vec![0x5Ai8; rows * n];
                 fc_i8_rows(&p, &x, &w, &bias, &rq, &mut want);

@@ -1175,6 +1175,7 @@ unsafe fn avx512_attention_row(
     let round = _mm512_set1_epi64(1i64 << (30 + s));
     let shift = _mm512_set1_epi64((31 + s) as i64);
     let imax = _mm512_set1_epi64(i32::MAX as i64);
+    let shift_hi = _mm512_set1_epi32((s - 1).max(0));
     let (one, low8) = (_mm512_set1_epi32(1), _mm512_set1_epi32(255));
     let mut sums = [0i64; 256];
     for h in 0..heads {
@@ -1184,14 +1185,17 @@ unsafe fn avx512_attention_row(
             let j = h * tkp + b * 16;
             // SAFETY: as in pass 1.
             let d = _mm512_sub_epi32(m, unsafe { _mm512_loadu_si512(sc.as_ptr().add(j).cast()) });
-            let rq_even = |x: __m512i| {
-                let v = _mm512_add_epi64(_mm512_mul_epu32(x, mult), round);
-                _mm512_min_epu64(_mm512_srlv_epi64(v, shift), imax)
+            let even = _mm512_add_epi64(_mm512_mul_epu32(d, mult), round);
+            let odd = _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64::<32>(d), mult), round);
+            let t = if s >= 1 {
+                // `⌊v / 2^(31 + s)⌋ = ⌊⌊v / 2^32⌋ / 2^(s − 1)⌋`: the products' high dwords
+                // (below 2^24), shifted; no clamp needed.
+                let hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64::<32>(even), odd);
+                _mm512_srlv_epi32(hi, shift_hi)
+            } else {
+                let fin = |v: __m512i| _mm512_min_epu64(_mm512_srlv_epi64(v, shift), imax);
+                _mm512_or_si512(fin(even), _mm512_slli_epi64::<32>(fin(odd)))
             };
-            let t = _mm512_or_si512(
-                rq_even(d),
-                _mm512_slli_epi64::<32>(rq_even(_mm512_srli_epi64::<32>(d))),
-            );
             let sh = _mm512_srli_epi32::<10>(t);
             let idx = _mm512_and_si512(t, _mm512_set1_epi32(1023));
             // Lanes whose weight is not 0: visible keys with `sh < 31`. Only they are looked up
@@ -1232,6 +1236,7 @@ unsafe fn avx512_attention_row(
     // Pass 3: P·V per head, sixteen columns per step, then the output.
     let out_pair = _mm512_set1_epi64(((p.out_shift as i64) << 32) | p.out_mult as u32 as i64);
     let out_fast = (2..=31).contains(&p.out_shift);
+    let small_zp = (-(1 << 29)..=1 << 29).contains(&p.y_zp);
     let y_zp = _mm512_set1_epi32(p.y_zp);
     let (lo8, hi8) = (_mm512_set1_epi32(-128), _mm512_set1_epi32(127));
     let pairs = n.div_ceil(2);
@@ -1296,7 +1301,13 @@ unsafe fn avx512_attention_row(
             );
             let r = rq_i32x16(mean, out_pair, out_pair, out_fast);
             // `y_zp + r` saturating in i32: the clamp gives what the exact i64 sum would.
-            let o = _mm512_min_epi32(_mm512_max_epi32(adds_epi32x16(y_zp, r), lo8), hi8);
+            // (The 32-bit `rq` path gives `|r| ≤ 2^29 + 1`: with a small `y_zp` no overflow.)
+            let o = if out_fast && small_zp {
+                _mm512_add_epi32(y_zp, r)
+            } else {
+                adds_epi32x16(y_zp, r)
+            };
+            let o = _mm512_min_epi32(_mm512_max_epi32(o, lo8), hi8);
             // SAFETY: the mask covers only columns below `dh` of this head's slice of `yr`.
             unsafe { _mm512_mask_cvtepi32_storeu_epi8(yh.as_mut_ptr().add(c).cast(), mask, o) };
             c += 16;
@@ -1344,28 +1355,36 @@ pub(crate) fn avx512_layernorm(
     if !ok {
         return false;
     }
-    for (xr, yr) in x.chunks_exact(p.d).zip(y.chunks_exact_mut(p.d)) {
-        // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f, avx512bw);
-        // `xr`, `yr`, `beta` hold `d` elements and `gamma_rq` `2d` (checked above).
-        unsafe { avx512_layernorm_row(p, xr, gamma_rq, beta, yr) };
+    // Eight rows at a time: their statistics first, then their outputs, so the rows' long
+    // dependency chains (sums, square root, reciprocal) overlap.
+    for (xs, ys) in x.chunks(8 * p.d).zip(y.chunks_mut(8 * p.d)) {
+        let mut stats = [(0i32, 0u64); 8];
+        for (st, xr) in stats.iter_mut().zip(xs.chunks_exact(p.d)) {
+            // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f,
+            // avx512bw); `xr` holds `d` elements.
+            *st = unsafe { avx512_layernorm_stats(p, xr) };
+        }
+        for ((&st, xr), yr) in stats
+            .iter()
+            .zip(xs.chunks_exact(p.d))
+            .zip(ys.chunks_exact_mut(p.d))
+        {
+            // SAFETY: as above; `xr`, `yr`, `beta` hold `d` elements and `gamma_rq` `2d`
+            // (checked above).
+            unsafe { avx512_layernorm_out(p, xr, st, gamma_rq, beta, yr) };
+        }
     }
     true
 }
 
-/// One row of [`avx512_layernorm`].
+/// `(Σ x, sd)` of one row of [`avx512_layernorm`].
 ///
 /// # Safety
-/// AVX-512F/BW; `xr`, `yr`, `beta` of `p.d` elements, `gamma_rq` of `2 · p.d`, `p.d ≤ 2^15`.
+/// AVX-512F/BW; `xr.len() = p.d ≤ 2^15`.
 #[cfg(kinglet_avx512)]
 #[allow(clippy::incompatible_msrv)]
 #[target_feature(enable = "avx512f,avx512bw,avx2")]
-unsafe fn avx512_layernorm_row(
-    p: &LayerNormParams,
-    xr: &[i8],
-    gamma_rq: &[I32],
-    beta: &[I32],
-    yr: &mut [i8],
-) {
+unsafe fn avx512_layernorm_stats(p: &LayerNormParams, xr: &[i8]) -> (i32, u64) {
     let d = xr.len();
     let ones = _mm512_set1_epi16(1);
     let (mut s, mut q) = (_mm512_setzero_si512(), _mm512_setzero_si512());
@@ -1387,15 +1406,38 @@ unsafe fn avx512_layernorm_row(
     }
     let (sum, sq) = (_mm512_reduce_add_epi32(s), _mm512_reduce_add_epi32(q));
     let var = d as i64 * sq as i64 - sum as i64 * sum as i64 + p.eps_q.max(0) as i64;
-    let sd = isqrt_below_2_62(var as u64);
+    (sum, isqrt_below_2_62(var as u64))
+}
+
+/// The outputs of one row of [`avx512_layernorm`], given its [`avx512_layernorm_stats`].
+///
+/// # Safety
+/// AVX-512F/BW; `xr`, `yr`, `beta` of `p.d` elements, `gamma_rq` of `2 · p.d`, `p.d ≤ 2^15`;
+/// `(sum, sd)` the row's statistics.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+unsafe fn avx512_layernorm_out(
+    p: &LayerNormParams,
+    xr: &[i8],
+    (sum, sd): (i32, u64),
+    gamma_rq: &[I32],
+    beta: &[I32],
+    yr: &mut [i8],
+) {
+    let d = xr.len();
     let (sdf, inv) = (
         _mm512_set1_pd(sd as f64),
         _mm512_set1_pd(1.0 / sd.max(1) as f64),
     );
     let half_sd = _mm512_set1_pd((sd >> 1) as f64);
     let (dv, sv) = (_mm512_set1_epi32(d as i32), _mm512_set1_epi32(sum));
-    let (lo, hi) = (_mm512_set1_epi32(p.act_min), _mm512_set1_epi32(p.act_max));
-    let (lo8, hi8) = (_mm512_set1_epi32(-128), _mm512_set1_epi32(127));
+    // `clamp(clamp(v, act_min, act_max), -128, 127)` with `act_min ≤ act_max` (checked) is one
+    // clamp to the bounds clamped into int8.
+    let (lo, hi) = (
+        _mm512_set1_epi32(p.act_min.clamp(-128, 127)),
+        _mm512_set1_epi32(p.act_max.clamp(-128, 127)),
+    );
     // `n = div_round(diff · 4096, sd)` for eight diffs (f64 lanes), as i32 (`|n| < 2^21`).
     let norm = |df: __m512d| {
         let num = _mm512_fmadd_pd(_mm512_abs_pd(df), _mm512_set1_pd(4096.0), half_sd);
@@ -1426,7 +1468,6 @@ unsafe fn avx512_layernorm_row(
             // `beta + rq` saturating in i32: the clamps below give what the exact i64 sum would.
             let v = adds_epi32x16(b, rq_i32x16(n, p0, p1, fast));
             let v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
-            let v = _mm512_min_epi32(_mm512_max_epi32(v, lo8), hi8);
             _mm512_mask_cvtepi32_storeu_epi8(yr.as_mut_ptr().add(c).cast(), m16, v);
         }
         c += 16;
@@ -1507,7 +1548,13 @@ pub(crate) fn avx512_fc(
 #[cfg(kinglet_avx512)]
 #[allow(clippy::incompatible_msrv)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn avx512_fc_pack(w: &[i8], k: usize, n: usize, pack: *mut u32, corr: &mut [i32]) {
+pub(crate) unsafe fn avx512_fc_pack(
+    w: &[i8],
+    k: usize,
+    n: usize,
+    pack: *mut u32,
+    corr: &mut [i32],
+) {
     let k4 = k.div_ceil(4);
     let ones = _mm512_set1_epi8(1);
     for b in 0..n.div_ceil(16) {
@@ -1765,8 +1812,16 @@ unsafe fn fc_tile<const R: usize, const G: usize>(
         }
     }
     let zp = _mm512_set1_epi32(p.y_zp);
-    let (lo, hi) = (_mm512_set1_epi32(p.act_min), _mm512_set1_epi32(p.act_max));
-    let (lo8, hi8) = (_mm512_set1_epi32(-128), _mm512_set1_epi32(127));
+    // `clamp(clamp(v, act_min, act_max), -128, 127)` (the second clamp after `max` / `min`, as
+    // the scalar loop does, so also for `act_min > act_max`) is `v` clamped to the two bounds
+    // clamped into int8.
+    let (lo, hi) = (
+        _mm512_set1_epi32(p.act_min.clamp(-128, 127)),
+        _mm512_set1_epi32(p.act_max.clamp(-128, 127)),
+    );
+    // The 32-bit `rq` path gives `|r| ≤ 2^29 + 1`, so with a small `y_zp` the sum cannot
+    // overflow and needs no saturation.
+    let small_zp = (-(1 << 29)..=1 << 29).contains(&p.y_zp);
     for g in 0..G {
         let j = (b0 + g) * 16;
         let mask = lanes_mask16(n - j);
@@ -1775,12 +1830,17 @@ unsafe fn fc_tile<const R: usize, const G: usize>(
         unsafe {
             let cv = _mm512_loadu_si512(corr.as_ptr().add(j).cast());
             let bv = _mm512_maskz_loadu_epi32(mask, bias.as_ptr().add(j).cast());
+            // `(acc − corr) + bias` wraps like `bias + Σ w·x`: one constant per output.
+            let bc = _mm512_sub_epi32(bv, cv);
             let (p0, p1, fast) = rq_pairs_x16(rq.as_ptr().add(2 * j), mask);
             for (r, a) in acc.iter().enumerate() {
-                let t = _mm512_add_epi32(_mm512_sub_epi32(a[g], cv), bv);
-                let t = rq_i32x16(t, p0, p1, fast);
-                let t = _mm512_min_epi32(_mm512_max_epi32(adds_epi32x16(zp, t), lo), hi);
-                let t = _mm512_min_epi32(_mm512_max_epi32(t, lo8), hi8);
+                let t = rq_i32x16(_mm512_add_epi32(a[g], bc), p0, p1, fast);
+                let t = if fast && small_zp {
+                    _mm512_add_epi32(zp, t)
+                } else {
+                    adds_epi32x16(zp, t)
+                };
+                let t = _mm512_min_epi32(_mm512_max_epi32(t, lo), hi);
                 _mm512_mask_cvtepi32_storeu_epi8(
                     y.as_mut_ptr().add((r0 + r) * n + j).cast(),
                     mask,
