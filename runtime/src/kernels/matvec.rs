@@ -349,7 +349,8 @@ pub(crate) fn lstm_cell_simd(
 
 /// A whole LSTM op (`reference::lstm::lstm_i8`) through the active level's own sequence
 /// kernel, where it has one for these operands (Cortex-M DSP: `4H ≤ MATVEC_BLOCK`, input
-/// products of two steps in one pass over `W`, the cell with `smlad` table lookups); returns
+/// products of two steps in one pass over `W`, the cell with `smlad` table lookups; AVX-512
+/// VNNI: `W` and `R` repacked once per op for products without horizontal sums); returns
 /// `false`, writing nothing, otherwise. The same bits as `lstm_i8`'s own loop.
 #[inline]
 #[allow(clippy::too_many_arguments)]
@@ -366,6 +367,10 @@ pub(crate) fn lstm_seq_simd(
     if active_isa() == Isa::Dsp {
         return super::dsp::dsp_lstm(p, wt, tabs, x, h, c, y);
     }
+    #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
+    if active_isa() == Isa::Avx512Vnni {
+        return super::x86_rnn::avx512_lstm_seq(p, wt, tabs, x, h, c, y);
+    }
     let _ = (p, wt, tabs, x, h, c, y);
     false
 }
@@ -373,7 +378,7 @@ pub(crate) fn lstm_seq_simd(
 /// A whole GRU op (`reference::gru::gru_i8`) through the active level's own sequence kernel,
 /// where it has one for these operands (Cortex-M DSP: `H mod 4 = 0`, `H ≤ 64`, the input
 /// products in `scratch`, the gate inputs in the recurrent product's epilogue, the cell with
-/// `smlad` table lookups); returns `false`, writing nothing, otherwise. The same bits as
+/// `smlad` table lookups; AVX-512 VNNI: `W` and `R` repacked once per op); returns `false`, writing nothing, otherwise. The same bits as
 /// `gru_i8`'s own loop (`scratch` is the op's scratch, whose contents are not part of them).
 #[inline]
 #[allow(clippy::too_many_arguments)]
@@ -390,6 +395,10 @@ pub(crate) fn gru_seq_simd(
     #[cfg(kinglet_dsp)]
     if active_isa() == Isa::Dsp {
         return super::dsp::dsp_gru(p, wt, tabs, x, h, h16, y, scratch);
+    }
+    #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
+    if active_isa() == Isa::Avx512Vnni {
+        return super::x86_rnn::avx512_gru_seq(p, wt, tabs, x, h, h16, y);
     }
     let _ = (p, wt, tabs, x, h, h16, y, scratch);
     false

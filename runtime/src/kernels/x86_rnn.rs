@@ -1,0 +1,358 @@
+//! x86_64 AVX-512 VNNI sequence kernels for the recurrent ops (`reference::lstm::lstm_i8`,
+//! `reference::gru::gru_i8`), reached through `matvec::lstm_seq_simd` / `gru_seq_simd`.
+//!
+//! The gate products of a step are short (`K` = 1 to 64 columns) and were the larger part of a
+//! recurrent step on AVX-512 (54 % of `kws_lstm`'s time in `perf`, the rest the cell and the
+//! requantization): a row-at-a-time VNNI product spends most of its work on the horizontal sum
+//! of each row's sixteen lanes. Here each op repacks `W` and `R` once, before its first step,
+//! with the FC kernel's repack ([`avx512_fc_pack`](super::x86::avx512_fc_pack): sixteen rows ×
+//! four columns per 64-byte vector, `pack[(b·k4 + c)·16 + i] = w[16b + i, 4c .. 4c + 4]`), so
+//! that every step's product is, per block of sixteen rows, `⌈K/4⌉` `vpdpbusd` of a packed
+//! vector against the broadcast dword of four inputs, with the sixteen row sums already in
+//! their lanes: no horizontal sums, four blocks at a time sharing each broadcast. `vpdpbusd`
+//! multiplies unsigned by signed bytes, so the inputs are made unsigned (`x ^ 0x80 = x + 128`)
+//! and the repack's `corr[j] = 128 · Σ_k w[j, k]` comes off each row. Sums wrap modulo 2^32
+//! like the reference's (`Σ (x + 128) · w − 128 · Σ w = Σ x · w` exactly in modular
+//! arithmetic), so the products are bit-identical; the requantization and the cells are the
+//! existing AVX-512 ones ([`avx512_requant_block`](super::x86::avx512_requant_block),
+//! [`avx512_lstm_cell`](super::x86::avx512_lstm_cell),
+//! [`avx512_gru_cell`](super::x86::avx512_gru_cell)) on the int32 products.
+//!
+//! The packed matrices live on the stack, at most [`PACK`] dwords (16 KB) each: a cell with
+//! `G·H ≤ 256` gate rows and `⌈G·H/16⌉ · 16 · ⌈K/4⌉ ≤ 4096` (LSTM or GRU with `H = 64` and
+//! `K ≤ 64`: 16 KB for `R`). Larger cells take the general path. The repack costs about one
+//! product per matrix, paid once per op call rather than once per step.
+
+#![allow(unsafe_code)]
+
+use super::matvec::CellGates;
+use super::reference::fixed::MATVEC_BLOCK;
+use super::reference::{gru::GruParams, lstm::LstmParams, step_index, ActTables, GateWeights};
+use super::x86::{avx512_fc_pack, avx512_gru_cell, avx512_lstm_cell, avx512_requant_block};
+use core::arch::x86_64::*;
+use core::mem::MaybeUninit;
+
+/// Dwords of one packed matrix on the stack (16 KB).
+const PACK: usize = 4096;
+/// Widest input (`I` or `H`) taken: the unsigned copy of the vector.
+const KMAX: usize = 256;
+
+/// Whether a `[rows, k]` matrix packs into [`PACK`] dwords.
+fn packs(rows: usize, k: usize) -> bool {
+    k > 0 && k <= KMAX && rows.div_ceil(16) * 16 * k.div_ceil(4) <= PACK
+}
+
+/// A matrix repacked by `avx512_fc_pack`, with its row corrections.
+struct Packed<'a> {
+    pack: &'a [u32],
+    corr: &'a [i32],
+    k: usize,
+}
+
+/// Repacks `w [rows, k]` into `buf` and `corr`. The caller checked [`packs`] and
+/// `w.len() = rows · k`, `corr.len() = rows`, and that AVX-512 VNNI is the active level.
+fn pack<'a>(
+    w: &[i8],
+    rows: usize,
+    k: usize,
+    buf: &'a mut MaybeUninit<[u32; PACK]>,
+    corr: &'a mut [i32],
+) -> Packed<'a> {
+    let words = rows.div_ceil(16) * 16 * k.div_ceil(4);
+    // SAFETY: the active level is AVX-512 VNNI (the caller's dispatch); `w.len() = rows · k`,
+    // `corr.len() = rows`, and `buf` holds `PACK ≥ words` dwords, all of which
+    // `avx512_fc_pack` writes (its contract: every dword of `pack[..⌈rows/16⌉ · k4 · 16]`), so
+    // the slice covers initialised words only.
+    let pack = unsafe {
+        let p = buf.as_mut_ptr().cast::<u32>();
+        avx512_fc_pack(w, k, rows, p, corr);
+        core::slice::from_raw_parts(p, words)
+    };
+    Packed { pack, corr, k }
+}
+
+/// `out[j] = Σ_k w[j, k] · x[k]` (wrapping) for `j < out.len()` from the packed `m`, eight
+/// (then four, then one) blocks of sixteen rows per pass. Returns `false`, writing nothing, when the lengths disagree
+/// (`x.len() = k`, `out.len() ≤ corr.len()`, the pack holding every row block).
+fn packed_matvec(m: &Packed<'_>, x: &[i8], out: &mut [i32]) -> bool {
+    let (k, n) = (m.k, out.len());
+    let ok = x.len() == k
+        && k <= KMAX
+        && n <= m.corr.len()
+        && m.pack.len() >= n.div_ceil(16) * 16 * k.div_ceil(4);
+    if !ok {
+        return false;
+    }
+    // SAFETY: the active level is AVX-512 VNNI (the caller's dispatch); lengths checked above.
+    unsafe { packed_matvec_avx512(m, x, out) };
+    true
+}
+
+/// See [`packed_matvec`].
+///
+/// # Safety
+/// AVX-512F/BW/VNNI; `x.len() = m.k ≤ KMAX`, `out.len() ≤ m.corr.len()`, `m.pack` holding
+/// `⌈out.len()/16⌉ · 16 · ⌈k/4⌉` dwords.
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn packed_matvec_avx512(m: &Packed<'_>, x: &[i8], out: &mut [i32]) {
+    let (k, n) = (m.k, out.len());
+    let k4 = k.div_ceil(4);
+    // The inputs as unsigned bytes (`x ^ 0x80`), four to a dword, 64 at a time; the bytes past
+    // `k` (0x80 here) meet zero weights.
+    let mut xb = [0u32; KMAX / 4];
+    let flip = _mm512_set1_epi8(0x80u8 as i8);
+    for (i, chunk) in x.chunks(64).enumerate() {
+        let mask: __mmask64 = if chunk.len() >= 64 {
+            !0
+        } else {
+            (1u64 << chunk.len()) - 1
+        };
+        // SAFETY: the mask keeps the load inside `chunk`; the store writes dwords
+        // `16i .. 16i + 16` of `xb`, inside it (`k ≤ KMAX`, so `i < KMAX / 64`).
+        unsafe {
+            let v = _mm512_maskz_loadu_epi8(mask, chunk.as_ptr().cast());
+            _mm512_storeu_si512(
+                xb.as_mut_ptr().add(16 * i).cast(),
+                _mm512_xor_si512(v, flip),
+            );
+        }
+    }
+    let xb = &xb[..k4];
+    let pk = m.pack.as_ptr();
+    // Block `b`'s packed vector of input group `c`.
+    macro_rules! wv {
+        ($b:expr, $c:expr) => {
+            // SAFETY: `(b·k4 + c)·16 + 16 ≤ ⌈n/16⌉ · 16 · k4 ≤ m.pack.len()` (the contract).
+            unsafe { _mm512_loadu_si512(pk.add(($b * k4 + $c) * 16).cast()) }
+        };
+    }
+    // Stores block `b`'s sixteen sums less their corrections (masked past `n`). (A macro, not
+    // a closure, so that it compiles with this function's target features.)
+    macro_rules! store {
+        ($b:expr, $acc:expr) => {{
+            let r = 16 * $b;
+            let mask: __mmask16 = if n - r >= 16 {
+                0xffff
+            } else {
+                (1u16 << (n - r)) - 1
+            };
+            // SAFETY: the mask keeps both accesses inside `corr[r..n]` and `out[r..n]`
+            // (`n ≤ corr.len()`).
+            unsafe {
+                let corr = _mm512_maskz_loadu_epi32(mask, m.corr.as_ptr().add(r).cast());
+                _mm512_mask_storeu_epi32(
+                    out.as_mut_ptr().add(r).cast(),
+                    mask,
+                    _mm512_sub_epi32($acc, corr),
+                );
+            }
+        }};
+    }
+    let nb = n.div_ceil(16);
+    let mut b = 0;
+    // Eight blocks (128 rows) per pass: eight independent `vpdpbusd` chains share each
+    // broadcast, enough to cover the instruction's latency.
+    while b + 8 <= nb {
+        let mut a = [_mm512_setzero_si512(); 8];
+        for (c, &d) in xb.iter().enumerate() {
+            let xv = _mm512_set1_epi32(d as i32);
+            for (j, aj) in a.iter_mut().enumerate() {
+                *aj = _mm512_dpbusd_epi32(*aj, xv, wv!(b + j, c));
+            }
+        }
+        for (j, &aj) in a.iter().enumerate() {
+            store!(b + j, aj);
+        }
+        b += 8;
+    }
+    while b + 4 <= nb {
+        let (mut a0, mut a1, mut a2, mut a3) = (
+            _mm512_setzero_si512(),
+            _mm512_setzero_si512(),
+            _mm512_setzero_si512(),
+            _mm512_setzero_si512(),
+        );
+        for (c, &d) in xb.iter().enumerate() {
+            let xv = _mm512_set1_epi32(d as i32);
+            a0 = _mm512_dpbusd_epi32(a0, xv, wv!(b, c));
+            a1 = _mm512_dpbusd_epi32(a1, xv, wv!(b + 1, c));
+            a2 = _mm512_dpbusd_epi32(a2, xv, wv!(b + 2, c));
+            a3 = _mm512_dpbusd_epi32(a3, xv, wv!(b + 3, c));
+        }
+        store!(b, a0);
+        store!(b + 1, a1);
+        store!(b + 2, a2);
+        store!(b + 3, a3);
+        b += 4;
+    }
+    while b < nb {
+        let mut a0 = _mm512_setzero_si512();
+        for (c, &d) in xb.iter().enumerate() {
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(d as i32), wv!(b, c));
+        }
+        store!(b, a0);
+        b += 1;
+    }
+}
+
+/// The LSTM op on AVX-512 VNNI with `W` and `R` repacked once (module doc); returns `false`,
+/// writing nothing, when the shapes do not fit (`4H ≤ 256`, both matrices within [`PACK`]) or
+/// a length disagrees. Bit-identical with `lstm_i8`'s loop.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn avx512_lstm_seq(
+    p: &LstmParams,
+    wt: &GateWeights<'_>,
+    tabs: &ActTables<'_>,
+    x: &[i8],
+    h: &mut [i8],
+    c: &mut [i16],
+    y: &mut [i8],
+) -> bool {
+    let (ni, nh, steps) = (p.input, p.hidden, p.steps);
+    let g = 4 * nh;
+    let ok = nh > 0
+        && g <= MATVEC_BLOCK
+        && packs(g, ni)
+        && packs(g, nh)
+        && wt.fits(4, ni, nh)
+        && Some(x.len()) == steps.checked_mul(ni)
+        && Some(y.len()) == steps.checked_mul(nh)
+        && h.len() == nh
+        && c.len() == nh;
+    if !ok {
+        return false;
+    }
+    let (mut wbuf, mut rbuf) = (MaybeUninit::uninit(), MaybeUninit::uninit());
+    let (mut wcorr, mut rcorr) = ([0i32; MATVEC_BLOCK], [0i32; MATVEC_BLOCK]);
+    let wp = pack(wt.w, g, ni, &mut wbuf, &mut wcorr[..g]);
+    let rp = pack(wt.r, g, nh, &mut rbuf, &mut rcorr[..g]);
+    let (mut ax, mut ah) = ([0i32; MATVEC_BLOCK], [0i32; MATVEC_BLOCK]);
+    let (ax, ah) = (&mut ax[..g], &mut ah[..g]);
+    for it in 0..steps {
+        let t = step_index(it, steps, p.reverse);
+        // In bounds by the checks above; every call below re-checks its lengths and cannot
+        // fail for these operands.
+        let (Some(xt), Some(yt)) = (x.get(t * ni..(t + 1) * ni), y.get_mut(t * nh..(t + 1) * nh))
+        else {
+            return true;
+        };
+        let done = packed_matvec(&wp, xt, ax)
+            && packed_matvec(&rp, h, ah)
+            && avx512_requant_block(wt.bias_x, wt.rq_x, ax)
+            && avx512_requant_block(wt.bias_h, wt.rq_h, ah)
+            && avx512_lstm_cell(p, tabs, CellGates::I32(ax, ah), c, h, yt);
+        if !done {
+            return true;
+        }
+    }
+    true
+}
+
+/// The GRU op on AVX-512 VNNI with `W` and `R` repacked once (module doc); returns `false`,
+/// writing nothing, when the shapes do not fit (`3H ≤ 256`, both matrices within [`PACK`]) or
+/// a length disagrees. Bit-identical with `gru_i8`'s loop.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn avx512_gru_seq(
+    p: &GruParams,
+    wt: &GateWeights<'_>,
+    tabs: &ActTables<'_>,
+    x: &[i8],
+    h: &mut [i8],
+    h16: &mut [i16],
+    y: &mut [i8],
+) -> bool {
+    let (ni, nh, steps) = (p.input, p.hidden, p.steps);
+    let g = 3 * nh;
+    let ok = nh > 0
+        && g <= MATVEC_BLOCK
+        && packs(g, ni)
+        && packs(g, nh)
+        && wt.fits(3, ni, nh)
+        && Some(x.len()) == steps.checked_mul(ni)
+        && Some(y.len()) == steps.checked_mul(nh)
+        && h.len() == nh
+        && h16.len() == nh;
+    if !ok {
+        return false;
+    }
+    let (mut wbuf, mut rbuf) = (MaybeUninit::uninit(), MaybeUninit::uninit());
+    let (mut wcorr, mut rcorr) = ([0i32; MATVEC_BLOCK], [0i32; MATVEC_BLOCK]);
+    let wp = pack(wt.w, g, ni, &mut wbuf, &mut wcorr[..g]);
+    let rp = pack(wt.r, g, nh, &mut rbuf, &mut rcorr[..g]);
+    let (mut ax, mut ah) = ([0i32; MATVEC_BLOCK], [0i32; MATVEC_BLOCK]);
+    let (ax, ah) = (&mut ax[..g], &mut ah[..g]);
+    for it in 0..steps {
+        let t = step_index(it, steps, p.reverse);
+        let (Some(xt), Some(yt)) = (x.get(t * ni..(t + 1) * ni), y.get_mut(t * nh..(t + 1) * nh))
+        else {
+            return true;
+        };
+        let done = packed_matvec(&wp, xt, ax)
+            && packed_matvec(&rp, h, ah)
+            && avx512_requant_block(wt.bias_x, wt.rq_x, ax)
+            && avx512_requant_block(wt.bias_h, wt.rq_h, ah)
+            && avx512_gru_cell(p, tabs, CellGates::I32(ax, ah), h16, h, yt);
+        if !done {
+            return true;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::matvec::reference_matvec_i8;
+    use crate::kernels::testutil::Rng;
+    use crate::kernels::{best_isa, Isa};
+    use std::vec::Vec;
+
+    /// The packed product against the reference loop over edge shapes (rows not a multiple of
+    /// 16, one to eight blocks and more, `K` of 1 to 256 with every remainder mod 4 and 64),
+    /// random and extreme values.
+    #[test]
+    fn packed_matvec_matches_the_reference() {
+        if best_isa() != Isa::Avx512Vnni {
+            std::eprintln!("packed_matvec: skipped, AVX-512 VNNI not on this CPU");
+            return;
+        }
+        let mut rng = Rng::new(0xA5A5);
+        let mut cases = 0;
+        for &rows in &[1usize, 15, 16, 17, 63, 64, 100, 128, 129, 192, 256] {
+            for &k in &[1usize, 2, 3, 4, 5, 20, 28, 40, 63, 64, 65, 128, 200, 256] {
+                if !packs(rows, k) {
+                    continue;
+                }
+                for mode in 0..3 {
+                    let val = |rng: &mut Rng| match mode {
+                        0 => rng.i8(),
+                        1 => -128,
+                        _ => [-128, 127, 0, rng.i8()][rng.usize_below(4)],
+                    };
+                    let w: Vec<i8> = (0..rows * k).map(|_| val(&mut rng)).collect();
+                    let x: Vec<i8> = (0..k).map(|_| val(&mut rng)).collect();
+                    let mut want = std::vec![0i32; rows];
+                    reference_matvec_i8(&w, &x, &mut want);
+                    let mut buf = MaybeUninit::uninit();
+                    let mut corr = std::vec![0i32; rows];
+                    let m = pack(&w, rows, k, &mut buf, &mut corr);
+                    let mut got = std::vec![0x5A5A_5A5Ai32; rows];
+                    assert!(packed_matvec(&m, &x, &mut got));
+                    assert_eq!(got, want, "rows {rows} k {k} mode {mode}");
+                    cases += 1;
+                }
+            }
+        }
+        assert!(cases > 100, "{cases} cases");
+        // Wrong lengths write nothing.
+        let (w, x) = ([1i8; 32], [1i8; 2]);
+        let mut buf = MaybeUninit::uninit();
+        let mut corr = [0i32; 16];
+        let m = pack(&w, 16, 2, &mut buf, &mut corr);
+        let mut out = [7i32; 17];
+        assert!(!packed_matvec(&m, &x, &mut out));
+        assert!(!packed_matvec(&m, &x[..1], &mut out[..16]));
+        assert_eq!(out, [7; 17]);
+    }
+}
