@@ -1641,7 +1641,7 @@ pub(crate) unsafe fn avx512_fc_pack(
 #[allow(clippy::incompatible_msrv)]
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn rq_pairs_x16(pairs: *const I32, mask: __mmask16) -> (__m512i, __m512i, bool) {
+pub(crate) unsafe fn rq_pairs_x16(pairs: *const I32, mask: __mmask16) -> (__m512i, __m512i, bool) {
     let dummy = _mm512_set1_epi64(2 << 32);
     // SAFETY: the caller's bounds, passed on; masked-out pairs are neither read nor faulted on.
     let (p0, p1) = unsafe {
@@ -1665,7 +1665,7 @@ unsafe fn rq_pairs_x16(pairs: *const I32, mask: __mmask16) -> (__m512i, __m512i,
 #[allow(clippy::incompatible_msrv)]
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn rq_i32x16(acc: __m512i, p0: __m512i, p1: __m512i, fast: bool) -> __m512i {
+pub(crate) fn rq_i32x16(acc: __m512i, p0: __m512i, p1: __m512i, fast: bool) -> __m512i {
     let (lo, hi) = (
         _mm512_castsi512_si256(acc),
         _mm512_extracti64x4_epi64::<1>(acc),

@@ -13,9 +13,9 @@
 //! multiplies unsigned by signed bytes, so the inputs are made unsigned (`x ^ 0x80 = x + 128`)
 //! and the repack's `corr[j] = 128 · Σ_k w[j, k]` comes off each row. Sums wrap modulo 2^32
 //! like the reference's (`Σ (x + 128) · w − 128 · Σ w = Σ x · w` exactly in modular
-//! arithmetic), so the products are bit-identical; the requantization and the cells are the
-//! existing AVX-512 ones ([`avx512_requant_block`](super::x86::avx512_requant_block),
-//! [`avx512_lstm_cell`](super::x86::avx512_lstm_cell),
+//! arithmetic), so the products are bit-identical. Each block of sixteen sums is requantized in
+//! registers before it is stored (the FC kernel's `rq_i32x16`), and the cells are the existing
+//! AVX-512 ones ([`avx512_lstm_cell`](super::x86::avx512_lstm_cell),
 //! [`avx512_gru_cell`](super::x86::avx512_gru_cell)) on the int32 products.
 //!
 //! The packed matrices live on the stack, at most [`PACK`] dwords (16 KB) each: a cell with
@@ -28,9 +28,10 @@
 use super::matvec::CellGates;
 use super::reference::fixed::MATVEC_BLOCK;
 use super::reference::{gru::GruParams, lstm::LstmParams, step_index, ActTables, GateWeights};
-use super::x86::{avx512_fc_pack, avx512_gru_cell, avx512_lstm_cell, avx512_requant_block};
+use super::x86::{avx512_fc_pack, avx512_gru_cell, avx512_lstm_cell, rq_i32x16, rq_pairs_x16};
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
+use zerocopy::little_endian::I32;
 
 /// Dwords of one packed matrix on the stack (16 KB).
 const PACK: usize = 4096;
@@ -72,19 +73,24 @@ fn pack<'a>(
 }
 
 /// `out[j] = Σ_k w[j, k] · x[k]` (wrapping) for `j < out.len()` from the packed `m`, eight
-/// (then four, then one) blocks of sixteen rows per pass. Returns `false`, writing nothing, when the lengths disagree
-/// (`x.len() = k`, `out.len() ≤ corr.len()`, the pack holding every row block).
-fn packed_matvec(m: &Packed<'_>, x: &[i8], out: &mut [i32]) -> bool {
+/// (then four, then one) blocks of sixteen rows per pass; with `rq = Some((bias, pairs))`,
+/// requantized in the same pass, `out[j] = rq(bias[j] + Σ_k w[j, k] · x[k], pairs[j])`
+/// (`fixed::rq`, sixteen lanes by the FC kernel's `rq_i32x16`: its exact 32-bit path when every
+/// shift of the block is in `[2, 31]`, else the i64 definition). Returns `false`, writing
+/// nothing, when the lengths disagree (`x.len() = k`, `out.len() ≤ corr.len()`, the pack
+/// holding every row block, `bias` and `pairs` covering every row).
+fn packed_matvec(m: &Packed<'_>, x: &[i8], out: &mut [i32], rq: Option<(&[I32], &[I32])>) -> bool {
     let (k, n) = (m.k, out.len());
     let ok = x.len() == k
         && k <= KMAX
         && n <= m.corr.len()
-        && m.pack.len() >= n.div_ceil(16) * 16 * k.div_ceil(4);
+        && m.pack.len() >= n.div_ceil(16) * 16 * k.div_ceil(4)
+        && rq.is_none_or(|(b, p)| b.len() >= n && p.len() >= 2 * n);
     if !ok {
         return false;
     }
     // SAFETY: the active level is AVX-512 VNNI (the caller's dispatch); lengths checked above.
-    unsafe { packed_matvec_avx512(m, x, out) };
+    unsafe { packed_matvec_avx512(m, x, out, rq) };
     true
 }
 
@@ -92,10 +98,16 @@ fn packed_matvec(m: &Packed<'_>, x: &[i8], out: &mut [i32]) -> bool {
 ///
 /// # Safety
 /// AVX-512F/BW/VNNI; `x.len() = m.k ≤ KMAX`, `out.len() ≤ m.corr.len()`, `m.pack` holding
-/// `⌈out.len()/16⌉ · 16 · ⌈k/4⌉` dwords.
+/// `⌈out.len()/16⌉ · 16 · ⌈k/4⌉` dwords, `rq`'s slices at least `out.len()` and
+/// `2 · out.len()` long.
 #[allow(clippy::incompatible_msrv)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn packed_matvec_avx512(m: &Packed<'_>, x: &[i8], out: &mut [i32]) {
+unsafe fn packed_matvec_avx512(
+    m: &Packed<'_>,
+    x: &[i8],
+    out: &mut [i32],
+    rq: Option<(&[I32], &[I32])>,
+) {
     let (k, n) = (m.k, out.len());
     let k4 = k.div_ceil(4);
     // The inputs as unsigned bytes (`x ^ 0x80`), four to a dword, 64 at a time; the bytes past
@@ -137,15 +149,17 @@ unsafe fn packed_matvec_avx512(m: &Packed<'_>, x: &[i8], out: &mut [i32]) {
             } else {
                 (1u16 << (n - r)) - 1
             };
-            // SAFETY: the mask keeps both accesses inside `corr[r..n]` and `out[r..n]`
-            // (`n ≤ corr.len()`).
+            // SAFETY: the mask keeps every access inside rows `r..n` of `corr`, `out`, `bias`
+            // and `pairs` (`n ≤` each of their row counts, the contract).
             unsafe {
                 let corr = _mm512_maskz_loadu_epi32(mask, m.corr.as_ptr().add(r).cast());
-                _mm512_mask_storeu_epi32(
-                    out.as_mut_ptr().add(r).cast(),
-                    mask,
-                    _mm512_sub_epi32($acc, corr),
-                );
+                let mut v = _mm512_sub_epi32($acc, corr);
+                if let Some((bias, pairs)) = rq {
+                    let b = _mm512_maskz_loadu_epi32(mask, bias.as_ptr().add(r).cast());
+                    let (p0, p1, fast) = rq_pairs_x16(pairs.as_ptr().add(2 * r), mask);
+                    v = rq_i32x16(_mm512_add_epi32(v, b), p0, p1, fast);
+                }
+                _mm512_mask_storeu_epi32(out.as_mut_ptr().add(r).cast(), mask, v);
             }
         }};
     }
@@ -237,10 +251,8 @@ pub(crate) fn avx512_lstm_seq(
         else {
             return true;
         };
-        let done = packed_matvec(&wp, xt, ax)
-            && packed_matvec(&rp, h, ah)
-            && avx512_requant_block(wt.bias_x, wt.rq_x, ax)
-            && avx512_requant_block(wt.bias_h, wt.rq_h, ah)
+        let done = packed_matvec(&wp, xt, ax, Some((wt.bias_x, wt.rq_x)))
+            && packed_matvec(&rp, h, ah, Some((wt.bias_h, wt.rq_h)))
             && avx512_lstm_cell(p, tabs, CellGates::I32(ax, ah), c, h, yt);
         if !done {
             return true;
@@ -288,10 +300,8 @@ pub(crate) fn avx512_gru_seq(
         else {
             return true;
         };
-        let done = packed_matvec(&wp, xt, ax)
-            && packed_matvec(&rp, h, ah)
-            && avx512_requant_block(wt.bias_x, wt.rq_x, ax)
-            && avx512_requant_block(wt.bias_h, wt.rq_h, ah)
+        let done = packed_matvec(&wp, xt, ax, Some((wt.bias_x, wt.rq_x)))
+            && packed_matvec(&rp, h, ah, Some((wt.bias_h, wt.rq_h)))
             && avx512_gru_cell(p, tabs, CellGates::I32(ax, ah), h16, h, yt);
         if !done {
             return true;
@@ -304,6 +314,7 @@ pub(crate) fn avx512_gru_seq(
 mod tests {
     use super::*;
     use crate::kernels::matvec::reference_matvec_i8;
+    use crate::kernels::reference::fixed::matvec_rq_row;
     use crate::kernels::testutil::Rng;
     use crate::kernels::{best_isa, Isa};
     use std::vec::Vec;
@@ -338,8 +349,36 @@ mod tests {
                     let mut corr = std::vec![0i32; rows];
                     let m = pack(&w, rows, k, &mut buf, &mut corr);
                     let mut got = std::vec![0x5A5A_5A5Ai32; rows];
-                    assert!(packed_matvec(&m, &x, &mut got));
+                    assert!(packed_matvec(&m, &x, &mut got, None));
                     assert_eq!(got, want, "rows {rows} k {k} mode {mode}");
+                    // Requantized in the same pass: against `matvec_rq_row`, with shifts from
+                    // -3 to 33 (both of `rq_i32x16`'s paths) and wrapping bias adds.
+                    let bias: Vec<I32> = (0..rows)
+                        .map(|j| {
+                            I32::new(if j % 5 == 0 {
+                                i32::MAX - 3
+                            } else {
+                                rng.next_u64() as i32 >> 8
+                            })
+                        })
+                        .collect();
+                    let pairs: Vec<I32> = (0..rows)
+                        .flat_map(|j| {
+                            let shift = if mode == 2 {
+                                (j % 37) as i32 - 3
+                            } else {
+                                2 + (j % 30) as i32
+                            };
+                            [
+                                I32::new(((rng.next_u64() as u32) >> 1 | (1 << 30)) as i32),
+                                I32::new(shift),
+                            ]
+                        })
+                        .collect();
+                    assert!(packed_matvec(&m, &x, &mut got, Some((&bias, &pairs))));
+                    for (j, &g) in got.iter().enumerate() {
+                        assert_eq!(g, matvec_rq_row(&w, &bias, &pairs, &x, j), "rq row {j}");
+                    }
                     cases += 1;
                 }
             }
@@ -351,8 +390,15 @@ mod tests {
         let mut corr = [0i32; 16];
         let m = pack(&w, 16, 2, &mut buf, &mut corr);
         let mut out = [7i32; 17];
-        assert!(!packed_matvec(&m, &x, &mut out));
-        assert!(!packed_matvec(&m, &x[..1], &mut out[..16]));
+        assert!(!packed_matvec(&m, &x, &mut out, None));
+        assert!(!packed_matvec(&m, &x[..1], &mut out[..16], None));
+        let short = [I32::new(0); 15];
+        assert!(!packed_matvec(
+            &m,
+            &x,
+            &mut out[..16],
+            Some((&short, &short))
+        ));
         assert_eq!(out, [7; 17]);
     }
 }
