@@ -1317,10 +1317,16 @@ unsafe fn avx512_attention_row(
 
 /// `⌊√v⌋` exactly ([`isqrt`](super::reference::layernorm::isqrt)'s result) for `v < 2^62`:
 /// the f64 square root of `v` (rounded) is within one of it, and one integer step each way
-/// corrects that (`r ≤ 2^31`, so `(r + 1)²` fits a u64).
+/// corrects that (`r ≤ 2^31`, so `(r + 1)²` fits a u64). The square root is SSE2's `sqrtpd`
+/// (correctly rounded, as `f64::sqrt` is): `f64::sqrt` needs `std`, and the crate also builds
+/// without it for x86_64 (the firmware's build script runs it on the host).
 #[cfg(kinglet_avx512)]
 pub(crate) fn isqrt_below_2_62(v: u64) -> u64 {
-    let mut r = (v as f64).sqrt() as u64;
+    // SAFETY: SSE2 is part of every x86_64 CPU; register-only. (`unsafe` is needed before Rust
+    // 1.87 made baseline intrinsics safe to call.)
+    #[allow(unused_unsafe)]
+    let s = unsafe { _mm_cvtsd_f64(_mm_sqrt_pd(_mm_set_sd(v as f64))) };
+    let mut r = s as u64;
     while r * r > v {
         r -= 1;
     }
