@@ -371,10 +371,17 @@ mod tests {
         }
         let mut rng = Rng::new(0xFC);
         let mut cases = 0;
-        for &k in &[
+        // Every pair of these, and two shapes for the larger row / column-sum buffers.
+        let ks = [
             1usize, 2, 3, 4, 5, 7, 8, 15, 16, 17, 40, 49, 63, 64, 65, 128, 200,
-        ] {
-            for &n in &[1usize, 5, 16, 17, 31, 32, 33, 64, 65, 128, 130] {
+        ];
+        let ns = [1usize, 5, 16, 17, 31, 32, 33, 64, 65, 128, 130];
+        let shapes = ks
+            .iter()
+            .flat_map(|&k| ns.iter().map(move |&n| (k, n)))
+            .chain([(300, 96), (16, 300)]);
+        for (k, n) in shapes {
+            {
                 let rows = [4usize, 5, 6, 7, 8, 9, 50][rng.usize_below(7)];
                 let mode = rng.usize_below(4);
                 let x = operand(&mut rng, rows * k, mode);

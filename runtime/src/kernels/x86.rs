@@ -868,6 +868,9 @@ fn pair_i16(lo: i32, hi: i32) -> u32 {
 /// in pairs of rows); shapes that need more take the scalar loop.
 #[cfg(kinglet_avx512)]
 pub(crate) const ATT_PACK: usize = 4096;
+/// The smaller buffers of the attention kernel, for the shapes that fit them.
+#[cfg(kinglet_avx512)]
+const ATT_PACK_SMALL: usize = 1024;
 /// Largest key count of the AVX-512 attention (its score and weight rows live on the stack).
 #[cfg(kinglet_avx512)]
 pub(crate) const ATT_MAX_TK: usize = 512;
@@ -930,12 +933,38 @@ pub(crate) fn avx512_attention(
     if !ok {
         return false;
     }
-    let mut kt = [0u32; ATT_PACK];
-    let mut vp = [0u32; ATT_PACK];
-    let mut scratch = AttRowScratch {
-        sc: [0; ATT_PACK],
-        ph: [0; ATT_PACK / 2],
-        pl: [0; ATT_PACK / 2],
+    // Small shapes get small buffers: zeroing 64 KB would cost as much as their whole op.
+    if heads * dp * tkp <= ATT_PACK_SMALL && tk.div_ceil(2) * w <= ATT_PACK_SMALL {
+        attention_packed::<ATT_PACK_SMALL>(p, exp2, q, k, v, y);
+    } else {
+        attention_packed::<ATT_PACK>(p, exp2, q, k, v, y);
+    }
+    true
+}
+
+/// The body of [`avx512_attention`] with stack buffers of `N` dwords.
+///
+/// `p` and the slices accepted by [`avx512_attention`], with `heads · ⌈dh/2⌉ · ⌈tk/16⌉·16 ≤ N`
+/// and `⌈tk/2⌉ · heads · dh ≤ N`; runs only where `Isa::Avx512Vnni` is the active level.
+#[cfg(kinglet_avx512)]
+fn attention_packed<const N: usize>(
+    p: &AttentionParams,
+    exp2: &[I32; EXP2_LEN],
+    q: &[i8],
+    k: &[i8],
+    v: &[i8],
+    y: &mut [i8],
+) {
+    let w = p.heads * p.dh;
+    let (tq, tk, dh) = (p.tq, p.tk, p.dh);
+    let dp = dh.div_ceil(2);
+    let tkp = tk.next_multiple_of(16);
+    let mut kt = [0u32; N];
+    let mut vp = [0u32; N];
+    let mut scratch = AttRowScratch::<N> {
+        sc: [0; N],
+        ph: [0; N],
+        pl: [0; N],
         qp: [0; 256],
     };
     for s in 0..p.steps {
@@ -953,7 +982,7 @@ pub(crate) fn avx512_attention(
             }
         }
         // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f, avx512bw,
-        // avx512vnni); `vp` holds `⌈tk/2⌉ · w ≤ ATT_PACK` dwords (checked above) and `vb`
+        // avx512vnni); `vp` holds `⌈tk/2⌉ · w ≤ N` dwords (the caller's contract) and `vb`
         // `tk · w` bytes.
         unsafe { avx512_pack_value_pairs(vb, w, p.v_zp, &mut vp) };
         let qb = &q[s * tq * w..(s + 1) * tq * w];
@@ -965,7 +994,6 @@ pub(crate) fn avx512_attention(
             unsafe { avx512_attention_row(p, exp2, qr, yr, n, &kt, &vp, &mut scratch) };
         }
     }
-    true
 }
 
 /// `vp[r·w + c] = pair_i16(v[2r, c] − v_zp, v[2r + 1, c] − v_zp)` (the second 0 past the last
@@ -1030,16 +1058,16 @@ fn floor_div_f64(num: __m512d, den: __m512d, inv: __m512d) -> __m512d {
 }
 
 /// The per-row stack scratch of [`avx512_attention_row`], every head at once (`heads · tkp ≤
-/// heads · dp · tkp ≤ ATT_PACK`).
+/// heads · dp · tkp ≤ N`).
 #[cfg(kinglet_avx512)]
-struct AttRowScratch {
+struct AttRowScratch<const N: usize> {
     /// Scores, `tkp` per head.
-    sc: [i32; ATT_PACK],
+    sc: [i32; N],
     /// Weights split `p = 256 · ph + pl`, as int16 pairs of consecutive keys (0 past `n`),
-    /// `tkp / 2` per head.
-    ph: [u32; ATT_PACK / 2],
+    /// `tkp / 2` per head (the second half unused).
+    ph: [u32; N],
     /// See `ph`.
-    pl: [u32; ATT_PACK / 2],
+    pl: [u32; N],
     /// The query row minus `q_zp` as int16 column pairs, `dp` per head (`heads · dp ≤ 256`).
     qp: [u32; 256],
 }
@@ -1083,15 +1111,15 @@ unsafe fn att_scores<const NB: usize>(
 #[cfg(kinglet_avx512)]
 #[allow(clippy::incompatible_msrv, clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
-unsafe fn avx512_attention_row(
+unsafe fn avx512_attention_row<const N: usize>(
     p: &AttentionParams,
     exp2: &[I32; EXP2_LEN],
     qr: &[i8],
     yr: &mut [i8],
     n: usize,
-    kt: &[u32; ATT_PACK],
-    vp: &[u32; ATT_PACK],
-    scratch: &mut AttRowScratch,
+    kt: &[u32; N],
+    vp: &[u32; N],
+    scratch: &mut AttRowScratch<N>,
 ) {
     let (dh, heads, w) = (p.dh, p.heads, qr.len());
     let dp = dh.div_ceil(2);
@@ -1137,7 +1165,7 @@ unsafe fn avx512_attention_row(
             let mut keep = |b: usize, a: __m512i| {
                 let j = (b0 + b) * 16;
                 mx = _mm512_mask_max_epi32(mx, lanes_mask16(n - j), mx, a);
-                // SAFETY: `h·tkp + j + 16 ≤ heads · tkp ≤ ATT_PACK`.
+                // SAFETY: `h·tkp + j + 16 ≤ heads · tkp ≤ N`.
                 unsafe { _mm512_storeu_si512(sc.as_mut_ptr().add(h * tkp + j).cast(), a) };
             };
             // SAFETY: `(b0 + NB)·16 ≤ blocks · 16 ≤ tkp`; `kh` holds `dp` pair rows.
@@ -1225,7 +1253,7 @@ unsafe fn avx512_attention_row(
             l = _mm512_add_epi32(l, pj);
             let hi = _mm512_cvtepi32_epi16(_mm512_srli_epi32::<8>(pj));
             let lo = _mm512_cvtepi32_epi16(_mm512_and_si512(pj, low8));
-            // SAFETY: eight pairs at `j / 2 + 8 ≤ heads · tkp / 2 ≤ ATT_PACK / 2`.
+            // SAFETY: eight pairs at `j / 2 + 8 ≤ heads · tkp / 2 ≤ N / 2`.
             unsafe {
                 _mm256_storeu_si256(ph.as_mut_ptr().add(j / 2).cast(), hi);
                 _mm256_storeu_si256(pl.as_mut_ptr().add(j / 2).cast(), lo);
@@ -1524,22 +1552,45 @@ pub(crate) fn avx512_fc(
     if !ok {
         return false;
     }
+    // Small shapes get small row and column-sum buffers (zeroing 12 KB costs as much as a
+    // small product).
+    if k <= 256 && n <= 256 {
+        fc_with::<{ 4 * 256 }, 256>(p, x, w, bias, rq, y);
+    } else {
+        fc_with::<{ 4 * FC_MAX_K }, FC_MAX_N>(p, x, w, bias, rq, y);
+    }
+    true
+}
+
+/// The body of [`avx512_fc`] with an `XB`-byte buffer for four flipped input rows (`4 · 4 ·
+/// ⌈k/4⌉ ≤ XB`) and `CN` column sums (`⌈n/16⌉ · 16 ≤ CN`); `p` and the slices as it accepts
+/// them, run only where `Isa::Avx512Vnni` is the active level.
+#[cfg(kinglet_avx512)]
+fn fc_with<const XB: usize, const CN: usize>(
+    p: &FcParams,
+    x: &[i8],
+    w: &[i8],
+    bias: &[I32],
+    rq: &[I32],
+    y: &mut [i8],
+) {
+    let (k, n) = (p.k, p.n);
     // Left uninitialized: the pack writes every dword the row loop reads (32 KB of zeroing per
     // call would cost more than the small products themselves).
     let mut pack = core::mem::MaybeUninit::<[u32; FC_PACK]>::uninit();
     let packed = k.div_ceil(4) * n.next_multiple_of(16);
-    let mut corr = [0i32; FC_MAX_N];
-    // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f, avx512bw,
-    // avx512vnni); the lengths and buffer sizes it relies on are checked above. The pack
-    // writes all of `pack[..packed]` (`packed ≤ FC_PACK`), so the slice made of it is
-    // initialized.
+    let mut corr = [0i32; CN];
+    let mut xu = [0u8; XB];
+    // SAFETY: AVX-512F/BW/VNNI are present (the caller's contract); the lengths and buffer
+    // sizes the kernels rely on were checked by `avx512_fc` (`packed ≤ FC_PACK`) and the
+    // choice of `XB`, `CN`. The pack writes all of `pack[..packed]`, so the slice made of it
+    // is initialized.
     unsafe {
         let wp = pack.as_mut_ptr().cast::<u32>();
         avx512_fc_pack(w, k, n, wp, &mut corr);
         let pack = core::slice::from_raw_parts(wp.cast_const(), packed);
-        avx512_fc_rows(p, x, pack, &corr, bias, rq, y);
+        avx512_fc_rows(p, x, pack, &corr, bias, rq, y, &mut xu);
     }
-    true
 }
 
 /// The weight repack of [`avx512_fc`]: `pack[(b·k4 + c)·16 + i] = w[16b + i, 4c .. 4c + 4]`
@@ -1703,29 +1754,30 @@ pub(crate) fn rq_i32x16(acc: __m512i, p0: __m512i, p1: __m512i, fast: bool) -> _
 ///
 /// # Safety
 /// AVX-512F/BW/VNNI; `p` and the slices accepted by [`avx512_fc`], `pack` and `corr` filled by
-/// [`avx512_fc_pack`].
+/// [`avx512_fc_pack`], `xu` zeroed and at least `4 · 4·⌈k/4⌉` bytes.
 #[cfg(kinglet_avx512)]
-#[allow(clippy::incompatible_msrv)]
+#[allow(clippy::incompatible_msrv, clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn avx512_fc_rows(
     p: &FcParams,
     x: &[i8],
     pack: &[u32],
-    corr: &[i32; FC_MAX_N],
+    corr: &[i32],
     bias: &[I32],
     rq: &[I32],
     y: &mut [i8],
+    xu: &mut [u8],
 ) {
     let (k, n) = (p.k, p.n);
     let nb = n.div_ceil(16);
-    // Four input rows flipped to unsigned, each padded to `4·k4` bytes (the padding meets zero
-    // weights).
-    let mut xu = [[0u8; FC_MAX_K + 4]; 4];
+    // Four input rows flipped to unsigned, at a stride of `4·k4` bytes, the padding past `k`
+    // zero (it meets zero weights).
+    let xs = 4 * k.div_ceil(4);
     let flip = _mm512_set1_epi8(i8::MIN);
     let mut r0 = 0;
     while r0 < p.rows {
         let nr = (p.rows - r0).min(4);
-        for (r, xr) in xu.iter_mut().enumerate().take(nr) {
+        for (r, xr) in xu.chunks_exact_mut(xs).enumerate().take(nr) {
             let src = &x[(r0 + r) * k..(r0 + r + 1) * k];
             let mut c = 0;
             while c < k {
@@ -1735,7 +1787,7 @@ unsafe fn avx512_fc_rows(
                     (1u64 << (k - c)) - 1
                 };
                 // SAFETY: masked to bytes `c..min(c + 64, k)` of `src` and of `xr` (which holds
-                // `FC_MAX_K + 4 ≥ k` bytes).
+                // `xs ≥ k` bytes).
                 unsafe {
                     let v = _mm512_maskz_loadu_epi8(mask, src.as_ptr().add(c).cast());
                     _mm512_mask_storeu_epi8(
@@ -1754,22 +1806,22 @@ unsafe fn avx512_fc_rows(
             // `b0..b0 + g` exist.
             unsafe {
                 match (nr, g) {
-                    (4, 4) => fc_tile::<4, 4>(p, &xu, pack, corr, bias, rq, y, r0, b0),
-                    (4, 3) => fc_tile::<4, 3>(p, &xu, pack, corr, bias, rq, y, r0, b0),
-                    (4, 2) => fc_tile::<4, 2>(p, &xu, pack, corr, bias, rq, y, r0, b0),
-                    (4, _) => fc_tile::<4, 1>(p, &xu, pack, corr, bias, rq, y, r0, b0),
-                    (3, 4) => fc_tile::<3, 4>(p, &xu, pack, corr, bias, rq, y, r0, b0),
-                    (3, 3) => fc_tile::<3, 3>(p, &xu, pack, corr, bias, rq, y, r0, b0),
-                    (3, 2) => fc_tile::<3, 2>(p, &xu, pack, corr, bias, rq, y, r0, b0),
-                    (3, _) => fc_tile::<3, 1>(p, &xu, pack, corr, bias, rq, y, r0, b0),
-                    (2, 4) => fc_tile::<2, 4>(p, &xu, pack, corr, bias, rq, y, r0, b0),
-                    (2, 3) => fc_tile::<2, 3>(p, &xu, pack, corr, bias, rq, y, r0, b0),
-                    (2, 2) => fc_tile::<2, 2>(p, &xu, pack, corr, bias, rq, y, r0, b0),
-                    (2, _) => fc_tile::<2, 1>(p, &xu, pack, corr, bias, rq, y, r0, b0),
-                    (_, 4) => fc_tile::<1, 4>(p, &xu, pack, corr, bias, rq, y, r0, b0),
-                    (_, 3) => fc_tile::<1, 3>(p, &xu, pack, corr, bias, rq, y, r0, b0),
-                    (_, 2) => fc_tile::<1, 2>(p, &xu, pack, corr, bias, rq, y, r0, b0),
-                    (_, _) => fc_tile::<1, 1>(p, &xu, pack, corr, bias, rq, y, r0, b0),
+                    (4, 4) => fc_tile::<4, 4>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
+                    (4, 3) => fc_tile::<4, 3>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
+                    (4, 2) => fc_tile::<4, 2>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
+                    (4, _) => fc_tile::<4, 1>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
+                    (3, 4) => fc_tile::<3, 4>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
+                    (3, 3) => fc_tile::<3, 3>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
+                    (3, 2) => fc_tile::<3, 2>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
+                    (3, _) => fc_tile::<3, 1>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
+                    (2, 4) => fc_tile::<2, 4>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
+                    (2, 3) => fc_tile::<2, 3>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
+                    (2, 2) => fc_tile::<2, 2>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
+                    (2, _) => fc_tile::<2, 1>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
+                    (_, 4) => fc_tile::<1, 4>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
+                    (_, 3) => fc_tile::<1, 3>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
+                    (_, 2) => fc_tile::<1, 2>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
+                    (_, _) => fc_tile::<1, 1>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
                 }
             }
             b0 += g;
@@ -1782,16 +1834,18 @@ unsafe fn avx512_fc_rows(
 /// stored.
 ///
 /// # Safety
-/// AVX-512F/BW/VNNI; rows `r0..r0 + R` and blocks `b0..b0 + G` exist (`R ≤ 4`), `xu[..R]` hold
-/// those rows flipped, `pack` / `corr` as [`avx512_fc_pack`] fills them.
+/// AVX-512F/BW/VNNI; rows `r0..r0 + R` and blocks `b0..b0 + G` exist (`R ≤ 4`), rows `..R` of
+/// `xu` (stride `xs = 4·⌈k/4⌉`) hold those rows flipped, `pack` / `corr` as
+/// [`avx512_fc_pack`] fills them.
 #[cfg(kinglet_avx512)]
 #[allow(clippy::incompatible_msrv, clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn fc_tile<const R: usize, const G: usize>(
     p: &FcParams,
-    xu: &[[u8; FC_MAX_K + 4]; 4],
+    xu: &[u8],
+    xs: usize,
     pack: &[u32],
-    corr: &[i32; FC_MAX_N],
+    corr: &[i32],
     bias: &[I32],
     rq: &[I32],
     y: &mut [i8],
@@ -1808,10 +1862,14 @@ unsafe fn fc_tile<const R: usize, const G: usize>(
             // SAFETY: block `b0 + g < ⌈n/16⌉`, group `c < k4`: inside the packed weights.
             *v = unsafe { _mm512_loadu_si512(wp.add(((b0 + g) * k4 + c) * 16).cast()) };
         }
-        for (a, xr) in acc.iter_mut().zip(xu) {
-            // SAFETY: bytes `4c..4c + 4 ≤ 4·k4 ≤ k + 3 < FC_MAX_K + 4` of the row buffer.
-            let xb =
-                _mm512_set1_epi32(unsafe { xr.as_ptr().add(4 * c).cast::<i32>().read_unaligned() });
+        for (r, a) in acc.iter_mut().enumerate() {
+            // SAFETY: bytes `4c..4c + 4 ≤ 4·k4 = xs` of row `r < R ≤ 4` of the row buffer.
+            let xb = _mm512_set1_epi32(unsafe {
+                xu.as_ptr()
+                    .add(r * xs + 4 * c)
+                    .cast::<i32>()
+                    .read_unaligned()
+            });
             for (ag, &v) in a.iter_mut().zip(&wv) {
                 *ag = _mm512_dpbusd_epi32(*ag, xb, v);
             }
