@@ -11,6 +11,7 @@ use super::reference::add::AddParams;
 use super::reference::attention::{AttentionParams, EXP2_LEN};
 use super::reference::fc::FcParams;
 use super::reference::layernorm::LayerNormParams;
+use super::reference::mean::MeanParams;
 use zerocopy::little_endian::I32;
 
 /// Whether the AVX-512 kernels of this module apply: the active level is AVX-512 VNNI.
@@ -94,6 +95,18 @@ pub(crate) fn add_simd(p: &AddParams, a: &[i8], b: &[i8], y: &mut [i8]) -> bool 
         return super::x86::avx512_add(p, a, b, y);
     }
     let _ = (p, a, b, y);
+    false
+}
+
+/// MEAN ([`mean_i8`](super::reference::mean::mean_i8)) through the active level's SIMD;
+/// `false`, writing nothing, where it has none.
+#[inline]
+pub(crate) fn mean_simd(p: &MeanParams, x: &[i8], y: &mut [i8]) -> bool {
+    #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
+    if avx512_active() {
+        return super::x86::avx512_mean(p, x, y);
+    }
+    let _ = (p, x, y);
     false
 }
 
@@ -509,5 +522,51 @@ mod tests {
             }
         }
         std::eprintln!("add avx512: {cases} cases bit-exact");
+    }
+
+    #[test]
+    fn mean_simd_matches_the_reference() {
+        use super::super::reference::mean::{mean_i8_reference, MeanParams};
+        if !avx512_here("mean") {
+            return;
+        }
+        let mut rng = Rng::new(0x3EA);
+        let mut cases = 0;
+        for &(rows, n, inner) in &[
+            (1usize, 1usize, 1usize),
+            (1, 96, 1),
+            (2, 200, 1),
+            (1, 16, 64),
+            (3, 5, 17),
+            (2, 7, 33),
+            (1, 1, 16),
+            (4, 64, 3),
+            (1, 1 << 16, 1),
+        ] {
+            for mode in 0..4 {
+                let (mult, shift) = match rng.usize_below(3) {
+                    0 => (rng.i32_in(0, i32::MAX), rng.i32_in(-30, 31)),
+                    _ => (rng.i32_in(1 << 30, i32::MAX), rng.i32_in(2, 12)),
+                };
+                let p = MeanParams {
+                    rows,
+                    n,
+                    inner,
+                    x_zp: rng.i32_in(-128, 127),
+                    y_zp: [rng.i32_in(-128, 127), i32::MAX, i32::MIN][rng.usize_below(3)],
+                    mult,
+                    shift,
+                };
+                let x = operand(&mut rng, rows * n * inner, mode);
+                let mut want = std::vec![0x5Ai8; rows * inner];
+                mean_i8_reference(&p, &x, &mut want);
+                let mut got = std::vec![0x5Ai8; rows * inner];
+                #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
+                assert!(super::super::x86::avx512_mean(&p, &x, &mut got));
+                assert_eq!(got, want, "{p:?} mode {mode}");
+                cases += 1;
+            }
+        }
+        std::eprintln!("mean avx512: {cases} cases bit-exact");
     }
 }

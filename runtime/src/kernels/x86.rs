@@ -42,6 +42,8 @@ use super::reference::fixed::dot_i8;
 #[cfg(kinglet_avx512)]
 use super::reference::layernorm::{LayerNormParams, MAX_D as LN_MAX_D};
 #[cfg(kinglet_avx512)]
+use super::reference::mean::{MeanParams, MAX_N as MEAN_MAX_N};
+#[cfg(kinglet_avx512)]
 use super::reference::{gru::GruParams, lstm::LstmParams, ActTable, ActTables};
 use core::arch::x86_64::*;
 #[cfg(kinglet_avx512)]
@@ -2014,6 +2016,105 @@ unsafe fn avx512_add_span(p: &AddParams, a: &[i8], b: Option<&[i8]>, b0: i8, y: 
             _mm512_mask_cvtepi64_storeu_epi8(y.as_mut_ptr().add(i).cast(), m8, v);
         }
         i += 8;
+    }
+}
+
+/// MEAN ([`mean_i8`](super::reference::mean::mean_i8)) on AVX-512, bit-identical with the
+/// scalar loop: `Σ_k x[o, k, i]` sixteen columns at a time in i32 lanes (a row of one column:
+/// `vpsadbw` over 64 bytes at a time, of `x ^ 0x80 = x + 128`), minus `n · x_zp` (the same
+/// i32 as the scalar sum of `x − x_zp`: `|Σ| ≤ 255 · 2^23 < 2^31`), then `rq` (the scalar one
+/// for a single column) and the clamp. Returns `false`, writing nothing, when a length
+/// disagrees with `p` or `n`, `x_zp` are outside what parse accepts.
+#[cfg(kinglet_avx512)]
+pub(crate) fn avx512_mean(p: &MeanParams, x: &[i8], y: &mut [i8]) -> bool {
+    let Some(block) = p.n.checked_mul(p.inner) else {
+        return false;
+    };
+    let ok = p.inner > 0
+        && (1..=MEAN_MAX_N).contains(&p.n)
+        && (-128..=127).contains(&p.x_zp)
+        && Some(x.len()) == p.rows.checked_mul(block)
+        && Some(y.len()) == p.rows.checked_mul(p.inner);
+    if !ok {
+        return false;
+    }
+    let bias = (p.n as i32).wrapping_mul(p.x_zp);
+    for (xb, yr) in x.chunks_exact(block).zip(y.chunks_exact_mut(p.inner)) {
+        if let [out] = yr {
+            // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f,
+            // avx512bw).
+            let sum = unsafe { avx512_sum_i8(xb) };
+            let r = super::reference::fixed::rq(sum.wrapping_sub(bias), p.mult, p.shift);
+            *out = super::reference::fixed::clamp8(p.y_zp as i64 + r as i64, -128, 127);
+        } else {
+            // SAFETY: as above; `xb` holds `n · inner` bytes and `yr` `inner`.
+            unsafe { avx512_mean_columns(p, xb, bias, yr) };
+        }
+    }
+    true
+}
+
+/// `Σ x` (exact for fewer than 2^23 elements).
+///
+/// # Safety
+/// AVX-512F/BW.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn avx512_sum_i8(x: &[i8]) -> i32 {
+    let flip = _mm512_set1_epi8(i8::MIN);
+    let mut acc = _mm512_setzero_si512();
+    let mut c = 0;
+    while c < x.len() {
+        let bytes = x.len() - c;
+        let mask: __mmask64 = if bytes >= 64 { !0 } else { (1u64 << bytes) - 1 };
+        // SAFETY: masked to bytes `c..min(c + 64, len)` of `x`. (The flipped masked-out bytes
+        // are zeroed again below, so they add nothing; `128 · len` undoes the flip.)
+        let v = unsafe { _mm512_maskz_loadu_epi8(mask, x.as_ptr().add(c).cast()) };
+        let u = _mm512_maskz_mov_epi8(mask, _mm512_xor_si512(v, flip));
+        acc = _mm512_add_epi64(acc, _mm512_sad_epu8(u, _mm512_setzero_si512()));
+        c += 64;
+    }
+    (_mm512_reduce_add_epi64(acc) - 128 * x.len() as i64) as i32
+}
+
+/// The columns of one block of [`avx512_mean`], sixteen at a time.
+///
+/// # Safety
+/// AVX-512F/BW; `xb.len() = p.n · yr.len()`, `bias = n · x_zp`.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn avx512_mean_columns(p: &MeanParams, xb: &[i8], bias: i32, yr: &mut [i8]) {
+    let inner = yr.len();
+    let pair = _mm512_set1_epi64(((p.shift as i64) << 32) | p.mult as u32 as i64);
+    let fast = (2..=31).contains(&p.shift);
+    let (zp, lo8, hi8) = (
+        _mm512_set1_epi32(p.y_zp),
+        _mm512_set1_epi32(-128),
+        _mm512_set1_epi32(127),
+    );
+    let mut c = 0;
+    while c < inner {
+        let mask = lanes_mask16(inner - c);
+        let mut acc = _mm512_setzero_si512();
+        for k in 0..p.n {
+            // SAFETY: masked to elements `c..min(c + 16, inner)` of row `k < n` of the block.
+            let v = unsafe {
+                _mm512_maskz_loadu_epi8(mask.into(), xb.as_ptr().add(k * inner + c).cast())
+            };
+            acc = _mm512_add_epi32(acc, _mm512_cvtepi8_epi32(_mm512_castsi512_si128(v)));
+        }
+        let r = rq_i32x16(
+            _mm512_sub_epi32(acc, _mm512_set1_epi32(bias)),
+            pair,
+            pair,
+            fast,
+        );
+        let o = _mm512_min_epi32(_mm512_max_epi32(adds_epi32x16(zp, r), lo8), hi8);
+        // SAFETY: masked to elements `c..min(c + 16, inner)` of `yr`.
+        unsafe { _mm512_mask_cvtepi32_storeu_epi8(yr.as_mut_ptr().add(c).cast(), mask, o) };
+        c += 16;
     }
 }
 

@@ -34,8 +34,21 @@ pub struct MeanParams {
 }
 
 /// `y [rows, inner] = mean over k of x [rows, n, inner]`. Returns without writing if a slice
-/// length disagrees with `p`, or `n` or `x_zp` is outside what parse accepts.
+/// length disagrees with `p`, or `n` or `x_zp` is outside what parse accepts. Runs on the
+/// active SIMD level where it has a kernel (bit-identical); [`mean_i8_reference`] is the
+/// scalar loop alone.
 pub fn mean_i8(p: &MeanParams, x: &[i8], y: &mut [i8]) {
+    mean_on(p, x, y, true);
+}
+
+/// [`mean_i8`] with the scalar loop whatever the CPU: the definition the SIMD kernels are
+/// tested against.
+pub fn mean_i8_reference(p: &MeanParams, x: &[i8], y: &mut [i8]) {
+    mean_on(p, x, y, false);
+}
+
+#[inline(always)]
+fn mean_on(p: &MeanParams, x: &[i8], y: &mut [i8], simd: bool) {
     let Some(block) = p.n.checked_mul(p.inner) else {
         return;
     };
@@ -45,6 +58,9 @@ pub fn mean_i8(p: &MeanParams, x: &[i8], y: &mut [i8]) {
         && Some(x.len()) == p.rows.checked_mul(block)
         && Some(y.len()) == p.rows.checked_mul(p.inner);
     if !ok {
+        return;
+    }
+    if simd && crate::kernels::tfsimd::mean_simd(p, x, y) {
         return;
     }
     super::for_rows(x, block, y, p.inner, |xb, yr| {
