@@ -64,6 +64,7 @@ pub(crate) fn layernorm_simd(
 
 /// Fewest rows for which [`fc_simd`] takes the matrix-matrix kernel (its weight repack costs
 /// about as much as a few rows of products); fewer rows go one product at a time.
+#[cfg(all(target_arch = "x86_64", kinglet_avx512))]
 pub(crate) const FC_MIN_ROWS: usize = 4;
 
 /// FC ([`fc_i8`](super::reference::fc::fc_i8)) over at least [`FC_MIN_ROWS`] rows through the
