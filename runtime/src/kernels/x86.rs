@@ -968,6 +968,8 @@ fn attention_packed<const N: usize>(
         ph: [0; N],
         pl: [0; N],
         qp: [0; 256],
+        maxima: [0; 256],
+        sums: [0; 256],
     };
     for s in 0..p.steps {
         let kb = &k[s * tk * w..(s + 1) * tk * w];
@@ -1072,6 +1074,10 @@ struct AttRowScratch<const N: usize> {
     pl: [u32; N],
     /// The query row minus `q_zp` as int16 column pairs, `dp` per head (`heads · dp ≤ 256`).
     qp: [u32; 256],
+    /// Each head's maximum score.
+    maxima: [i32; 256],
+    /// Each head's sum of weights `l`.
+    sums: [i64; 256],
 }
 
 /// Scores of `NB` blocks of sixteen keys from block `b0`, for one head: `kh` its packed keys
@@ -1127,7 +1133,14 @@ unsafe fn avx512_attention_row<const N: usize>(
     let dp = dh.div_ceil(2);
     let tkp = p.tk.next_multiple_of(16);
     let blocks = n.div_ceil(16);
-    let AttRowScratch { sc, ph, pl, qp } = scratch;
+    let AttRowScratch {
+        sc,
+        ph,
+        pl,
+        qp,
+        maxima,
+        sums,
+    } = scratch;
     // Query pairs: for an even `dh` the row as int16 is already `[head][pair]`.
     if dh % 2 == 0 {
         let zp = _mm512_set1_epi16(p.q_zp as i16);
@@ -1157,7 +1170,6 @@ unsafe fn avx512_attention_row<const N: usize>(
         }
     }
     // Pass 1: scores, and each head's maximum over the visible keys.
-    let mut maxima = [0i32; 256];
     for h in 0..heads {
         let kh = &kt[h * dp * tkp..(h + 1) * dp * tkp];
         let qh = &qp[h * dp..(h + 1) * dp];
@@ -1207,7 +1219,6 @@ unsafe fn avx512_attention_row<const N: usize>(
     let imax = _mm512_set1_epi64(i32::MAX as i64);
     let shift_hi = _mm512_set1_epi32((s - 1).max(0));
     let (one, low8) = (_mm512_set1_epi32(1), _mm512_set1_epi32(255));
-    let mut sums = [0i64; 256];
     for h in 0..heads {
         let m = _mm512_set1_epi32(maxima[h]);
         let mut l = _mm512_setzero_si512();
