@@ -976,12 +976,17 @@ fn attention_packed<const N: usize>(
         let vb = &v[s * tk * w..(s + 1) * tk * w];
         // Keys transposed: `kt[(h·dp + c)·tkp + j]` holds columns `2c, 2c + 1` of head `h`
         // (the second 0 past an odd `dh`); keys `tk..tkp` stay 0.
-        for (j, kr) in kb.chunks_exact(w).enumerate() {
-            for (h, kh) in kr.chunks_exact(dh).enumerate() {
-                for (c, two) in kh.chunks(2).enumerate() {
-                    let lo = two[0] as i32 - p.k_zp;
-                    let hi = two.get(1).map_or(0, |&x| x as i32 - p.k_zp);
-                    kt[(h * dp + c) * tkp + j] = pair_i16(lo, hi);
+        if dh % 2 == 0 {
+            // SAFETY: as below; `kt` holds `heads · dp · tkp ≤ N` dwords, `kb` `tk · w` bytes.
+            unsafe { avx512_pack_keys_even(kb, w, tk, p.k_zp, &mut kt) };
+        } else {
+            for (j, kr) in kb.chunks_exact(w).enumerate() {
+                for (h, kh) in kr.chunks_exact(dh).enumerate() {
+                    for (c, two) in kh.chunks(2).enumerate() {
+                        let lo = two[0] as i32 - p.k_zp;
+                        let hi = two.get(1).map_or(0, |&x| x as i32 - p.k_zp);
+                        kt[(h * dp + c) * tkp + j] = pair_i16(lo, hi);
+                    }
                 }
             }
         }
@@ -996,6 +1001,84 @@ fn attention_packed<const N: usize>(
             // SAFETY: as above; `n ≤ tk`, the packed operands cover `tk` keys, `qr` and `yr`
             // hold `w = heads · dh` bytes.
             unsafe { avx512_attention_row(p, exp2, qr, yr, n, &kt, &vp, &mut scratch) };
+        }
+    }
+}
+
+/// The key packing of [`avx512_attention`] for an even `dh`: a key row minus `k_zp` as int16
+/// is its `w / 2` column pairs in `[head][pair]` order, so `kt[d·tkp + j]` (`tkp = ⌈tk/16⌉·16`)
+/// is dword `d` of row `j`: sixteen keys × sixteen dwords at a time, a 16 × 16 dword transpose
+/// (`vpunpck*`, then 128-bit lane shuffles); keys `tk..tkp` are 0.
+///
+/// # Safety
+/// AVX-512F/BW; `w` even, `k.len() = tk · w`, `kt.len() ≥ (w / 2) · tkp`.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn avx512_pack_keys_even(k: &[i8], w: usize, tk: usize, k_zp: i32, kt: &mut [u32]) {
+    let tkp = tk.next_multiple_of(16);
+    let dwords = w / 2;
+    let zp = _mm512_set1_epi16(k_zp as i16);
+    for j0 in (0..tkp).step_by(16) {
+        for d0 in (0..dwords).step_by(16) {
+            // Bytes `2·d0 .. 2·d0 + 32` of each of the sixteen keys (zero keys past `tk`).
+            let bytes = w - 2 * d0;
+            let mask: __mmask32 = if bytes >= 32 { !0 } else { (1u32 << bytes) - 1 };
+            let mut r = [_mm512_setzero_si512(); 16];
+            for (i, v) in r.iter_mut().enumerate().take(tk.saturating_sub(j0)) {
+                // SAFETY: masked to bytes `2·d0 .. min(2·d0 + 32, w)` of key `j0 + i < tk`.
+                let x = unsafe {
+                    _mm512_maskz_loadu_epi8(
+                        mask.into(),
+                        k.as_ptr().add((j0 + i) * w + 2 * d0).cast(),
+                    )
+                };
+                // (Lanes past `w` become `-k_zp`: dwords past `w / 2`, never stored.)
+                *v = _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm512_castsi512_si256(x)), zp);
+            }
+            macro_rules! lo32 {
+                ($i:expr) => {
+                    _mm512_unpacklo_epi32(r[$i], r[$i + 1])
+                };
+            }
+            macro_rules! hi32 {
+                ($i:expr) => {
+                    _mm512_unpackhi_epi32(r[$i], r[$i + 1])
+                };
+            }
+            // Per 128-bit lane `L`: `a[g][m]` holds keys `4g .. 4g + 4` of dword `4L + m`.
+            let mut a = [[_mm512_setzero_si512(); 4]; 4];
+            for (g, ag) in a.iter_mut().enumerate() {
+                let (l0, h0) = (lo32!(4 * g), hi32!(4 * g));
+                let (l1, h1) = (lo32!(4 * g + 2), hi32!(4 * g + 2));
+                *ag = [
+                    _mm512_unpacklo_epi64(l0, l1),
+                    _mm512_unpackhi_epi64(l0, l1),
+                    _mm512_unpacklo_epi64(h0, h1),
+                    _mm512_unpackhi_epi64(h0, h1),
+                ];
+            }
+            #[allow(clippy::needless_range_loop)] // `m` indexes the inner arrays of `a`
+            for m in 0..4 {
+                let ab_lo = _mm512_shuffle_i32x4::<0b01_00_01_00>(a[0][m], a[1][m]);
+                let ab_hi = _mm512_shuffle_i32x4::<0b11_10_11_10>(a[0][m], a[1][m]);
+                let cd_lo = _mm512_shuffle_i32x4::<0b01_00_01_00>(a[2][m], a[3][m]);
+                let cd_hi = _mm512_shuffle_i32x4::<0b11_10_11_10>(a[2][m], a[3][m]);
+                let cols = [
+                    _mm512_shuffle_i32x4::<0b10_00_10_00>(ab_lo, cd_lo),
+                    _mm512_shuffle_i32x4::<0b11_01_11_01>(ab_lo, cd_lo),
+                    _mm512_shuffle_i32x4::<0b10_00_10_00>(ab_hi, cd_hi),
+                    _mm512_shuffle_i32x4::<0b11_01_11_01>(ab_hi, cd_hi),
+                ];
+                // `cols[L]` is dword `d0 + 4L + m` of the sixteen keys.
+                for (l, &v) in cols.iter().enumerate() {
+                    let d = d0 + 4 * l + m;
+                    if d < dwords {
+                        // SAFETY: `d·tkp + j0 + 16 ≤ (w / 2) · tkp ≤ kt.len()`.
+                        unsafe { _mm512_storeu_si512(kt.as_mut_ptr().add(d * tkp + j0).cast(), v) };
+                    }
+                }
+            }
         }
     }
 }
