@@ -487,15 +487,28 @@ mod tests {
             (3, 33, 11, 0),
             (1, 100, 50, 0),
         ] {
-            for mode in 0..4 {
+            for round in 0..12 {
+                let mode = round % 4;
                 let a = operand(&mut rng, steps * len, mode);
                 let b = operand(
                     &mut rng,
                     if b_step == 0 { b_len } else { steps * b_len },
                     (mode + 1) % 4,
                 );
-                let mult = |rng: &mut Rng| match rng.usize_below(3) {
+                // Multipliers as parse writes them, any i32, and the edges of the int16 split
+                // of the 32-bit path (`hi · 2^16 + lo`, `lo ∈ [-2^15, 2^15)`).
+                let mult = |rng: &mut Rng| match rng.usize_below(4) {
                     0 => rng.i32_in(i32::MIN, i32::MAX),
+                    1 => [
+                        i32::MIN,
+                        i32::MAX,
+                        i32::MAX - (1 << 15),
+                        i32::MAX - (1 << 15) + 1,
+                        (1 << 15) - 1,
+                        1 << 15,
+                        -(1 << 15),
+                        0,
+                    ][rng.usize_below(8)],
                     _ => rng.i32_in(1 << 28, 1 << 30),
                 };
                 let act_min = rng.i32_in(-128, 20);
@@ -506,10 +519,24 @@ mod tests {
                     b_step,
                     a_zp: rng.i32_in(-128, 127),
                     b_zp: rng.i32_in(-128, 127),
-                    y_zp: rng.i32_in(-128, 127),
+                    y_zp: if rng.usize_below(4) == 0 {
+                        [1 << 29, (1 << 29) + 1, i32::MIN][rng.usize_below(3)]
+                    } else {
+                        rng.i32_in(-128, 127)
+                    },
                     a_mult: mult(&mut rng),
                     b_mult: mult(&mut rng),
-                    shift: [rng.i32_in(1, 62) as u32, 0, 63, 70, 30, 31][rng.usize_below(6)],
+                    shift: [
+                        rng.i32_in(1, 62) as u32,
+                        rng.i32_in(16, 31) as u32,
+                        0,
+                        15,
+                        16,
+                        31,
+                        32,
+                        63,
+                        70,
+                    ][rng.usize_below(9)],
                     act_min,
                     act_max: rng.i32_in(act_min, 127),
                 };

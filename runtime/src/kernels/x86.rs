@@ -2057,6 +2057,90 @@ pub(crate) fn avx512_add(p: &AddParams, a: &[i8], b: &[i8], y: &mut [i8]) -> boo
     true
 }
 
+/// The multipliers of an ADD split for [`avx512_add_span_i32`]: `m = hi · 2^16 + lo` with both
+/// halves in int16 (`lo ∈ [-2^15, 2^15)`), as the dword pairs `(a's, b's)` for `vpmaddwd`;
+/// `None` when a multiplier does not split so (within 2^15 of `i32::MAX`), the shift is outside
+/// `[16, 31]` or `|y_zp| > 2^29` (then the i64 path runs).
+#[cfg(kinglet_avx512)]
+fn add_split(p: &AddParams) -> Option<(u32, u32)> {
+    let split = |m: i32| {
+        let (hi, lo) = (m >> 16, m & 0xffff);
+        let (hi, lo) = if lo >= 1 << 15 {
+            (hi + 1, lo - (1 << 16))
+        } else {
+            (hi, lo)
+        };
+        (hi < 1 << 15).then_some((hi, lo))
+    };
+    let ((ah, al), (bh, bl)) = (split(p.a_mult)?, split(p.b_mult)?);
+    let ok = (16..=31).contains(&p.shift) && (-(1 << 29)..=1 << 29).contains(&p.y_zp);
+    ok.then_some((pair_i16(ah, bh), pair_i16(al, bl)))
+}
+
+/// [`avx512_add_span`] in i32, sixteen elements per vector, for the ADDs [`add_split`] accepts:
+/// with `d = (a − a_zp, b − b_zp)` (within ±255) as an int16 pair, `H = d · (a_hi, b_hi)` and
+/// `L = d · (a_lo, b_lo)` by `vpmaddwd` (exact, `|H|, |L| < 2^24`), the i64 sum is `H · 2^16 +
+/// L`, and `rsr(H · 2^16 + L, s) = ⌊(H + ⌊(L + 2^(s−1)) / 2^16⌋) / 2^(s−16)⌋` for `s ∈ [16,
+/// 31]` (nested floors of power-of-two divisions), every term below 2^31; `|r| < 2^25` and
+/// `|y_zp| ≤ 2^29`, so `y_zp + r` is exact too.
+///
+/// # Safety
+/// AVX-512F/BW; `y.len() = a.len()`, `b` (when given) at least as long; `k = add_split(p)`.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn avx512_add_span_i32(
+    p: &AddParams,
+    (k_hi, k_lo): (u32, u32),
+    a: &[i8],
+    b: Option<&[i8]>,
+    b0: i8,
+    y: &mut [i8],
+) {
+    let n = a.len();
+    let (a_zp, b_zp) = (_mm512_set1_epi32(p.a_zp), _mm512_set1_epi32(p.b_zp));
+    let (kh, kl) = (
+        _mm512_set1_epi32(k_hi as i32),
+        _mm512_set1_epi32(k_lo as i32),
+    );
+    let round = _mm512_set1_epi32(1 << (p.shift - 1));
+    let sh = _mm_cvtsi32_si128(p.shift as i32 - 16);
+    let zp = _mm512_set1_epi32(p.y_zp);
+    let (lo, hi) = (
+        _mm512_set1_epi32(p.act_min.clamp(-128, 127)),
+        _mm512_set1_epi32(p.act_max.clamp(-128, 127)),
+    );
+    let low = _mm512_set1_epi32(0xffff);
+    let bconst = _mm512_slli_epi32::<16>(_mm512_set1_epi32(b0 as i32 - p.b_zp));
+    let mut i = 0;
+    while i < n {
+        let m = lanes_mask16(n - i);
+        // SAFETY: the masked loads read elements `i..min(i + 16, n)` of `a` (and `b`, which is
+        // at least as long), the masked store writes those of `y`.
+        unsafe {
+            let av = _mm512_maskz_loadu_epi8(m.into(), a.as_ptr().add(i).cast());
+            let da = _mm512_sub_epi32(_mm512_cvtepi8_epi32(_mm512_castsi512_si128(av)), a_zp);
+            let db = match b {
+                Some(b) => {
+                    let bv = _mm512_maskz_loadu_epi8(m.into(), b.as_ptr().add(i).cast());
+                    let db =
+                        _mm512_sub_epi32(_mm512_cvtepi8_epi32(_mm512_castsi512_si128(bv)), b_zp);
+                    _mm512_slli_epi32::<16>(db)
+                }
+                None => bconst,
+            };
+            let d = _mm512_or_si512(_mm512_and_si512(da, low), db);
+            let h = _mm512_madd_epi16(d, kh);
+            let l = _mm512_madd_epi16(d, kl);
+            let t = _mm512_add_epi32(h, _mm512_srai_epi32::<16>(_mm512_add_epi32(l, round)));
+            let r = _mm512_add_epi32(_mm512_sra_epi32(t, sh), zp);
+            let v = _mm512_min_epi32(_mm512_max_epi32(r, lo), hi);
+            _mm512_mask_cvtepi32_storeu_epi8(y.as_mut_ptr().add(i).cast(), m, v);
+        }
+        i += 16;
+    }
+}
+
 /// `y[i] = ADD(a[i], b[i])` (or `b0` for every `i` when `b` is `None`).
 ///
 /// # Safety
@@ -2066,6 +2150,11 @@ pub(crate) fn avx512_add(p: &AddParams, a: &[i8], b: &[i8], y: &mut [i8]) -> boo
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn avx512_add_span(p: &AddParams, a: &[i8], b: Option<&[i8]>, b0: i8, y: &mut [i8]) {
     let n = a.len();
+    if let Some(k) = add_split(p) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { avx512_add_span_i32(p, k, a, b, b0, y) };
+        return;
+    }
     let (a_zp, b_zp) = (
         _mm512_set1_epi64(p.a_zp as i64),
         _mm512_set1_epi64(p.b_zp as i64),
