@@ -1122,10 +1122,18 @@ unsafe fn avx512_pack_value_pairs(v: &[i8], w: usize, v_zp: i32, vp: &mut [u32])
     }
 }
 
-/// `⌊num / den⌋` for integral f64 lanes `num ∈ [0, 2^52)` and `den ≥ 1` with quotient below
-/// 2^37, given `inv = 1 / den` (rounded): the truncated product is within one of the quotient
-/// (relative error below 2^-51), and the exact remainder `num − q·den` (an FMA, all terms below
-/// 2^53) says which way to correct it. Integral f64 result.
+/// `(1 / den) · (1 − 2^-48)`, rounded: a reciprocal a little low, for [`floor_div_f64`].
+#[cfg(kinglet_avx512)]
+#[inline]
+fn recip_low(den: f64) -> f64 {
+    (1.0 / den) * (1.0 - 1.0 / 281_474_976_710_656.0)
+}
+
+/// `⌊num / den⌋` for integral f64 lanes `num ∈ [0, 2^52)` and `den ≥ 1` with quotient `x`
+/// below 2^47, given `inv = recip_low(den)`: the product `num · inv` is `x (1 − 2^-48)` to
+/// within three roundings (relative `3 · 2^-53`), so below `x` and above `x − x · 2^-47 > x −
+/// 1`; its truncation is `⌊x⌋` or `⌊x⌋ − 1`, and the exact remainder `num − q·den` (an FMA, all
+/// terms below 2^53) says whether to add one. Integral f64 result.
 #[cfg(kinglet_avx512)]
 #[allow(clippy::incompatible_msrv)]
 #[inline]
@@ -1134,14 +1142,12 @@ fn floor_div_f64(num: __m512d, den: __m512d, inv: __m512d) -> __m512d {
     const TRUNC: i32 = _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC;
     let q = _mm512_roundscale_pd::<TRUNC>(_mm512_mul_pd(num, inv));
     let r = _mm512_fnmadd_pd(q, den, num);
-    let one = _mm512_set1_pd(1.0);
-    let q = _mm512_mask_sub_pd(
+    _mm512_mask_add_pd(
         q,
-        _mm512_cmp_pd_mask::<_CMP_LT_OQ>(r, _mm512_setzero_pd()),
+        _mm512_cmp_pd_mask::<_CMP_GE_OQ>(r, den),
         q,
-        one,
-    );
-    _mm512_mask_add_pd(q, _mm512_cmp_pd_mask::<_CMP_GE_OQ>(r, den), q, one)
+        _mm512_set1_pd(1.0),
+    )
 }
 
 /// The per-row stack scratch of [`avx512_attention_row`], every head at once (`heads · tkp ≤
@@ -1367,7 +1373,7 @@ unsafe fn avx512_attention_row<const N: usize>(
     for (h, yh) in yr.chunks_exact_mut(dh).enumerate() {
         let l = sums[h];
         let lf = _mm512_set1_pd(l as f64);
-        let inv = _mm512_set1_pd(1.0 / l as f64);
+        let inv = _mm512_set1_pd(recip_low(l as f64));
         let half_l = _mm512_set1_pd((l >> 1) as f64);
         let (phh, plh) = (&ph[h * tkp / 2..], &pl[h * tkp / 2..]);
         let col0 = h * dh;
@@ -1558,7 +1564,7 @@ unsafe fn avx512_layernorm_out(
     let d = xr.len();
     let (sdf, inv) = (
         _mm512_set1_pd(sd as f64),
-        _mm512_set1_pd(1.0 / sd.max(1) as f64),
+        _mm512_set1_pd(recip_low(sd.max(1) as f64)),
     );
     let half_sd = _mm512_set1_pd((sd >> 1) as f64);
     let (dv, sv) = (_mm512_set1_epi32(d as i32), _mm512_set1_epi32(sum));
@@ -2305,6 +2311,8 @@ unsafe fn avx512_mean_columns(p: &MeanParams, xb: &[i8], bias: i32, yr: &mut [i8
 mod tests {
     use super::super::matvec::{reference_matvec_i8, Isa};
     use crate::kernels::testutil::Rng;
+    #[cfg(kinglet_avx512)]
+    use core::arch::x86_64::*;
     use std::vec::Vec;
 
     /// Every row count up to three 16-row blocks plus remainders, against the reference, for
@@ -2715,5 +2723,61 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `floor_div_f64` against integer division at and around every quotient boundary, for
+    /// denominators and quotients over the ranges its callers use (LayerNorm: `den < 2^31`,
+    /// quotient `< 2^21`; attention: `den < 2^26`, quotient `< 2^24`) and beyond.
+    #[cfg(kinglet_avx512)]
+    #[test]
+    fn floor_div_f64_is_exact() {
+        if !Isa::Avx512Vnni.is_available() {
+            std::eprintln!("floor_div_f64: AVX-512 not on this CPU, skipped");
+            return;
+        }
+        let mut rng = Rng::new(0xD1F);
+        let mut nums = [0f64; 8];
+        let mut checked = 0;
+        for _ in 0..40_000 {
+            let den = match rng.usize_below(3) {
+                0 => 1 + rng.next_u64() % 64,
+                1 => 1 + (rng.next_u64() >> (33 + rng.usize_below(31))),
+                _ => 1 + (rng.next_u64() >> 33),
+            };
+            let qmax = ((1u64 << 52) - 1) / den;
+            let qmax = qmax.min((1 << 37) - 1);
+            for (i, x) in nums.iter_mut().enumerate() {
+                let q = match i % 3 {
+                    0 => rng.next_u64() % (qmax + 1),
+                    1 => qmax - rng.next_u64() % qmax.clamp(1, 16),
+                    _ => rng.next_u64() % 64.min(qmax + 1),
+                };
+                // On, just below and just above a multiple of `den`, inside `[0, 2^52)`.
+                let base = q * den;
+                let num = match rng.usize_below(4) {
+                    0 => base,
+                    1 => base.saturating_sub(1),
+                    2 => (base + den - 1).min((1 << 52) - 1),
+                    _ => base + rng.next_u64() % den,
+                };
+                *x = num.min((1 << 52) - 1) as f64;
+            }
+            let d = den as f64;
+            // SAFETY: AVX-512F is present (checked above); `nums` and `got` are 64 bytes.
+            let mut got = [0f64; 8];
+            unsafe {
+                let q = super::floor_div_f64(
+                    _mm512_loadu_pd(nums.as_ptr()),
+                    _mm512_set1_pd(d),
+                    _mm512_set1_pd(super::recip_low(d)),
+                );
+                _mm512_storeu_pd(got.as_mut_ptr(), q);
+            }
+            for (&n, &g) in nums.iter().zip(&got) {
+                assert_eq!(g, ((n as u64) / den) as f64, "{n} / {den}");
+                checked += 1;
+            }
+        }
+        std::eprintln!("floor_div_f64: {checked} quotients exact");
     }
 }
