@@ -1491,6 +1491,9 @@ pub(crate) fn avx512_layernorm(
     if !ok {
         return false;
     }
+    let small_beta = beta
+        .iter()
+        .all(|b| (-(1 << 29)..=1 << 29).contains(&b.get()));
     // Eight rows at a time: their statistics first, then their outputs, so the rows' long
     // dependency chains (sums, square root, reciprocal) overlap.
     for (xs, ys) in x.chunks(8 * p.d).zip(y.chunks_mut(8 * p.d)) {
@@ -1507,7 +1510,7 @@ pub(crate) fn avx512_layernorm(
         {
             // SAFETY: as above; `xr`, `yr`, `beta` hold `d` elements and `gamma_rq` `2d`
             // (checked above).
-            unsafe { avx512_layernorm_out(p, xr, st, gamma_rq, beta, yr) };
+            unsafe { avx512_layernorm_out(p, xr, st, gamma_rq, (beta, small_beta), yr) };
         }
     }
     true
@@ -1558,7 +1561,7 @@ unsafe fn avx512_layernorm_out(
     xr: &[i8],
     (sum, sd): (i32, u64),
     gamma_rq: &[I32],
-    beta: &[I32],
+    (beta, small_beta): (&[I32], bool),
     yr: &mut [i8],
 ) {
     let d = xr.len();
@@ -1602,7 +1605,13 @@ unsafe fn avx512_layernorm_out(
             let (p0, p1, fast) = rq_pairs_x16(gamma_rq.as_ptr().add(2 * c), m16);
             let b = _mm512_maskz_loadu_epi32(m16, beta.as_ptr().add(c).cast());
             // `beta + rq` saturating in i32: the clamps below give what the exact i64 sum would.
-            let v = adds_epi32x16(b, rq_i32x16(n, p0, p1, fast));
+            // (The 32-bit `rq` path gives `|r| ≤ 2^29 + 1`: with small betas no overflow.)
+            let r = rq_i32x16(n, p0, p1, fast);
+            let v = if fast && small_beta {
+                _mm512_add_epi32(b, r)
+            } else {
+                adds_epi32x16(b, r)
+            };
             let v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
             _mm512_mask_cvtepi32_storeu_epi8(yr.as_mut_ptr().add(c).cast(), m16, v);
         }
