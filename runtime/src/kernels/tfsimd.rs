@@ -253,11 +253,21 @@ mod tests {
                 out_shift: 16,
                 causal: false,
             };
-            let mut bad = exp2;
-            bad[3] = I32::new(70000);
             let mut y = [7i8; 4];
-            assert!(!super::super::x86::avx512_attention(
-                &p, &bad, &[1; 4], &[1; 8], &[1; 8], &mut y
+            for (i, e) in [(3, 70000), (1023, 65537), (5, -1), (0, 65535)] {
+                let mut bad = exp2;
+                bad[i] = I32::new(e);
+                assert!(!super::super::x86::avx512_attention(
+                    &p, &bad, &[1; 4], &[1; 8], &[1; 8], &mut y
+                ));
+            }
+            assert!(super::super::x86::avx512_attention(
+                &p,
+                &exp2,
+                &[1; 4],
+                &[1; 8],
+                &[1; 8],
+                &mut [0; 4]
             ));
             let big = AttentionParams { tk: 600, ..p };
             let kv = std::vec![1i8; 600 * 4];

@@ -879,9 +879,22 @@ pub(crate) const ATT_MAX_TK: usize = 512;
 
 /// Whether the `exp2` table is one the AVX-512 attention's exactness argument covers: what
 /// parse accepts (`exp2[0] = 65536`, every entry in `[0, 65536]`).
+/// Sixteen entries per compare (an unsigned `≤ 65536` also rejects the negative ones).
+///
+/// # Safety
+/// AVX-512F.
 #[cfg(kinglet_avx512)]
-fn exp2_table_ok(exp2: &[I32; EXP2_LEN]) -> bool {
-    exp2[0].get() == 65536 && exp2.iter().all(|e| (0..=65536).contains(&e.get()))
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f")]
+unsafe fn exp2_table_ok(exp2: &[I32; EXP2_LEN]) -> bool {
+    let max = _mm512_set1_epi32(65536);
+    let mut bad = 0u16;
+    for c in (0..EXP2_LEN).step_by(16) {
+        // SAFETY: entries `c..c + 16 ≤ EXP2_LEN` of the table (`I32` is 4 bytes, alignment 1).
+        let e = unsafe { _mm512_loadu_si512(exp2.as_ptr().add(c).cast()) };
+        bad |= _mm512_cmpgt_epu32_mask(e, max);
+    }
+    exp2[0].get() == 65536 && bad == 0
 }
 
 /// ATTENTION ([`attention_i8`](super::reference::attention::attention_i8)) on AVX-512 VNNI,
@@ -931,7 +944,8 @@ pub(crate) fn avx512_attention(
         && Some(k.len()) == tk.checked_mul(w).and_then(|n| n.checked_mul(p.steps))
         && v.len() == k.len()
         && y.len() == q.len()
-        && exp2_table_ok(exp2);
+        // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f).
+        && unsafe { exp2_table_ok(exp2) };
     if !ok {
         return false;
     }
