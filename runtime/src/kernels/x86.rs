@@ -870,9 +870,6 @@ fn pair_i16(lo: i32, hi: i32) -> u32 {
 /// in pairs of rows); shapes that need more take the scalar loop.
 #[cfg(kinglet_avx512)]
 pub(crate) const ATT_PACK: usize = 4096;
-/// The smaller buffers of the attention kernel, for the shapes that fit them.
-#[cfg(kinglet_avx512)]
-const ATT_PACK_SMALL: usize = 1024;
 /// Largest key count of the AVX-512 attention (its score and weight rows live on the stack).
 #[cfg(kinglet_avx512)]
 pub(crate) const ATT_MAX_TK: usize = 512;
@@ -949,9 +946,13 @@ pub(crate) fn avx512_attention(
     if !ok {
         return false;
     }
-    // Small shapes get small buffers: zeroing 64 KB would cost as much as their whole op.
-    if heads * dp * tkp <= ATT_PACK_SMALL && tk.div_ceil(2) * w <= ATT_PACK_SMALL {
-        attention_packed::<ATT_PACK_SMALL>(p, exp2, q, k, v, y);
+    // Small shapes get small buffers (a quarter or half of `ATT_PACK`): zeroing 100 KB would
+    // cost as much as their whole op.
+    let need = (heads * dp * tkp).max(tk.div_ceil(2) * w);
+    if need <= ATT_PACK / 4 {
+        attention_packed::<{ ATT_PACK / 4 }>(p, exp2, q, k, v, y);
+    } else if need <= ATT_PACK / 2 {
+        attention_packed::<{ ATT_PACK / 2 }>(p, exp2, q, k, v, y);
     } else {
         attention_packed::<ATT_PACK>(p, exp2, q, k, v, y);
     }
