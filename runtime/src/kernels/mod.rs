@@ -2,7 +2,10 @@
 //! to be the bit-exact definition of `docs/format.md`. The int8 matrix-vector product that
 //! carries the work of FC and the recurrent gates goes through [`matvec`], which dispatches to
 //! one SIMD module per instruction set (`x86`, `neon`, `dsp`), each bit-exact with the
-//! reference loop and tested against it; [`force_reference`] switches them off.
+//! reference loop and tested against it; [`force_reference`] switches them off. The Transformer
+//! ops (ATTENTION, LAYERNORM, ADD, MEAN, and FC over four or more rows as a matrix-matrix
+//! product) have whole-op AVX-512 kernels behind hooks in `tfsimd`, which their reference
+//! functions call first (`*_reference` variants keep the scalar loop alone, for the tests).
 //!
 //! Every kernel is a plain function over slices and a small parameter struct. Kernels never
 //! panic: overflow that the format allows is wrapping or saturating by design, and a slice that

@@ -1,9 +1,14 @@
-//! SIMD hooks of the Transformer ops (ATTENTION, LAYERNORM, FC over many rows, ADD): each
+//! SIMD hooks of the Transformer ops (ATTENTION, LAYERNORM, FC over many rows, ADD, MEAN): each
 //! returns `true` when the active level ran the op (bit-identical with the scalar loop in
 //! `reference`), or `false`, writing nothing, when no SIMD level applies, so the caller's scalar
 //! loop runs. Only AVX-512 VNNI has such kernels (`x86`); elsewhere every hook is a constant
 //! `false`. [`force_reference`](super::force_reference) turns them off with the matrix-vector
 //! kernels.
+//!
+//! Unlike the scalar loops (whose scratch is the caller's), the AVX-512 kernels keep packed
+//! operands on the stack, sized by shape: attention up to ~84 KB (~44 KB for kws_transformer's
+//! shapes, ~24 KB for forecast_transformer's and vit_mnist's), FC up to ~44 KB; larger shapes
+//! fall back to the scalar loops. The host's thread stacks (2 MB and up) hold that with room.
 
 #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
 use super::matvec::{active_isa, Isa};
