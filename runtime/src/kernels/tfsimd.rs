@@ -229,6 +229,7 @@ mod tests {
                     let mut want = std::vec![0x5Ai8; q.len()];
                     let mut sc = std::vec![0i32; tk];
                     attention_i8_reference(&p, &exp2, &q, &k, &v, &mut want, &mut sc);
+                    #[allow(unused_mut)] // written only where the AVX-512 kernels are compiled
                     let mut got = std::vec![0x5Ai8; q.len()];
                     #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
                     assert!(super::super::x86::avx512_attention(
@@ -366,6 +367,7 @@ mod tests {
                 };
                 let mut want = std::vec![0x5Ai8; x.len()];
                 layernorm_i8_reference(&p, &x, &grq, &beta, &mut want);
+                #[allow(unused_mut)] // written only where the AVX-512 kernels are compiled
                 let mut got = std::vec![0x5Ai8; x.len()];
                 #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
                 assert!(super::super::x86::avx512_layernorm(
@@ -446,6 +448,7 @@ mod tests {
                 };
                 let mut want = std::vec![0x5Ai8; rows * n];
                 fc_i8_rows(&p, &x, &w, &bias, &rq, &mut want);
+                #[allow(unused_mut)] // written only where the AVX-512 kernels are compiled
                 let mut got = std::vec![0x5Ai8; rows * n];
                 #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
                 assert!(super::super::x86::avx512_fc(
@@ -559,6 +562,7 @@ mod tests {
                 };
                 let mut want = std::vec![0x5Ai8; a.len()];
                 add_i8_reference(&p, &a, &b, &mut want);
+                #[allow(unused_mut)] // written only where the AVX-512 kernels are compiled
                 let mut got = std::vec![0x5Ai8; a.len()];
                 #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
                 assert!(super::super::x86::avx512_add(&p, &a, &b, &mut got));
@@ -605,6 +609,7 @@ mod tests {
                 let x = operand(&mut rng, rows * n * inner, mode);
                 let mut want = std::vec![0x5Ai8; rows * inner];
                 mean_i8_reference(&p, &x, &mut want);
+                #[allow(unused_mut)] // written only where the AVX-512 kernels are compiled
                 let mut got = std::vec![0x5Ai8; rows * inner];
                 #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
                 assert!(super::super::x86::avx512_mean(&p, &x, &mut got));
