@@ -377,6 +377,38 @@ mod tests {
                 cases += 1;
             }
         }
+        // Every row of values in [-3, 3] for d = 2 and 3, with small eps: standard deviations of
+        // a few units, where `diff · 4096 + ⌊sd/2⌋` is often an exact multiple of `sd` (the
+        // quotient estimate's one-less case).
+        for d in [2usize, 3] {
+            let rows = 7usize.pow(d as u32);
+            let x: Vec<i8> = (0..rows)
+                .flat_map(|r| (0..d).map(move |i| ((r / 7usize.pow(i as u32)) % 7) as i8 - 3))
+                .collect();
+            let grq: Vec<I32> = (0..d)
+                .flat_map(|_| [I32::new(rng.i32_in(1 << 30, i32::MAX)), I32::new(12)])
+                .collect();
+            let beta: Vec<I32> = (0..d).map(|_| I32::new(rng.i32_in(-20, 20))).collect();
+            for eps_q in 0..4 {
+                let p = LayerNormParams {
+                    rows,
+                    d,
+                    eps_q,
+                    act_min: -128,
+                    act_max: 127,
+                };
+                let mut want = std::vec![0x5Ai8; x.len()];
+                layernorm_i8_reference(&p, &x, &grq, &beta, &mut want);
+                #[allow(unused_mut)] // written only where the AVX-512 kernels are compiled
+                let mut got = std::vec![0x5Ai8; x.len()];
+                #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
+                assert!(super::super::x86::avx512_layernorm(
+                    &p, &x, &grq, &beta, &mut got
+                ));
+                assert_eq!(got, want, "small rows, d {d}, eps {eps_q}");
+                cases += 1;
+            }
+        }
         std::eprintln!("layernorm avx512: {cases} cases bit-exact");
     }
 

@@ -1580,11 +1580,7 @@ unsafe fn avx512_layernorm_out(
     yr: &mut [i8],
 ) {
     let d = xr.len();
-    let (sdf, inv) = (
-        _mm512_set1_pd(sd as f64),
-        _mm512_set1_pd(recip_low(sd.max(1) as f64)),
-    );
-    let half_sd = _mm512_set1_pd((sd >> 1) as f64);
+
     let (dv, sv) = (_mm512_set1_epi32(d as i32), _mm512_set1_epi32(sum));
     // `clamp(clamp(v, act_min, act_max), -128, 127)` with `act_min ≤ act_max` (checked) is one
     // clamp to the bounds clamped into int8.
@@ -1592,13 +1588,6 @@ unsafe fn avx512_layernorm_out(
         _mm512_set1_epi32(p.act_min.clamp(-128, 127)),
         _mm512_set1_epi32(p.act_max.clamp(-128, 127)),
     );
-    // `n = div_round(diff · 4096, sd)` for eight diffs (f64 lanes), as i32 (`|n| < 2^21`).
-    let norm = |df: __m512d| {
-        let num = _mm512_fmadd_pd(_mm512_abs_pd(df), _mm512_set1_pd(4096.0), half_sd);
-        let qf = floor_div_f64(num, sdf, inv);
-        let neg = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(df, _mm512_setzero_pd());
-        _mm512_cvttpd_epi32(_mm512_mask_sub_pd(qf, neg, _mm512_setzero_pd(), qf))
-    };
     let mut c = 0;
     while c < d {
         let m16 = lanes_mask16(d - c);
@@ -1613,9 +1602,7 @@ unsafe fn avx512_layernorm_out(
             let n = if sd == 0 {
                 _mm512_setzero_si512()
             } else {
-                let nl = norm(_mm512_cvtepi32_pd(_mm512_castsi512_si256(diff)));
-                let nh = norm(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64::<1>(diff)));
-                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(nl), nh)
+                ln_norm_x16(diff, sd)
             };
             let (p0, p1, fast) = rq_pairs_x16(gamma_rq.as_ptr().add(2 * c), m16);
             let b = _mm512_maskz_loadu_epi32(m16, beta.as_ptr().add(c).cast());
@@ -1632,6 +1619,42 @@ unsafe fn avx512_layernorm_out(
         }
         c += 16;
     }
+}
+
+/// `div_round(diff · 4096, sd)` ([`div_round`](super::reference::div_round)) for sixteen i32
+/// lanes `|diff| < 2^23` and `1 ≤ sd < 2^31`, whose quotients are below 2^21 (LayerNorm's `n_i`):
+/// `±⌊num / sd⌋` with `num = |diff| · 4096 + ⌊sd/2⌋ < 2^36`. The estimate `trunc(num ·
+/// recip_low(sd))` in f64 (exact operands, see [`floor_div_f64`]) is `⌊num / sd⌋` or one less,
+/// so the remainder `num − q0 · sd` is in `[0, 2 sd) ⊂ [0, 2^32)` and its value modulo 2^32
+/// (i32 lanes, wrapping) is exact: one unsigned compare with `sd` corrects the estimate.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn ln_norm_x16(diff: __m512i, sd: u64) -> __m512i {
+    let inv = _mm512_set1_pd(recip_low(sd as f64));
+    let half_sd = _mm512_set1_pd((sd >> 1) as f64);
+    let (sd_i, half_sd_i) = (
+        _mm512_set1_epi32(sd as i32),
+        _mm512_set1_epi32((sd >> 1) as i32),
+    );
+    let estimate = |df: __m512d| {
+        let num = _mm512_fmadd_pd(_mm512_abs_pd(df), _mm512_set1_pd(4096.0), half_sd);
+        _mm512_cvttpd_epi32(_mm512_mul_pd(num, inv))
+    };
+    let ql = estimate(_mm512_cvtepi32_pd(_mm512_castsi512_si256(diff)));
+    let qh = estimate(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64::<1>(diff)));
+    let q0 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(ql), qh);
+    let num = _mm512_add_epi32(_mm512_slli_epi32::<12>(_mm512_abs_epi32(diff)), half_sd_i);
+    let r = _mm512_sub_epi32(num, _mm512_mullo_epi32(q0, sd_i));
+    let q = _mm512_mask_add_epi32(
+        q0,
+        _mm512_cmpge_epu32_mask(r, sd_i),
+        q0,
+        _mm512_set1_epi32(1),
+    );
+    let neg = _mm512_cmplt_epi32_mask(diff, _mm512_setzero_si512());
+    _mm512_mask_sub_epi32(q, neg, _mm512_setzero_si512(), q)
 }
 
 /// Dwords of the FC kernel's repacked weights (on the stack): larger matrices take the
@@ -2803,5 +2826,62 @@ mod tests {
             }
         }
         std::eprintln!("floor_div_f64: {checked} quotients exact");
+    }
+
+    /// `ln_norm_x16` against `div_round` for random and boundary `(diff, sd)` within the
+    /// LayerNorm bound `|diff · 4096 / sd| < 2^21`, including exact multiples (where the
+    /// estimate is one low).
+    #[cfg(kinglet_avx512)]
+    #[test]
+    fn ln_norm_is_div_round() {
+        use super::super::reference::div_round;
+        if !Isa::Avx512Vnni.is_available() {
+            std::eprintln!("ln_norm: AVX-512 not on this CPU, skipped");
+            return;
+        }
+        let mut rng = Rng::new(0x1A);
+        let mut checked = 0;
+        for _ in 0..20_000 {
+            let sd = match rng.usize_below(3) {
+                0 => 1 + rng.next_u64() % 16,
+                1 => 1 + (rng.next_u64() >> (33 + rng.usize_below(31))),
+                _ => 1 + (rng.next_u64() >> 33),
+            };
+            // |diff| < 2^23 with |diff| · 4096 / sd < 2^21 - 1.
+            let lim = ((sd as u128 * ((1 << 21) - 2)) / 4096).min((1 << 23) - 1) as i64;
+            let mut diffs = [0i32; 16];
+            for d in diffs.iter_mut() {
+                let v = match rng.usize_below(3) {
+                    // `|diff| · 4096 + ⌊sd/2⌋` an exact multiple of `sd`, when one is in range.
+                    0 => {
+                        let q = rng.next_u64() as i64 % (lim * 4096 / sd as i64 + 1);
+                        (q * sd as i64 - (sd / 2) as i64) / 4096
+                    }
+                    1 => lim - (rng.next_u64() % 3) as i64,
+                    _ => rng.next_u64() as i64 % (lim + 1),
+                };
+                let v = v.clamp(0, lim);
+                *d = if rng.usize_below(2) == 0 {
+                    -v as i32
+                } else {
+                    v as i32
+                };
+            }
+            let mut got = [0i32; 16];
+            // SAFETY: AVX-512F is present (checked above); the arrays are 64 bytes.
+            unsafe {
+                let n = super::ln_norm_x16(_mm512_loadu_si512(diffs.as_ptr().cast()), sd);
+                _mm512_storeu_si512(got.as_mut_ptr().cast(), n);
+            }
+            for (&d, &g) in diffs.iter().zip(&got) {
+                assert_eq!(
+                    g as i64,
+                    div_round(d as i64 * 4096, sd as i64),
+                    "{d} / {sd}"
+                );
+                checked += 1;
+            }
+        }
+        std::eprintln!("ln_norm: {checked} quotients exact");
     }
 }
