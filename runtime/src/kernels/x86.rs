@@ -1040,16 +1040,21 @@ unsafe fn avx512_pack_keys_even(k: &[i8], w: usize, tk: usize, k_zp: i32, kt: &m
             let bytes = w - 2 * d0;
             let mask: __mmask32 = if bytes >= 32 { !0 } else { (1u32 << bytes) - 1 };
             let mut r = [_mm512_setzero_si512(); 16];
-            for (i, v) in r.iter_mut().enumerate().take(tk.saturating_sub(j0)) {
-                // SAFETY: masked to bytes `2·d0 .. min(2·d0 + 32, w)` of key `j0 + i < tk`.
+            // All sixteen, keys past `tk` with empty masks (a fixed count keeps `r` in
+            // registers).
+            for (i, v) in r.iter_mut().enumerate() {
+                let m = if j0 + i < tk { mask } else { 0 };
+                // SAFETY: masked to bytes `2·d0 .. min(2·d0 + 32, w)` of key `j0 + i < tk`;
+                // nothing is read past `tk` (the address formed with `wrapping_add`).
                 let x = unsafe {
                     _mm512_maskz_loadu_epi8(
-                        mask.into(),
-                        k.as_ptr().add((j0 + i) * w + 2 * d0).cast(),
+                        m.into(),
+                        k.as_ptr().wrapping_add((j0 + i) * w + 2 * d0).cast(),
                     )
                 };
-                // (Lanes past `w` become `-k_zp`: dwords past `w / 2`, never stored.)
-                *v = _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm512_castsi512_si256(x)), zp);
+                // (Lanes past `w` become `-k_zp`: dwords past `w / 2`, never stored; keys past
+                // `tk` stay 0.)
+                *v = _mm512_maskz_sub_epi16(m, _mm512_cvtepi8_epi16(_mm512_castsi512_si256(x)), zp);
             }
             macro_rules! lo32 {
                 ($i:expr) => {
@@ -1773,10 +1778,17 @@ pub(crate) unsafe fn avx512_fc_pack(
             let bytes = k - 4 * c0;
             let mask: __mmask64 = if bytes >= 64 { !0 } else { (1u64 << bytes) - 1 };
             let mut r = [_mm512_setzero_si512(); 16];
-            for (i, v) in r.iter_mut().enumerate().take(nrows) {
-                // SAFETY: the mask keeps the load inside row `16b + i < n` of `w`.
+            // All sixteen, rows past `n` with an empty mask (a fixed count keeps `r` in
+            // registers).
+            for (i, v) in r.iter_mut().enumerate() {
+                let m = if i < nrows { mask } else { 0 };
+                // SAFETY: the mask keeps the load inside row `16b + i < n` of `w`, and reads
+                // nothing for the rows past `n` (whose address is formed with `wrapping_add`).
                 *v = unsafe {
-                    _mm512_maskz_loadu_epi8(mask, w.as_ptr().add((16 * b + i) * k + 4 * c0).cast())
+                    _mm512_maskz_loadu_epi8(
+                        m,
+                        w.as_ptr().wrapping_add((16 * b + i) * k + 4 * c0).cast(),
+                    )
                 };
             }
             // (Macros, not closures: a closure would not inherit the target features.)
