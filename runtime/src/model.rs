@@ -63,7 +63,9 @@ pub struct Model<'a> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TensorInfo<'a> {
     index: usize,
-    name: &'a str,
+    /// The name's bytes (UTF-8, checked by `parse`), decoded by `name()` on demand: the
+    /// session's decoding of every op reads tensor descriptors on each run, without names.
+    name: &'a [u8],
     dtype: DType,
     kind: TensorKind,
     rank: usize,
@@ -524,8 +526,8 @@ impl<'a> Model<'a> {
         let e = self.tensors.get(i)?;
         let rank = (e.rank as usize).min(MAX_RANK);
         let name = span(u32_at(e.name_off), u32_at(e.name_len), 0, self.data.len())
-            .and_then(|(a, b)| core::str::from_utf8(&self.data[a..b]).ok())
-            .unwrap_or("");
+            .and_then(|(a, b)| self.data.get(a..b))
+            .unwrap_or(&[]);
         Some(TensorInfo {
             index: i,
             name,
@@ -577,9 +579,9 @@ impl<'a> TensorInfo<'a> {
     pub fn index(&self) -> usize {
         self.index
     }
-    /// Name (may be empty).
+    /// Name (may be empty; empty too if it is not UTF-8, which `Model::parse` refuses).
     pub fn name(&self) -> &'a str {
-        self.name
+        core::str::from_utf8(self.name).unwrap_or("")
     }
     /// Element type.
     pub fn dtype(&self) -> DType {
