@@ -223,42 +223,17 @@ pub(crate) fn avx512_lstm_seq(
     c: &mut [i16],
     y: &mut [i8],
 ) -> bool {
-    let (ni, nh, steps) = (p.input, p.hidden, p.steps);
-    let g = 4 * nh;
-    let ok = nh > 0
-        && g <= MATVEC_BLOCK
-        && packs(g, ni)
-        && packs(g, nh)
-        && wt.fits(4, ni, nh)
-        && Some(x.len()) == steps.checked_mul(ni)
-        && Some(y.len()) == steps.checked_mul(nh)
-        && h.len() == nh
-        && c.len() == nh;
-    if !ok {
-        return false;
-    }
-    let (mut wbuf, mut rbuf) = (MaybeUninit::uninit(), MaybeUninit::uninit());
-    let (mut wcorr, mut rcorr) = ([0i32; MATVEC_BLOCK], [0i32; MATVEC_BLOCK]);
-    let wp = pack(wt.w, g, ni, &mut wbuf, &mut wcorr[..g]);
-    let rp = pack(wt.r, g, nh, &mut rbuf, &mut rcorr[..g]);
-    let (mut ax, mut ah) = ([0i32; MATVEC_BLOCK], [0i32; MATVEC_BLOCK]);
-    let (ax, ah) = (&mut ax[..g], &mut ah[..g]);
-    for it in 0..steps {
-        let t = step_index(it, steps, p.reverse);
-        // In bounds by the checks above; every call below re-checks its lengths and cannot
-        // fail for these operands.
-        let (Some(xt), Some(yt)) = (x.get(t * ni..(t + 1) * ni), y.get_mut(t * nh..(t + 1) * nh))
-        else {
-            return true;
-        };
-        let done = packed_matvec(&wp, xt, ax, Some((wt.bias_x, wt.rq_x)))
-            && packed_matvec(&rp, h, ah, Some((wt.bias_h, wt.rq_h)))
-            && avx512_lstm_cell(p, tabs, CellGates::I32(ax, ah), c, h, yt);
-        if !done {
-            return true;
-        }
-    }
-    true
+    let shape = Seq {
+        gates: 4,
+        input: p.input,
+        hidden: p.hidden,
+        steps: p.steps,
+        reverse: p.reverse,
+    };
+    c.len() == p.hidden
+        && run_seq(&shape, wt, x, h, y, |ax, ah, h, yt| {
+            avx512_lstm_cell(p, tabs, CellGates::I32(ax, ah), c, h, yt)
+        })
 }
 
 /// The GRU op on AVX-512 VNNI with `W` and `R` repacked once (module doc); returns `false`,
@@ -274,17 +249,52 @@ pub(crate) fn avx512_gru_seq(
     h16: &mut [i16],
     y: &mut [i8],
 ) -> bool {
-    let (ni, nh, steps) = (p.input, p.hidden, p.steps);
-    let g = 3 * nh;
+    let shape = Seq {
+        gates: 3,
+        input: p.input,
+        hidden: p.hidden,
+        steps: p.steps,
+        reverse: p.reverse,
+    };
+    h16.len() == p.hidden
+        && run_seq(&shape, wt, x, h, y, |ax, ah, h, yt| {
+            avx512_gru_cell(p, tabs, CellGates::I32(ax, ah), h16, h, yt)
+        })
+}
+
+/// The shape of a recurrent op: `gates · hidden` gate rows.
+struct Seq {
+    gates: usize,
+    input: usize,
+    hidden: usize,
+    steps: usize,
+    reverse: bool,
+}
+
+/// The step loop shared by the LSTM and GRU: repacks `W` and `R`, then per step the two
+/// requantized products `ax = rq(bias_x + W·x_t)`, `ah = rq(bias_h + R·h)` and
+/// `cell(ax, ah, h, y_t)`, which updates the state and writes the step's output. Returns
+/// `false`, writing nothing, when the shapes do not fit or a length disagrees (checked before
+/// anything is written; `cell` must accept every step once the first is accepted, as the
+/// AVX-512 cells do for these lengths).
+fn run_seq(
+    s: &Seq,
+    wt: &GateWeights<'_>,
+    x: &[i8],
+    h: &mut [i8],
+    y: &mut [i8],
+    mut cell: impl FnMut(&[i32], &[i32], &mut [i8], &mut [i8]) -> bool,
+) -> bool {
+    let (ni, nh, steps) = (s.input, s.hidden, s.steps);
+    let g = s.gates * nh;
     let ok = nh > 0
         && g <= MATVEC_BLOCK
         && packs(g, ni)
         && packs(g, nh)
-        && wt.fits(3, ni, nh)
+        && wt.fits(s.gates, ni, nh)
         && Some(x.len()) == steps.checked_mul(ni)
         && Some(y.len()) == steps.checked_mul(nh)
-        && h.len() == nh
-        && h16.len() == nh;
+        && h.len() == nh;
     if !ok {
         return false;
     }
@@ -295,14 +305,16 @@ pub(crate) fn avx512_gru_seq(
     let (mut ax, mut ah) = ([0i32; MATVEC_BLOCK], [0i32; MATVEC_BLOCK]);
     let (ax, ah) = (&mut ax[..g], &mut ah[..g]);
     for it in 0..steps {
-        let t = step_index(it, steps, p.reverse);
+        let t = step_index(it, steps, s.reverse);
+        // In bounds by the checks above; every call below re-checks its lengths and cannot
+        // fail for these operands.
         let (Some(xt), Some(yt)) = (x.get(t * ni..(t + 1) * ni), y.get_mut(t * nh..(t + 1) * nh))
         else {
             return true;
         };
         let done = packed_matvec(&wp, xt, ax, Some((wt.bias_x, wt.rq_x)))
             && packed_matvec(&rp, h, ah, Some((wt.bias_h, wt.rq_h)))
-            && avx512_gru_cell(p, tabs, CellGates::I32(ax, ah), h16, h, yt);
+            && cell(ax, ah, h, yt);
         if !done {
             return true;
         }

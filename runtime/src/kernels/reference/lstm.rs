@@ -196,13 +196,7 @@ pub fn self_test_lstm(seed: u32) -> usize {
     const HMAX: usize = 24;
     const IMAX: usize = 16;
     const TMAX: usize = 5;
-    let mut s = seed | 1;
-    let mut next = move || {
-        s ^= s << 13;
-        s ^= s >> 17;
-        s ^= s << 5;
-        s
-    };
+    let mut rng = super::SelfTestRng::new(seed);
     let mut w = [0i8; 4 * HMAX * IMAX];
     let mut r = [0i8; 4 * HMAX * HMAX];
     let mut bx = [I32::new(0); 4 * HMAX];
@@ -231,44 +225,23 @@ pub fn self_test_lstm(seed: u32) -> usize {
             for reverse in [false, true] {
                 case += 1;
                 let g = 4 * nh;
-                for v in w.iter_mut().chain(r.iter_mut()).chain(x.iter_mut()) {
-                    *v = (next() >> 24) as u8 as i8;
-                }
-                for (j, b) in bx.iter_mut().chain(bh.iter_mut()).enumerate() {
-                    let v = next() as i32;
-                    *b = I32::new(match (j as u32 + case) % 7 {
-                        0 => i32::MAX - (v & 0xffff),
-                        1 => i32::MIN + (v & 0xffff),
-                        _ => v >> 13,
-                    });
-                }
-                // Mostly shifts the quantizer writes (about 10 to 20), some 1 and 2, and now
-                // and then one outside [1, 31] (the scalar paths).
-                for (j, q) in qx
-                    .chunks_exact_mut(2)
-                    .chain(qh.chunks_exact_mut(2))
-                    .enumerate()
-                {
-                    let v = next();
-                    let shift = match (j as u32 * 5 + case) % 23 {
-                        0 if case % 3 == 0 => [-1, 0, 32][(v % 3) as usize],
-                        1 | 2 => 1 + (v % 2) as i32,
-                        _ => 8 + (v % 16) as i32,
-                    };
-                    q[0] = I32::new(((v >> 1) | (1 << 30)) as i32);
-                    q[1] = I32::new(shift);
-                }
-                for t in sig.iter_mut().chain(tanh.iter_mut()) {
-                    *t = I16::new((next() >> 16) as u16 as i16);
-                }
+                rng.fill_i8(&mut w);
+                rng.fill_i8(&mut r);
+                rng.fill_i8(&mut x);
+                rng.biases(case, &mut bx);
+                rng.biases(case + 1, &mut bh);
+                rng.pairs(case, &mut qx);
+                rng.pairs(case + 1, &mut qh);
+                rng.table(&mut sig);
+                rng.table(&mut tanh);
                 let p = LstmParams {
                     steps,
                     input: ni,
                     hidden: nh,
                     reverse,
-                    h_zp: (next() >> 25) as i32 - 64,
+                    h_zp: (rng.next() >> 25) as i32 - 64,
                     cell_exp: [0, 2, 3, 4, 15][(case % 5) as usize],
-                    hq_mult: ((next() >> 1) | (1 << 30)) as i32,
+                    hq_mult: ((rng.next() >> 1) | (1 << 30)) as i32,
                     hq_shift: if case % 11 == 0 {
                         1
                     } else {
@@ -287,7 +260,10 @@ pub fn self_test_lstm(seed: u32) -> usize {
                     sig: &sig,
                     tanh: &tanh,
                 };
-                let (h0, c0) = ((next() >> 24) as u8 as i8, (next() >> 16) as u16 as i16);
+                let (h0, c0) = (
+                    (rng.next() >> 24) as u8 as i8,
+                    (rng.next() >> 16) as u16 as i16,
+                );
                 let (mut h, mut c, mut y) = ([h0; HMAX], [c0; HMAX], [0i8; TMAX * HMAX]);
                 let (mut hr, mut cr, mut yr) = (h, c, y);
                 let xs = &x[..steps * ni];

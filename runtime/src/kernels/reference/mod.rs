@@ -91,6 +91,65 @@ impl GateWeights<'_> {
     }
 }
 
+/// Operands for the recurrent ops' device self-tests (`lstm::self_test_lstm`,
+/// `gru::self_test_gru`): xorshift32 values, biases that make the i32 bias add wrap,
+/// requantization pairs with the shifts the quantizer writes and the edge ones, random tables.
+pub(crate) struct SelfTestRng(u32);
+
+impl SelfTestRng {
+    pub(crate) fn new(seed: u32) -> Self {
+        SelfTestRng(seed | 1)
+    }
+
+    pub(crate) fn next(&mut self) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 17;
+        self.0 ^= self.0 << 5;
+        self.0
+    }
+
+    /// Random int8 values.
+    pub(crate) fn fill_i8(&mut self, v: &mut [i8]) {
+        for x in v {
+            *x = (self.next() >> 24) as u8 as i8;
+        }
+    }
+
+    /// Biases: mostly small, one in seven near `i32::MAX` or `i32::MIN` (so the bias add wraps).
+    pub(crate) fn biases(&mut self, case: u32, b: &mut [I32]) {
+        for (j, b) in b.iter_mut().enumerate() {
+            let v = self.next() as i32;
+            *b = I32::new(match (j as u32 + case) % 7 {
+                0 => i32::MAX - (v & 0xffff),
+                1 => i32::MIN + (v & 0xffff),
+                _ => v >> 13,
+            });
+        }
+    }
+
+    /// `(mult, shift)` pairs: mostly shifts the quantizer writes (8 to 23), some 1 and 2, and in
+    /// every third case now and then one outside `[1, 31]` (the scalar paths).
+    pub(crate) fn pairs(&mut self, case: u32, q: &mut [I32]) {
+        for (j, q) in q.chunks_exact_mut(2).enumerate() {
+            let v = self.next();
+            let shift = match (j as u32 * 5 + case) % 23 {
+                0 if case % 3 == 0 => [-1, 0, 32][(v % 3) as usize],
+                1 | 2 => 1 + (v % 2) as i32,
+                _ => 8 + (v % 16) as i32,
+            };
+            q[0] = I32::new(((v >> 1) | (1 << 30)) as i32);
+            q[1] = I32::new(shift);
+        }
+    }
+
+    /// Any int16 values (the self-tests check bit identity, not accuracy).
+    pub(crate) fn table(&mut self, t: &mut [zerocopy::little_endian::I16]) {
+        for t in t {
+            *t = zerocopy::little_endian::I16::new((self.next() >> 16) as u16 as i16);
+        }
+    }
+}
+
 /// `div_round(a, b)`: `a / b` rounded half away from zero, for `b > 0`
 /// (`docs/format.md`, "Integer semantics"): `(|a| + ⌊b/2⌋) / b` with the sign of `a`
 /// (integer division). Exact for every `a`, computed in u64 (`|a| + ⌊b/2⌋ < 2^64`, and the
