@@ -43,7 +43,7 @@
 //! `kinglet_dsp_gru_gates` run the recurrent product with the gate sums in the epilogue and
 //! store a unit's gates side by side as int16, and the cells read them two per word, each table
 //! lookup one word load and one `smlad` (`lut16_at`). On `mnist_lstm` (M4): the LSTM op from
-//! 338,209 to 250,465 instructions (firmware/README.md, "Cortex-M4 figures").
+//! 338,209 to 247,532 instructions (firmware/README.md, "Cortex-M4 figures").
 //!
 //! `smlad` wraps on overflow (it only sets the sticky Q flag), so each row's sum is the
 //! reference's modulo 2^32 exactly: integer addition is associative and commutative, and which
