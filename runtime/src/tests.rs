@@ -1056,6 +1056,22 @@ fn float_helpers_round_half_away_from_zero() {
         &mut q,
     );
     assert_eq!(q, [3, 4, 2, 4, 127, -128, 3]);
+    // Against `f64::round` (half away from zero) of the same f32 quotient, over exact halves,
+    // their neighbours one ulp away, and values from the whole int8 range and past it.
+    let mut rng = Rng::new(77);
+    let mut xs = Vec::new();
+    for k in -300..300 {
+        let h = (k as f32 + 0.5) * s;
+        xs.extend([h, f32::from_bits(h.to_bits() + 1), f32::from_bits(h.to_bits() - 1)]);
+        xs.push(k as f32 * s);
+    }
+    xs.extend((0..4000).map(|_| (rng.next_u64() as i32 as f32) * s / 1.0e7));
+    let mut got = vec![0i8; xs.len()];
+    x.quantize(&xs, &mut got);
+    for (&v, &g) in xs.iter().zip(&got) {
+        let want = (((v / s) as f64).round() as i64 + 3).clamp(-128, 127) as i8;
+        assert_eq!(g, want, "{v}");
+    }
     let mut f = [0f32; 3];
     x.dequantize(&[3, 4, -128], &mut f);
     assert_eq!(f, [0.0, s, -131.0 * s]);

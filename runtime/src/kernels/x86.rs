@@ -1766,6 +1766,29 @@ pub(crate) unsafe fn avx512_fc_pack(
     pack: *mut u32,
     corr: &mut [i32],
 ) {
+    // SAFETY: the caller's contract, with the row-block-major strides.
+    unsafe { avx512_pack_strided(w, k, n, pack, corr, (k.div_ceil(4), 1)) }
+}
+
+/// [`avx512_fc_pack`] with the 64-byte vector of row block `b`, column group `c` at vector
+/// index `b·sb + c·sc` (`(sb, sc) = (k4, 1)`: row-block-major, the FC layout; `(1, ⌈n/16⌉)`:
+/// column-major, the recurrent kernels' layout, where the blocks of one column group are
+/// adjacent and a pass over several blocks addresses them at fixed offsets from one pointer).
+///
+/// # Safety
+/// As [`avx512_fc_pack`]; `(sb, sc)` one of the two layouts above, so that the written vector
+/// indices are exactly `0 .. ⌈n/16⌉ · k4`.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(crate) unsafe fn avx512_pack_strided(
+    w: &[i8],
+    k: usize,
+    n: usize,
+    pack: *mut u32,
+    corr: &mut [i32],
+    (sb, sc): (usize, usize),
+) {
     let k4 = k.div_ceil(4);
     let ones = _mm512_set1_epi8(1);
     for b in 0..n.div_ceil(16) {
@@ -1831,8 +1854,9 @@ pub(crate) unsafe fn avx512_fc_pack(
                     let c = c0 + 4 * l + m;
                     if c < k4 {
                         cs = _mm512_dpbusd_epi32(cs, ones, v);
-                        // SAFETY: `(b·k4 + c)·16 + 16 ≤ ⌈n/16⌉ · k4 · 16`, the caller's range.
-                        unsafe { _mm512_storeu_si512(pack.add((b * k4 + c) * 16).cast(), v) };
+                        // SAFETY: `(b·sb + c·sc)·16 + 16 ≤ ⌈n/16⌉ · k4 · 16` for either
+                        // layout, the caller's range.
+                        unsafe { _mm512_storeu_si512(pack.add((b * sb + c * sc) * 16).cast(), v) };
                     }
                 }
             }

@@ -5,8 +5,10 @@
 //! recurrent step on AVX-512 (54 % of `kws_lstm`'s time in `perf`, the rest the cell and the
 //! requantization): a row-at-a-time VNNI product spends most of its work on the horizontal sum
 //! of each row's sixteen lanes. Here each op repacks `W` and `R` once, before its first step,
-//! with the FC kernel's repack ([`avx512_fc_pack`](super::x86::avx512_fc_pack): sixteen rows ×
-//! four columns per 64-byte vector, `pack[(b·k4 + c)·16 + i] = w[16b + i, 4c .. 4c + 4]`), so
+//! with the FC kernel's repack in column-major order
+//! ([`avx512_pack_strided`](super::x86::avx512_pack_strided): sixteen rows × four columns per
+//! 64-byte vector, `pack[(c·nb + b)·16 + i] = w[16b + i, 4c .. 4c + 4]` for `nb = ⌈rows/16⌉`
+//! blocks, so that the blocks of a pass sit at fixed offsets from one pointer), so
 //! that every step's product is, per block of sixteen rows, `⌈K/4⌉` `vpdpbusd` of a packed
 //! vector against the broadcast dword of four inputs, with the sixteen row sums already in
 //! their lanes: no horizontal sums, four blocks at a time sharing each broadcast. `vpdpbusd`
@@ -28,7 +30,7 @@
 use super::matvec::CellGates;
 use super::reference::fixed::MATVEC_BLOCK;
 use super::reference::{gru::GruParams, lstm::LstmParams, step_index, ActTables, GateWeights};
-use super::x86::{avx512_fc_pack, avx512_gru_cell, avx512_lstm_cell, rq_i32x16, rq_pairs_x16};
+use super::x86::{avx512_gru_cell, avx512_lstm_cell, avx512_pack_strided, rq_i32x16, rq_pairs_x16};
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 use zerocopy::little_endian::I32;
@@ -43,7 +45,7 @@ fn packs(rows: usize, k: usize) -> bool {
     k > 0 && k <= KMAX && rows.div_ceil(16) * 16 * k.div_ceil(4) <= PACK
 }
 
-/// A matrix repacked by `avx512_fc_pack`, with its row corrections.
+/// A matrix repacked by `avx512_pack_strided` (column-major), with its row corrections.
 struct Packed<'a> {
     pack: &'a [u32],
     corr: &'a [i32],
@@ -62,11 +64,11 @@ fn pack<'a>(
     let words = rows.div_ceil(16) * 16 * k.div_ceil(4);
     // SAFETY: the active level is AVX-512 VNNI (the caller's dispatch); `w.len() = rows · k`,
     // `corr.len() = rows`, and `buf` holds `PACK ≥ words` dwords, all of which
-    // `avx512_fc_pack` writes (its contract: every dword of `pack[..⌈rows/16⌉ · k4 · 16]`), so
+    // `avx512_pack_strided` writes (its contract: every dword of `pack[..⌈rows/16⌉ · k4 · 16]`), so
     // the slice covers initialised words only.
     let pack = unsafe {
         let p = buf.as_mut_ptr().cast::<u32>();
-        avx512_fc_pack(w, k, rows, p, corr);
+        avx512_pack_strided(w, k, rows, p, corr, (1, rows.div_ceil(16)));
         core::slice::from_raw_parts(p, words)
     };
     Packed { pack, corr, k }
@@ -132,13 +134,20 @@ unsafe fn packed_matvec_avx512(
     }
     let xb = &xb[..k4];
     let pk = m.pack.as_ptr();
-    // Block `b`'s packed vector of input group `c`.
+    let nb = n.div_ceil(16);
+    // The packed vector of block `b + j` at input group `c`, `q` pointing at block `b`'s: the
+    // blocks of one group are adjacent (column-major layout, [`pack`]), so a pass's loads are
+    // fixed offsets from one pointer.
     macro_rules! wv {
-        ($b:expr, $c:expr) => {
-            // SAFETY: `(b·k4 + c)·16 + 16 ≤ ⌈n/16⌉ · 16 · k4 ≤ m.pack.len()` (the contract).
-            unsafe { _mm512_loadu_si512(pk.add(($b * k4 + $c) * 16).cast()) }
+        ($q:expr, $j:expr) => {
+            // SAFETY: `q = pk + (c·nb + b)·16` with `b + j < nb`, `c < k4`, so the vector ends
+            // by `⌈n/16⌉ · 16 · k4 ≤ m.pack.len()` (the contract).
+            unsafe { _mm512_loadu_si512($q.add($j * 16).cast()) }
         };
     }
+    // Block `b`'s vector of group `c`.
+    // SAFETY (of the pointer arithmetic, used by `wv!` only): `(c·nb + b)·16 < m.pack.len()`.
+    let at = |b: usize, c: usize| pk.wrapping_add((c * nb + b) * 16);
     // Stores block `b`'s sixteen sums less their corrections (masked past `n`). (A macro, not
     // a closure, so that it compiles with this function's target features.)
     macro_rules! store {
@@ -163,21 +172,35 @@ unsafe fn packed_matvec_avx512(
             }
         }};
     }
-    let nb = n.div_ceil(16);
     let mut b = 0;
     // Eight blocks (128 rows) per pass: eight independent `vpdpbusd` chains share each
     // broadcast, enough to cover the instruction's latency.
+    // (Eight named accumulators and one column offset, not an array indexed by block: LLVM
+    // vectorized the array's address arithmetic into extracts that cost more than the
+    // products.)
     while b + 8 <= nb {
-        let mut a = [_mm512_setzero_si512(); 8];
+        let z = _mm512_setzero_si512();
+        let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
+        let (mut a4, mut a5, mut a6, mut a7) = (z, z, z, z);
         for (c, &d) in xb.iter().enumerate() {
-            let xv = _mm512_set1_epi32(d as i32);
-            for (j, aj) in a.iter_mut().enumerate() {
-                *aj = _mm512_dpbusd_epi32(*aj, xv, wv!(b + j, c));
-            }
+            let (xv, q) = (_mm512_set1_epi32(d as i32), at(b, c));
+            a0 = _mm512_dpbusd_epi32(a0, xv, wv!(q, 0));
+            a1 = _mm512_dpbusd_epi32(a1, xv, wv!(q, 1));
+            a2 = _mm512_dpbusd_epi32(a2, xv, wv!(q, 2));
+            a3 = _mm512_dpbusd_epi32(a3, xv, wv!(q, 3));
+            a4 = _mm512_dpbusd_epi32(a4, xv, wv!(q, 4));
+            a5 = _mm512_dpbusd_epi32(a5, xv, wv!(q, 5));
+            a6 = _mm512_dpbusd_epi32(a6, xv, wv!(q, 6));
+            a7 = _mm512_dpbusd_epi32(a7, xv, wv!(q, 7));
         }
-        for (j, &aj) in a.iter().enumerate() {
-            store!(b + j, aj);
-        }
+        store!(b, a0);
+        store!(b + 1, a1);
+        store!(b + 2, a2);
+        store!(b + 3, a3);
+        store!(b + 4, a4);
+        store!(b + 5, a5);
+        store!(b + 6, a6);
+        store!(b + 7, a7);
         b += 8;
     }
     while b + 4 <= nb {
@@ -188,11 +211,11 @@ unsafe fn packed_matvec_avx512(
             _mm512_setzero_si512(),
         );
         for (c, &d) in xb.iter().enumerate() {
-            let xv = _mm512_set1_epi32(d as i32);
-            a0 = _mm512_dpbusd_epi32(a0, xv, wv!(b, c));
-            a1 = _mm512_dpbusd_epi32(a1, xv, wv!(b + 1, c));
-            a2 = _mm512_dpbusd_epi32(a2, xv, wv!(b + 2, c));
-            a3 = _mm512_dpbusd_epi32(a3, xv, wv!(b + 3, c));
+            let (xv, q) = (_mm512_set1_epi32(d as i32), at(b, c));
+            a0 = _mm512_dpbusd_epi32(a0, xv, wv!(q, 0));
+            a1 = _mm512_dpbusd_epi32(a1, xv, wv!(q, 1));
+            a2 = _mm512_dpbusd_epi32(a2, xv, wv!(q, 2));
+            a3 = _mm512_dpbusd_epi32(a3, xv, wv!(q, 3));
         }
         store!(b, a0);
         store!(b + 1, a1);
@@ -203,7 +226,7 @@ unsafe fn packed_matvec_avx512(
     while b < nb {
         let mut a0 = _mm512_setzero_si512();
         for (c, &d) in xb.iter().enumerate() {
-            a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(d as i32), wv!(b, c));
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(d as i32), wv!(at(b, c), 0));
         }
         store!(b, a0);
         b += 1;
