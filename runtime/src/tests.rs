@@ -1062,7 +1062,11 @@ fn float_helpers_round_half_away_from_zero() {
     let mut xs = Vec::new();
     for k in -300..300 {
         let h = (k as f32 + 0.5) * s;
-        xs.extend([h, f32::from_bits(h.to_bits() + 1), f32::from_bits(h.to_bits() - 1)]);
+        xs.extend([
+            h,
+            f32::from_bits(h.to_bits() + 1),
+            f32::from_bits(h.to_bits() - 1),
+        ]);
         xs.push(k as f32 * s);
     }
     xs.extend((0..4000).map(|_| (rng.next_u64() as i32 as f32) * s / 1.0e7));

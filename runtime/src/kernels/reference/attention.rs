@@ -43,8 +43,8 @@
 //! heads ∈ {1, 2, 4, 5}, dh ∈ {8, 10}, tq = tk ∈ {1, 5, 17}, causal and not,
 //! `s_v / s_y ∈ [0.8, 1.25]`; measured worst 0.51 LSB.
 
-use super::div_round;
 use super::fixed::{clamp8, rq, rsr};
+use super::DivRound;
 use zerocopy::little_endian::I32;
 
 /// Largest key count parse accepts.
@@ -214,6 +214,8 @@ fn attention_on(
                     *s = pow2_neg(exp2, rq(m - *s, p.score_mult, p.score_shift));
                     l += *s as i64;
                 }
+                // `div_round(·, l)`, one reciprocal per row and head.
+                let by_l = DivRound::new(l);
                 // P·V a chunk of up to PV_CHUNK columns at a time, walking the value rows in
                 // order (contiguous reads) with one i64 sum per column: the same sums as a
                 // column at a time, 256 bytes of stack.
@@ -235,7 +237,7 @@ fn attention_on(
                         }
                     }
                     for (out, &a) in ych.iter_mut().zip(sums.iter()) {
-                        let mean = div_round(a << 16, l); // |mean| < 2^24
+                        let mean = by_l.div(a << 16); // |mean| < 2^24
                         let r = rq(mean as i32, p.out_mult, p.out_shift);
                         *out = clamp8(p.y_zp as i64 + r as i64, -128, 127);
                     }

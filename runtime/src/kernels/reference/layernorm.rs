@@ -31,8 +31,8 @@
 //! d ∈ {1, 7, 32, 40, 64}, measured worst 1.07 LSB (1.01 on full-range rows); constant rows
 //! (and every d = 1 row) give exactly `clamp(beta)`; rows of ±127 stay within 1 LSB.
 
-use super::div_round;
 use super::fixed::{clamp8, rq_at};
+use super::DivRound;
 use zerocopy::little_endian::I32;
 
 /// Largest row length parse accepts (keeps `Σ diff_i²` below 2^61; see the module doc).
@@ -125,12 +125,10 @@ fn layernorm_on(
         let ss: i64 = xr.iter().map(|&v| diff(v) * diff(v)).sum();
         let var = ss / d + p.eps_q.max(0) as i64;
         let sd = isqrt(var as u64) as i64;
+        // `div_round(·, sd)` (0 when `sd = 0`), one reciprocal per row.
+        let by_sd = DivRound::new(sd);
         for (i, (out, &v)) in yr.iter_mut().zip(xr).enumerate() {
-            let n = if sd == 0 {
-                0
-            } else {
-                div_round(diff(v) * 4096, sd)
-            };
+            let n = by_sd.div(diff(v) * 4096);
             let n = n.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
             let b = beta.get(i).map_or(0, |b| b.get()) as i64;
             *out = clamp8(b + rq_at(gamma_rq, i, n) as i64, p.act_min, p.act_max);

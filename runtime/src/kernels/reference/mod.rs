@@ -169,6 +169,72 @@ pub fn div_round(a: i64, b: i64) -> i64 {
     }
 }
 
+/// [`div_round`] by one divisor many times, without a 64-bit division per call (a library call
+/// of a few hundred instructions on Cortex-M): `new` takes the reciprocal `r = ⌊2^62 / b⌋`
+/// once; `div(a)` then estimates `q = ⌊n · r / 2^62⌋` for `n = |a| + ⌊b/2⌋` (four 32 × 32
+/// products) and corrects it once. Exact: `r ≤ 2^62 / b` gives `q ≤ ⌊n / b⌋`, and
+/// `n / b − n · r / 2^62 = n · (2^62 / b − r) / 2^62 < n / 2^62 < 1` for `n < 2^62`, so `q` is
+/// `⌊n / b⌋` or one less, which `n − q·b ≥ b` detects; a larger `n` (never from the callers'
+/// bounds) takes the division. Used where one divisor serves a row: LAYERNORM's `sd`, the
+/// attention's weight sum `l`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DivRound {
+    b: u64,
+    r: u64,
+}
+
+impl DivRound {
+    /// The reciprocal of `b`; a `b ≤ 0` divides everything to 0, as [`div_round`].
+    pub(crate) fn new(b: i64) -> DivRound {
+        if b <= 0 {
+            return DivRound { b: 0, r: 0 };
+        }
+        let b = b as u64;
+        DivRound {
+            b,
+            r: (1 << 62) / b,
+        }
+    }
+
+    /// `div_round(a, b)`.
+    #[inline]
+    pub(crate) fn div(&self, a: i64) -> i64 {
+        let b = self.b;
+        if b == 0 {
+            return 0;
+        }
+        let n = a.unsigned_abs() + b / 2;
+        let q = if n < 1 << 62 {
+            let q = mul_shr62(n, self.r);
+            if n - q * b >= b {
+                q + 1
+            } else {
+                q
+            }
+        } else {
+            n / b
+        };
+        if a < 0 {
+            (q as i64).wrapping_neg()
+        } else {
+            q as i64
+        }
+    }
+}
+
+/// `⌊n · r / 2^62⌋` for `n < 2^62`, `r ≤ 2^62` (the result `< 2^62`) from four 32 × 32 → 64
+/// products (`umull` on Cortex-M), no 128-bit arithmetic.
+#[inline]
+fn mul_shr62(n: u64, r: u64) -> u64 {
+    let (nl, nh) = (n & 0xffff_ffff, n >> 32);
+    let (rl, rh) = (r & 0xffff_ffff, r >> 32);
+    let (ll, lh, hl, hh) = (nl * rl, nl * rh, nh * rl, nh * rh);
+    // Bits 32..: the middle sum is below 3 · 2^32.
+    let mid = (ll >> 32) + (lh & 0xffff_ffff) + (hl & 0xffff_ffff);
+    let hi = hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
+    (hi << 2) | ((mid & 0xffff_ffff) >> 30)
+}
+
 /// `f(x_row, y_row)` for the rows of `x` (`xn` elements each) and of `y` (`yn` each), in order,
 /// as many as both hold: `x.chunks_exact(xn).zip(y.chunks_exact_mut(yn))`, written so that the
 /// optimizer can prove it panic-free (core's `Zip::new` over `ChunksExact` divides by the chunk
@@ -204,7 +270,42 @@ pub(crate) fn step_index(i: usize, steps: usize, reverse: bool) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::div_round;
+    use super::{div_round, DivRound};
+    use crate::kernels::testutil::Rng;
+
+    /// The reciprocal path against the division, over divisors of every magnitude (1, powers
+    /// of two and their neighbours, random up to 2^40) and numerators of both signs up to the
+    /// 2^62 switch-over and past it, the halfway points `k·b ± b/2` included.
+    #[test]
+    fn div_round_by_reciprocal_is_exact() {
+        let mut rng = Rng::new(5);
+        let mut bs = std::vec![1i64, 2, 3, 7, 65535, 65536, 65537, (1 << 28) - 1, 1 << 28];
+        bs.extend((1..40).map(|e| (1i64 << e) + 1));
+        bs.extend((0..200).map(|i| 1 + (rng.next_u64() >> (24 + i % 40)) as i64));
+        let mut checked = 0;
+        for &b in &bs {
+            let d = DivRound::new(b);
+            let mut as_ = std::vec![0i64, 1, -1, b / 2, -(b / 2), b / 2 + 1, i64::MAX, i64::MIN];
+            for _ in 0..300 {
+                let a = (rng.next_u64() as i64) >> (rng.usize_below(62) + 1);
+                let k = a / b.max(1);
+                as_.extend([a, k * b + b / 2, k * b - b / 2, k * b + (b - 1) / 2]);
+            }
+            as_.extend([
+                (1 << 62) - b,
+                (1 << 62) - b / 2 - 1,
+                -(1 << 62) + 5,
+                (1 << 61) + 3,
+            ]);
+            for a in as_ {
+                assert_eq!(d.div(a), div_round(a, b), "div_round({a}, {b})");
+                checked += 1;
+            }
+        }
+        assert!(checked > 50_000);
+        assert_eq!(DivRound::new(0).div(5), 0);
+        assert_eq!(DivRound::new(-3).div(5), 0);
+    }
 
     #[test]
     fn div_round_is_half_away_from_zero() {
