@@ -639,11 +639,6 @@ impl<'a> TensorInfo<'a> {
     /// Quantizes `x` into `out` (over their common length): `q = sat8(round(x / scale) + zp)`,
     /// rounding half away from zero. A NaN becomes the zero point.
     pub fn quantize(&self, x: &[f32], out: &mut [i8]) {
-        // Branch-free and without a float-to-int cast, so that the loop vectorizes: adding
-        // `1.5 · 2^23` rounds `|r| ≤ 1024` to the nearest integer (ties to even) exactly, in
-        // the low mantissa bits; the ties that went to the even neighbour toward zero
-        // (`r − q = ±0.5` with `r` on that side) then step away from zero. Every step is exact.
-        const MAGIC: f32 = 12_582_912.0;
         for (o, &v) in out.iter_mut().zip(x) {
             let r = v / self.scale;
             let r = if r.is_nan() {
@@ -651,11 +646,7 @@ impl<'a> TensorInfo<'a> {
             } else {
                 r.clamp(-1024.0, 1024.0)
             };
-            let m = r + MAGIC;
-            let q = m.to_bits() as i32 - MAGIC.to_bits() as i32;
-            let d = r - (m - MAGIC);
-            let q = q + i32::from(d == 0.5 && r > 0.0) - i32::from(d == -0.5 && r < 0.0);
-            *o = (q + self.zero_point).clamp(-128, 127) as i8;
+            *o = (round_half_away(r) + self.zero_point).clamp(-128, 127) as i8;
         }
     }
 
@@ -717,5 +708,30 @@ impl<'a> OpInfo<'a> {
     }
     pub(crate) fn raw_params(&self) -> &'a [I32] {
         self.params
+    }
+}
+
+/// `r` rounded half away from zero, exactly, for `|r| ≤ 1024`; branch-free so that
+/// [`TensorInfo::quantize`]'s loop vectorizes.
+#[inline]
+fn round_half_away(r: f32) -> i32 {
+    // x86-64: without a float-to-int cast, which LLVM keeps scalar (its saturating semantics):
+    // adding `1.5 · 2^23` rounds to the nearest integer (ties to even) exactly, in the low
+    // mantissa bits; the ties that went to the even neighbour toward zero (`r − q = ±0.5` with
+    // `r` on that side) then step away from zero. Every step is exact.
+    #[cfg(target_arch = "x86_64")]
+    {
+        const MAGIC: f32 = 12_582_912.0;
+        let m = r + MAGIC;
+        let q = m.to_bits() as i32 - MAGIC.to_bits() as i32;
+        let d = r - (m - MAGIC);
+        q + i32::from(d == 0.5 && r > 0.0) - i32::from(d == -0.5 && r < 0.0)
+    }
+    // Elsewhere the cast is one instruction where there is an FPU (`vcvt`, `fcvtzs`).
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let t = r as i32; // truncation toward zero, exact in this range
+        let frac = r - t as f32;
+        t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)
     }
 }

@@ -102,6 +102,21 @@ impl Isa {
     }
 }
 
+/// Whether the CPU has AVX-512 VBMI (`vpermi2b`, the AVX-512 LUT8 kernel): detected at run
+/// time with `std` (cached by `std_detect`), the compile-time target features without.
+#[cfg(all(target_arch = "x86_64", kinglet_avx512, any(test, feature = "std")))]
+pub(crate) fn has_vbmi() -> bool {
+    std::is_x86_feature_detected!("avx512vbmi")
+}
+#[cfg(all(
+    target_arch = "x86_64",
+    kinglet_avx512,
+    not(any(test, feature = "std"))
+))]
+pub(crate) fn has_vbmi() -> bool {
+    cfg!(target_feature = "avx512vbmi")
+}
+
 #[cfg(all(target_arch = "x86_64", any(test, feature = "std")))]
 fn has_avx2() -> bool {
     std::is_x86_feature_detected!("avx2")

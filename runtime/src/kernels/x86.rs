@@ -2100,6 +2100,58 @@ unsafe fn fc_tile<const R: usize, const G: usize>(
     }
 }
 
+/// LUT8 (`y[i] = table[x[i] + 128]` over the common length) on AVX-512 VBMI: per 64 inputs,
+/// the index `x ^ 0x80` selects from the table's halves with two `vpermi2b` (each 128 entries
+/// in two registers, by the index's low seven bits) and its top bit picks the half. Returns
+/// `false`, writing nothing, without VBMI. Bit-identical with the scalar lookup.
+#[cfg(kinglet_avx512)]
+pub(crate) fn avx512_lut8(table: &[i8; 256], x: &[i8], y: &mut [i8]) -> bool {
+    if !super::matvec::has_vbmi() {
+        return false;
+    }
+    // SAFETY: the active level is AVX-512 VNNI (avx512f, avx512bw; the caller's dispatch) and
+    // VBMI was detected above.
+    unsafe { avx512_lut8_vbmi(table, x, y) };
+    true
+}
+
+/// See [`avx512_lut8`].
+///
+/// # Safety
+/// AVX-512F/BW/VBMI.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+unsafe fn avx512_lut8_vbmi(table: &[i8; 256], x: &[i8], y: &mut [i8]) {
+    let n = x.len().min(y.len());
+    // SAFETY: four 64-byte loads at offsets 0, 64, 128, 192 of the 256-byte table.
+    let t = unsafe {
+        let p = table.as_ptr();
+        [0, 64, 128, 192].map(|o| _mm512_loadu_si512(p.add(o).cast()))
+    };
+    let flip = _mm512_set1_epi8(i8::MIN);
+    let mut i = 0;
+    while i < n {
+        let mask: __mmask64 = if n - i >= 64 {
+            !0
+        } else {
+            (1u64 << (n - i)) - 1
+        };
+        // SAFETY: the mask keeps the load and the store inside elements `i..n` of `x` and `y`.
+        unsafe {
+            let idx = _mm512_xor_si512(
+                _mm512_maskz_loadu_epi8(mask, x.as_ptr().add(i).cast()),
+                flip,
+            );
+            let lo = _mm512_permutex2var_epi8(t[0], idx, t[1]);
+            let hi = _mm512_permutex2var_epi8(t[2], idx, t[3]);
+            let r = _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi);
+            _mm512_mask_storeu_epi8(y.as_mut_ptr().add(i).cast(), mask, r);
+        }
+        i += 64;
+    }
+}
+
 /// ADD ([`add_i8`](super::reference::add::add_i8)) on AVX-512, bit-identical with the scalar
 /// loop: eight elements per i64 vector, `(a − a_zp) · a_mult + (b − b_zp) · b_mult` by
 /// `vpmuldq` (exact: the differences are within ±255 and the multipliers i32), `rsr` by

@@ -4,8 +4,12 @@
 //! the output's quantizations, so the result is exactly the correctly rounded output for every
 //! int8 input: error ≤ ½ LSB of the output, by construction (tested below for sigmoid).
 
-/// `y[i] = table[x[i] + 128]` over the common length of `x` and `y`.
+/// `y[i] = table[x[i] + 128]` over the common length of `x` and `y`, through the active SIMD
+/// level where it has a kernel (bit-identical).
 pub fn lut8_i8(table: &[i8; 256], x: &[i8], y: &mut [i8]) {
+    if crate::kernels::tfsimd::lut8_simd(table, x, y) {
+        return;
+    }
     for (out, &v) in y.iter_mut().zip(x) {
         *out = table[(v as i32 + 128) as usize];
     }
