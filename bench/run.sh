@@ -3,25 +3,30 @@
 # static int8) on every example model, plus the Cortex-M4 figures; rewrites the section between
 # <!-- bench:begin --> and <!-- bench:end --> of README.md. Not part of CI.
 #
-#   bash bench/run.sh [--no-m4] [--slice-ms N] [--only a,b]
+#   bash bench/run.sh [--no-m4] [--slice-ms N] [--only a,b] [--passes N]
 #
 # --no-m4      skip firmware/bench.sh (Cortex-M4 instructions, flash, arena, stack under QEMU)
 # --slice-ms   timed milliseconds per engine in each of 5 rounds (default 200)
 # --only       only these model folders under models/
+# --passes     alternate Kinglet + tract and ONNX Runtime this many times (default 3); each
+#              engine and model keeps its pass with the lowest median (bench/table.py): on a
+#              shared machine, one quiet or loaded stretch no longer decides a ratio
 # Needs /work/venv/bin/python (or $PYTHON) with bench/requirements.txt installed.
-# Raw results go to bench/out/ (kinglet.json, ort.json, m4.jsonl).
+# Raw results go to bench/out/ (kinglet.N.json, ort.N.json per pass N, m4.jsonl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 M4=1
 SLICE=200
 ONLY=""
+PASSES=3
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-m4) M4=0 ;;
         --slice-ms) SLICE="$2"; shift ;;
         --only) ONLY="$2"; shift ;;
-        *) echo "usage: bash bench/run.sh [--no-m4] [--slice-ms N] [--only a,b]" >&2; exit 2 ;;
+        --passes) PASSES="$2"; shift ;;
+        *) echo "usage: bash bench/run.sh [--no-m4] [--slice-ms N] [--only a,b] [--passes N]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -33,15 +38,20 @@ echo "== build (release)"
 cargo build --release -p kinglet-quantizer
 KINGLET=target/release/kinglet
 
-echo "== Kinglet and tract"
-ARGS=(--slice-ms "$SLICE" --json "$OUT/kinglet.json")
-[ -n "$ONLY" ] && ARGS+=(--only "$ONLY")
-"$KINGLET" bench "${ARGS[@]}"
+KJSON=() OJSON=()
+for pass in $(seq "$PASSES"); do
+    echo "== pass $pass/$PASSES: Kinglet and tract"
+    ARGS=(--slice-ms "$SLICE" --json "$OUT/kinglet.$pass.json")
+    [ -n "$ONLY" ] && ARGS+=(--only "$ONLY")
+    "$KINGLET" bench "${ARGS[@]}"
+    KJSON+=("$OUT/kinglet.$pass.json")
 
-echo "== ONNX Runtime"
-ARGS=(--slice-ms "$SLICE" --json "$OUT/ort.json")
-[ -n "$ONLY" ] && ARGS+=(--only "$ONLY")
-"$PY" bench/ort_bench.py "${ARGS[@]}" 2> >(grep -v -E '^WARNING|^$' >&2)
+    echo "== pass $pass/$PASSES: ONNX Runtime"
+    ARGS=(--slice-ms "$SLICE" --json "$OUT/ort.$pass.json")
+    [ -n "$ONLY" ] && ARGS+=(--only "$ONLY")
+    "$PY" bench/ort_bench.py "${ARGS[@]}" 2> >(grep -v -E '^WARNING|^$' >&2)
+    OJSON+=("$OUT/ort.$pass.json")
+done
 
 M4ARGS=()
 if [ "$M4" = 1 ]; then
@@ -73,6 +83,7 @@ CMD="bash bench/run.sh"
 [ "$M4" = 0 ] && CMD="$CMD --no-m4"
 [ "$SLICE" != 200 ] && CMD="$CMD --slice-ms $SLICE"
 [ -n "$ONLY" ] && CMD="$CMD --only $ONLY"
+[ "$PASSES" != 3 ] && CMD="$CMD --passes $PASSES"
 echo "== table"
-"$PY" bench/table.py --kinglet "$OUT/kinglet.json" --ort "$OUT/ort.json" "${M4ARGS[@]}" \
+"$PY" bench/table.py --kinglet "${KJSON[@]}" --ort "${OJSON[@]}" "${M4ARGS[@]}" \
     --readme README.md --machine "$MACHINE" --command "$CMD"
