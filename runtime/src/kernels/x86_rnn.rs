@@ -173,62 +173,32 @@ unsafe fn packed_matvec_avx512(
         }};
     }
     let mut b = 0;
+    // One pass over the inputs for the blocks `b + j` of the listed accumulators: they share
+    // each broadcast, then each is finished into the sink.
+    macro_rules! pass {
+        ($($a:ident $j:literal),+) => {{
+            $(let mut $a = _mm512_setzero_si512();)+
+            for (c, &d) in xb.iter().enumerate() {
+                let (xv, q) = (_mm512_set1_epi32(d as i32), at(b, c));
+                $($a = _mm512_dpbusd_epi32($a, xv, wv!(q, $j));)+
+            }
+            $(store!(b + $j, $a);)+
+        }};
+    }
     // Eight blocks (128 rows) per pass: eight independent `vpdpbusd` chains share each
-    // broadcast, enough to cover the instruction's latency.
-    // (Eight named accumulators and one column offset, not an array indexed by block: LLVM
-    // vectorized the array's address arithmetic into extracts that cost more than the
-    // products.)
+    // broadcast, enough to cover the instruction's latency. (Named accumulators and one column
+    // offset, not an array indexed by block: LLVM vectorized the array's address arithmetic
+    // into extracts that cost more than the products.)
     while b + 8 <= nb {
-        let z = _mm512_setzero_si512();
-        let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
-        let (mut a4, mut a5, mut a6, mut a7) = (z, z, z, z);
-        for (c, &d) in xb.iter().enumerate() {
-            let (xv, q) = (_mm512_set1_epi32(d as i32), at(b, c));
-            a0 = _mm512_dpbusd_epi32(a0, xv, wv!(q, 0));
-            a1 = _mm512_dpbusd_epi32(a1, xv, wv!(q, 1));
-            a2 = _mm512_dpbusd_epi32(a2, xv, wv!(q, 2));
-            a3 = _mm512_dpbusd_epi32(a3, xv, wv!(q, 3));
-            a4 = _mm512_dpbusd_epi32(a4, xv, wv!(q, 4));
-            a5 = _mm512_dpbusd_epi32(a5, xv, wv!(q, 5));
-            a6 = _mm512_dpbusd_epi32(a6, xv, wv!(q, 6));
-            a7 = _mm512_dpbusd_epi32(a7, xv, wv!(q, 7));
-        }
-        store!(b, a0);
-        store!(b + 1, a1);
-        store!(b + 2, a2);
-        store!(b + 3, a3);
-        store!(b + 4, a4);
-        store!(b + 5, a5);
-        store!(b + 6, a6);
-        store!(b + 7, a7);
+        pass!(a0 0, a1 1, a2 2, a3 3, a4 4, a5 5, a6 6, a7 7);
         b += 8;
     }
     while b + 4 <= nb {
-        let (mut a0, mut a1, mut a2, mut a3) = (
-            _mm512_setzero_si512(),
-            _mm512_setzero_si512(),
-            _mm512_setzero_si512(),
-            _mm512_setzero_si512(),
-        );
-        for (c, &d) in xb.iter().enumerate() {
-            let (xv, q) = (_mm512_set1_epi32(d as i32), at(b, c));
-            a0 = _mm512_dpbusd_epi32(a0, xv, wv!(q, 0));
-            a1 = _mm512_dpbusd_epi32(a1, xv, wv!(q, 1));
-            a2 = _mm512_dpbusd_epi32(a2, xv, wv!(q, 2));
-            a3 = _mm512_dpbusd_epi32(a3, xv, wv!(q, 3));
-        }
-        store!(b, a0);
-        store!(b + 1, a1);
-        store!(b + 2, a2);
-        store!(b + 3, a3);
+        pass!(a0 0, a1 1, a2 2, a3 3);
         b += 4;
     }
     while b < nb {
-        let mut a0 = _mm512_setzero_si512();
-        for (c, &d) in xb.iter().enumerate() {
-            a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(d as i32), wv!(at(b, c), 0));
-        }
-        store!(b, a0);
+        pass!(a0 0);
         b += 1;
     }
 }
