@@ -818,6 +818,13 @@ fn smlad(a: u32, b: u32, acc: i32) -> i32 {
     r
 }
 
+/// `Σ row[c] · x[c]` for the groups of four columns `row` and `xe` share, `xe` holding `x` as
+/// the pairs `[x0, x2]`, `[x1, x3]` per group (`smlad` against `sxtb16` of four bytes): the
+/// attention's score products.
+pub(crate) fn pairs_dot(row: &[i8], xe: &[u32]) -> i32 {
+    row_dot(row, xe, 0)
+}
+
 /// One row's groups of 4 columns against the expanded vector (the rows after the last block
 /// of four).
 fn row_dot(row: &[i8], xe: &[u32], mut a: i32) -> i32 {

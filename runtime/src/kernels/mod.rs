@@ -17,7 +17,7 @@ pub mod reference;
 mod tfsimd;
 
 #[cfg(kinglet_dsp)]
-mod dsp;
+pub(crate) mod dsp;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 #[cfg(target_arch = "x86_64")]

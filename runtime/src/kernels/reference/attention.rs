@@ -108,6 +108,115 @@ fn pow2_neg(exp2: &[I32; EXP2_LEN], t: i32) -> i32 {
     rsr(exp2[(t & 1023) as usize].get() as i64, n as u32) as i32
 }
 
+/// Most visible keys for which the P·V sums are taken in i32 (exact: see `attention_on`).
+const PV_I32_KEYS: usize = 128;
+
+/// One head's query row minus `q_zp`, ready for the score products: `dot(k) = Σ_c q'_c · k_c`
+/// (|each term| < 2^24, at most `MAX_DH` terms: no wrap in i32), and `sum = Σ_c q'_c`. One
+/// per op, reloaded per row and head (a fresh one would clear its buffer every time).
+struct QRow {
+    /// `q'` as int16.
+    #[cfg(not(kinglet_dsp))]
+    qp: [i16; MAX_DH],
+    /// With the DSP extension: `q'` as the halfword pairs `smlad` takes against `sxtb16` of
+    /// four key bytes (`[q'0, q'2]`, `[q'1, q'3]` per group of four columns), and the last
+    /// `len % 4` values as int16.
+    #[cfg(kinglet_dsp)]
+    qe: [u32; MAX_DH / 2],
+    #[cfg(kinglet_dsp)]
+    tail: [i16; 3],
+    len: usize,
+    sum: i32,
+}
+
+impl QRow {
+    fn new() -> QRow {
+        QRow {
+            #[cfg(not(kinglet_dsp))]
+            qp: [0; MAX_DH],
+            #[cfg(kinglet_dsp)]
+            qe: [0; MAX_DH / 2],
+            #[cfg(kinglet_dsp)]
+            tail: [0; 3],
+            len: 0,
+            sum: 0,
+        }
+    }
+
+    /// Loads `qh` (its first `MAX_DH` columns) less `q_zp ∈ [-128, 127]`.
+    fn load(&mut self, qh: &[i8], q_zp: i32) {
+        let qh = qh.get(..MAX_DH).unwrap_or(qh);
+        self.len = qh.len();
+        self.sum = qh.iter().map(|&a| a as i32 - q_zp).sum();
+        let d = |a: i8| (a as i32 - q_zp) as i16;
+        #[cfg(not(kinglet_dsp))]
+        for (o, &a) in self.qp.iter_mut().zip(qh) {
+            *o = d(a);
+        }
+        #[cfg(kinglet_dsp)]
+        {
+            let pair = |lo: i8, hi: i8| d(lo) as u16 as u32 | (d(hi) as u16 as u32) << 16;
+            let mut groups = qh.chunks_exact(4);
+            for (e, q) in self.qe.chunks_exact_mut(2).zip(&mut groups) {
+                e[0] = pair(q[0], q[2]);
+                e[1] = pair(q[1], q[3]);
+            }
+            for (t, &a) in self.tail.iter_mut().zip(groups.remainder()) {
+                *t = d(a);
+            }
+        }
+    }
+
+    /// `Σ_c q'_c · k_c` over the row's columns (`k` as long; a shorter `k` stops early).
+    #[inline]
+    fn dot(&self, k: &[i8]) -> i32 {
+        #[cfg(kinglet_dsp)]
+        {
+            // Groups of four columns by `smlad` (1.25 instructions per term), the rest below.
+            let g = (self.len / 4).min(k.len() / 4);
+            let head = crate::kernels::dsp::pairs_dot(&k[..4 * g], &self.qe[..2 * g]);
+            let tail: i32 = self.tail[..self.len % 4]
+                .iter()
+                .zip(&k[4 * g..])
+                .map(|(&a, &b)| a as i32 * b as i32)
+                .sum();
+            head + tail
+        }
+        #[cfg(not(kinglet_dsp))]
+        self.qp[..self.len]
+            .iter()
+            .zip(k)
+            .map(|(&a, &b)| a as i32 * b as i32)
+            .sum()
+    }
+}
+
+/// `sums[c] = Σ_j p[j] · v[j·w + span.start + c]` (the value rows `w` apart, as many as both
+/// `p` and `v` hold) in the accumulator type `A`, for `c < span.len() = sums.len()`; a row too
+/// short for `span` adds nothing.
+#[inline]
+fn pv_sums<A>(p: &[i32], v: &[i8], w: usize, span: core::ops::Range<usize>, sums: &mut [i64])
+where
+    A: Copy + From<i32> + Into<i64> + core::ops::Add<Output = A> + core::ops::Mul<Output = A>,
+{
+    let mut acc = [A::from(0); PV_CHUNK];
+    let acc = &mut acc[..sums.len().min(PV_CHUNK)];
+    let mut vrs = v.chunks_exact(w.max(1));
+    for &pj in p {
+        let Some(vr) = vrs.next() else { break };
+        let Some(vh) = vr.get(span.clone()) else {
+            continue;
+        };
+        let pj = A::from(pj);
+        for (a, &x) in acc.iter_mut().zip(vh) {
+            *a = *a + pj * A::from(x as i32);
+        }
+    }
+    for (s, &a) in sums.iter_mut().zip(acc.iter()) {
+        *s = a.into();
+    }
+}
+
 /// Attention of `q [steps · tq, W]` over `k`, `v [steps · tk, W]` into `y [steps · tq, W]`, with
 /// `scores` (at least `tk` i32) as scratch. Returns without writing if a slice length
 /// disagrees with `p` or a parameter is outside what parse accepts (the bounds the overflow
@@ -181,6 +290,7 @@ fn attention_on(
     // Blocks of `tq` query rows and `tk` key / value rows; no `Zip` over `ChunksExact` and no
     // indexing that can panic (see `for_rows`).
     let (mut kbs, mut vbs) = (k.chunks_exact(klen), v.chunks_exact(klen));
+    let mut qrow = QRow::new();
     super::for_rows(q, qlen, y, qlen, |qb, yb| {
         let (Some(kb), Some(vb)) = (kbs.next(), vbs.next()) else {
             return;
@@ -195,17 +305,18 @@ fn attention_on(
             // Head `h` is the column block `h·dh .. (h+1)·dh`, starting at `col`.
             let mut col = 0usize;
             super::for_rows(qr, p.dh, yr, p.dh, |qh, yh| {
+                // `s_j = Σ_c q'_c · k_jc − k_zp · Σ_c q'_c` (`q' = q − q_zp`), the same i32
+                // value as `Σ_c q'_c (k_jc − k_zp)` (|each term| < 2^24, no wrap), one
+                // multiply per term.
+                qrow.load(qh, q_zp);
+                let kq = k_zp * qrow.sum;
                 // Scores of this head against the visible keys; |s_j| < 2^24.
                 // `w ≥ 1` (checked above; `max` lets the optimizer see it in this closure).
                 let mut krs = kb.chunks_exact(w.max(1));
                 for s in sc.iter_mut() {
                     let Some(kr) = krs.next() else { break };
                     let kh = kr.get(col..).and_then(|r| r.get(..p.dh)).unwrap_or(&[]);
-                    *s = qh
-                        .iter()
-                        .zip(kh)
-                        .map(|(&a, &b)| (a as i32 - q_zp) * (b as i32 - k_zp))
-                        .sum();
+                    *s = qrow.dot(kh) - kq;
                 }
                 let m = sc.iter().copied().max().unwrap_or(0);
                 // Scores become weights p_j in place; l ∈ [2^16, 2^28].
@@ -217,27 +328,23 @@ fn attention_on(
                 // `div_round(·, l)`, one reciprocal per row and head.
                 let by_l = DivRound::new(l);
                 // P·V a chunk of up to PV_CHUNK columns at a time, walking the value rows in
-                // order (contiguous reads) with one i64 sum per column: the same sums as a
-                // column at a time, 256 bytes of stack.
+                // order (contiguous reads) with one sum per column: `Σ_j p_j v_jc − v_zp · l`,
+                // the same value as `Σ_j p_j (v_jc − v_zp)`. In i32 when no sum can leave it
+                // (`n ≤ PV_I32_KEYS`: `|Σ_j p_j v_jc| ≤ 128 · n · 2^16 ≤ 2^30`), else i64.
                 let mut c0 = 0usize;
                 for ych in yh.chunks_mut(PV_CHUNK) {
                     let mut sums = [0i64; PV_CHUNK];
                     let Some(sums) = sums.get_mut(..ych.len()) else {
                         return;
                     };
-                    let mut vrs = vb.chunks_exact(w.max(1));
-                    for &pj in sc.iter() {
-                        let Some(vr) = vrs.next() else { break };
-                        // Always in the row (`col + dh ≤ w`); a missing row would add 0.
-                        let Some(vh) = vr.get(col + c0..col + c0 + ych.len()) else {
-                            continue;
-                        };
-                        for (a, &x) in sums.iter_mut().zip(vh) {
-                            *a += pj as i64 * (x as i64 - v_zp as i64);
-                        }
+                    let span = col + c0..col + c0 + ych.len();
+                    if sc.len() <= PV_I32_KEYS {
+                        pv_sums::<i32>(sc, vb, w, span, sums);
+                    } else {
+                        pv_sums::<i64>(sc, vb, w, span, sums);
                     }
                     for (out, &a) in ych.iter_mut().zip(sums.iter()) {
-                        let mean = by_l.div(a << 16); // |mean| < 2^24
+                        let mean = by_l.div((a - v_zp as i64 * l) << 16); // |mean| < 2^24
                         let r = rq(mean as i32, p.out_mult, p.out_shift);
                         *out = clamp8(p.y_zp as i64 + r as i64, -128, 127);
                     }
