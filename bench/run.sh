@@ -8,11 +8,12 @@
 # --no-m4      skip firmware/bench.sh (Cortex-M4 instructions, flash, arena, stack under QEMU)
 # --slice-ms   timed milliseconds per engine in each of 5 rounds (default 200)
 # --only       only these model folders under models/
-# --passes     alternate Kinglet + tract and ONNX Runtime this many times (default 3); each
-#              engine and model keeps its pass with the lowest median (bench/table.py): on a
-#              shared machine, one quiet or loaded stretch no longer decides a ratio
+# --passes     this many passes over the models (default 3), each alternating Kinglet + tract
+#              and ONNX Runtime model by model; each engine and model keeps its pass with the
+#              lowest median (bench/table.py): on a shared machine, one quiet or loaded
+#              stretch no longer decides a ratio
 # Needs /work/venv/bin/python (or $PYTHON) with bench/requirements.txt installed.
-# Raw results go to bench/out/ (kinglet.N.json, ort.N.json per pass N, m4.jsonl).
+# Raw results go to bench/out/ (kinglet.N.MODEL.json, ort.N.MODEL.json per pass N, m4.jsonl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,19 +39,30 @@ echo "== build (release)"
 cargo build --release -p kinglet-quantizer
 KINGLET=target/release/kinglet
 
+# The models: --only's list, or every folder with a model.kgl (fixtures* excepted).
+if [ -n "$ONLY" ]; then
+    IFS=, read -r -a MODELS <<< "$ONLY"
+else
+    MODELS=()
+    for kgl in models/*/model.kgl; do
+        name=$(basename "$(dirname "$kgl")")
+        case "$name" in fixtures*) continue ;; esac
+        MODELS+=("$name")
+    done
+fi
+# Passes of the whole list; within a pass, model by model, Kinglet + tract then ONNX Runtime,
+# so that the engines compared meet the machine minutes apart at most, not a whole run apart.
+rm -f "$OUT"/kinglet.*.json "$OUT"/ort.*.json
 KJSON=() OJSON=()
 for pass in $(seq "$PASSES"); do
-    echo "== pass $pass/$PASSES: Kinglet and tract"
-    ARGS=(--slice-ms "$SLICE" --json "$OUT/kinglet.$pass.json")
-    [ -n "$ONLY" ] && ARGS+=(--only "$ONLY")
-    "$KINGLET" bench "${ARGS[@]}"
-    KJSON+=("$OUT/kinglet.$pass.json")
-
-    echo "== pass $pass/$PASSES: ONNX Runtime"
-    ARGS=(--slice-ms "$SLICE" --json "$OUT/ort.$pass.json")
-    [ -n "$ONLY" ] && ARGS+=(--only "$ONLY")
-    "$PY" bench/ort_bench.py "${ARGS[@]}" 2> >(grep -v -E '^WARNING|^$' >&2)
-    OJSON+=("$OUT/ort.$pass.json")
+    for m in "${MODELS[@]}"; do
+        echo "== pass $pass/$PASSES, $m: Kinglet and tract, ONNX Runtime"
+        "$KINGLET" bench --slice-ms "$SLICE" --only "$m" --json "$OUT/kinglet.$pass.$m.json"
+        KJSON+=("$OUT/kinglet.$pass.$m.json")
+        "$PY" bench/ort_bench.py --slice-ms "$SLICE" --only "$m" --json "$OUT/ort.$pass.$m.json" \
+            2> >(grep -v -E '^WARNING|^$' >&2)
+        OJSON+=("$OUT/ort.$pass.$m.json")
+    done
 done
 
 M4ARGS=()

@@ -7,11 +7,13 @@
 
 Standard library only. Latency cells are `median (p90)` in µs; a peer's `×` figure is its
 median divided by Kinglet SIMD's median (above 1: Kinglet is faster). With several passes
-(files), each engine and model keeps the pass with its lowest median: on a shared machine the
-other load only ever adds time, and every engine gets its quietest pass.
+(files, one model or more each), each engine and model keeps the pass with its lowest median:
+on a shared machine the other load only ever adds time, and every engine gets its quietest
+pass.
 """
 
 import argparse
+import copy
 import datetime
 import json
 import sys
@@ -33,25 +35,31 @@ def cell(lat, base=None):
 
 
 def best_of(runs, slots):
-    """The first run with, per model, every latency dict (`slots(model)` lists `(key,
-    container)`) replaced by the one with the lowest median across the runs."""
-    base = runs[0]
-    for m in base["models"]:
-        for key, cont in slots(m):
-            for r in runs[1:]:
-                other = next((x for x in r["models"] if x["name"] == m["name"]), None)
-                if other is None:
+    """The first run's header with the union of every run's models (by name, sorted), each
+    latency dict (`slots(model)` lists `(key, container)`) the one with the lowest median
+    across the runs that hold that model."""
+    base = dict(runs[0])
+    by_name = {}
+    for r in runs:
+        for m in r["models"]:
+            if m["name"] not in by_name:
+                by_name[m["name"]] = copy.deepcopy(m)
+                continue
+            best = by_name[m["name"]]
+            cur_slots = dict((k, c) for k, c in slots(best))
+            for key, cont in slots(m):
+                cand = cont.get(key)
+                if key not in cur_slots:
                     continue
-                ocont = dict(slots(other)).get(key)
-                cand = ocont.get(key) if ocont else None
-                cur = cont.get(key)
+                cur = cur_slots[key].get(key)
                 if (
                     isinstance(cand, dict)
                     and "median_us" in cand
                     and (not isinstance(cur, dict) or "median_us" not in cur
                          or cand["median_us"] < cur["median_us"])
                 ):
-                    cont[key] = cand
+                    cur_slots[key][key] = cand
+    base["models"] = [by_name[n] for n in sorted(by_name)]
     return base
 
 
@@ -71,7 +79,11 @@ def main():
     k, o = best_of(ks, lambda m: [("kinglet_simd", m), ("kinglet_reference", m), ("tract", m)]), best_of(
         os_, lambda m: [(x, m["variants"]) for x in m["variants"]] + [("ort_call_floor", m)]
     )
-    passes = min(len(ks), len(os_))
+    counts = {}
+    for r in ks:
+        for m in r["models"]:
+            counts[m["name"]] = counts.get(m["name"], 0) + 1
+    passes = max(counts.values(), default=1)
     ort_by = {m["name"]: m for m in o["models"]}
     m4 = {}
     if a.m4:
@@ -91,9 +103,9 @@ def main():
         f"float out; each call timed alone, engines taking turns in {k['rounds']} rounds of "
         f"{k['slice_ms']} ms"
         + (
-            f", in {passes} passes alternating Kinglet + tract with ONNX Runtime, each engine "
-            "and model keeping its pass with the lowest median (shared machine: other load "
-            "only adds time)"
+            f", in {passes} passes, each alternating Kinglet + tract with ONNX Runtime model by "
+            "model, each engine and model keeping its pass with the lowest median (shared "
+            "machine: other load only adds time)"
             if passes > 1
             else ""
         )
