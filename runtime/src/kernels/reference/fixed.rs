@@ -24,8 +24,9 @@ use zerocopy::little_endian::I32;
 /// `rq(acc, mult, shift)`; see the module doc. `shift` outside `[-30, 31]` is clamped into it
 /// (parse refuses such files; clamping only keeps the function total).
 ///
-/// For `shift ≥ 2` (`n = 31 + shift ≥ 33`, every gate and FC requantization of the committed
-/// models) it takes an exact 32-bit path: `⌊(v + 2^(n-1)) / 2^n⌋ = ⌊(⌊v / 2^(n-1)⌋ + 1) / 2⌋`
+/// For `shift ≥ 2` (`n = 31 + shift ≥ 33`: every FC requantization of the committed models,
+/// shifts 6 to 12, and most gate rows; their gate shifts run from -2 to 12, mostly 1 to 3) it
+/// takes an exact 32-bit path: `⌊(v + 2^(n-1)) / 2^n⌋ = ⌊(⌊v / 2^(n-1)⌋ + 1) / 2⌋`
 /// (the added `2^(n-1)` is a multiple of `2^(n-1)`), and `⌊v / 2^(n-1)⌋ = hi >> (n - 33)` with
 /// `hi = ⌊v / 2^32⌋` the high word of the 64-bit product (one `smull` on Cortex-M). `|v| ≤ 2^62`
 /// gives `|hi| ≤ 2^30`, so nothing overflows and the result never needs the clamp. `shift = 1`
