@@ -170,21 +170,25 @@ impl QRow {
     /// `Σ_c q'_c · k_c` over the row's columns (`k` as long; a shorter `k` stops early).
     #[inline]
     fn dot(&self, k: &[i8]) -> i32 {
+        // (No slice indexing: `get` and `take`, so that nothing here can panic.)
         #[cfg(kinglet_dsp)]
         {
             // Groups of four columns by `smlad` (1.25 instructions per term), the rest below.
-            let g = (self.len / 4).min(k.len() / 4);
-            let head = crate::kernels::dsp::pairs_dot(&k[..4 * g], &self.qe[..2 * g]);
-            let tail: i32 = self.tail[..self.len % 4]
+            let split = 4 * (self.len / 4);
+            let head = crate::kernels::dsp::pairs_dot(k.get(..split).unwrap_or(k), &self.qe);
+            let tail: i32 = self
+                .tail
                 .iter()
-                .zip(&k[4 * g..])
+                .take(self.len % 4)
+                .zip(k.get(split..).unwrap_or(&[]))
                 .map(|(&a, &b)| a as i32 * b as i32)
                 .sum();
             head + tail
         }
         #[cfg(not(kinglet_dsp))]
-        self.qp[..self.len]
+        self.qp
             .iter()
+            .take(self.len)
             .zip(k)
             .map(|(&a, &b)| a as i32 * b as i32)
             .sum()
