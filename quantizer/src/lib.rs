@@ -114,6 +114,19 @@ pub fn quantize_model_with(
     input_shape: Option<&[usize]>,
     method: calibrate::Method,
 ) -> Result<Quantized> {
+    quantize_model_layout(onnx, calib, input_shape, method, false)
+}
+
+/// [`quantize_model_with`], and with `lstm_unit16` every LSTM's gate operands in the unit16
+/// layout (`kinglet::format::OP_FLAG_UNIT16`; recorded in the file's meta tensor): the
+/// Cortex-M DSP kernel's layout, twice the LSTM weight bytes, the same results.
+pub fn quantize_model_layout(
+    onnx: &Path,
+    calib: &npy::ArrayF32,
+    input_shape: Option<&[usize]>,
+    method: calibrate::Method,
+    lstm_unit16: bool,
+) -> Result<Quantized> {
     let imported = import::import(onnx, input_shape)
         .with_context(|| format!("importing {}", onnx.display()))?;
     let ranges = calibrate::calibrate_with(&imported.graph, calib, method)?;
@@ -122,9 +135,14 @@ pub fn quantize_model_with(
             "producer": concat!("kinglet-quantizer ", env!("CARGO_PKG_VERSION")),
             "calibration": method.to_string(),
             "calibration_samples": ranges.samples,
-            "weights": "int8 per output channel, symmetric",
+            "weights": if lstm_unit16 {
+                "int8 per output channel, symmetric; LSTM gates in the unit16 layout (int16 storage)"
+            } else {
+                "int8 per output channel, symmetric"
+            },
         })
         .to_string(),
+        lstm_unit16,
     };
     let mut program = quantize::quantize(&imported.graph, &ranges, &opts)?;
     check_runtime_limits(&program)?;

@@ -46,6 +46,8 @@ pub struct QOp {
     pub opcode: u16,
     /// Whether the op runs per time step in streaming mode.
     pub per_step: bool,
+    /// Whether its gate operands are in the unit16 layout (`format::OP_FLAG_UNIT16`).
+    pub unit16: bool,
     /// Tensor list, in the op's documented order.
     pub tensors: Vec<usize>,
     /// Parameter words.
@@ -94,6 +96,9 @@ pub struct Options {
     /// Written, when not empty, as the UTF-8 bytes of a constant tensor named
     /// [`META_TENSOR`] that no op reads: how the file was made (`kinglet inspect` shows it).
     pub meta: String,
+    /// Write every LSTM's gate operands in the unit16 layout (`format::OP_FLAG_UNIT16`): the
+    /// Cortex-M DSP sequence kernel's, twice the weight bytes, the same results.
+    pub lstm_unit16: bool,
 }
 
 /// Name of the constant tensor that records how the file was made (JSON text).
@@ -187,6 +192,31 @@ fn i8_bytes(v: &[i8]) -> Vec<u8> {
 fn i16_bytes(v: &[i16]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
+/// A row-major `[4H, K]` int8 gate matrix in the unit16 layout: int16 `[4H, Kp]`, element
+/// `(g·H + u, k)` at `format::unit16_index(Kp, u, g, k)`, padding zero.
+fn unit16_pack(m: &[i8], h: usize, k: usize) -> Vec<i16> {
+    let kp = format::unit16_kp(k);
+    let mut out = vec![0i16; 4 * h * kp];
+    for (j, row) in m.chunks_exact(k).enumerate() {
+        let (g, u) = (j / h, j % h);
+        for (c, &v) in row.iter().enumerate() {
+            out[format::unit16_index(kp, u, g, c)] = v as i16;
+        }
+    }
+    out
+}
+
+/// Per-row values of a `[4H]` gate vector (`per_row` words a row) in unit-major row order:
+/// storage row `4u + g` takes logical row `g·H + u`.
+fn unit_major(v: &[i32], h: usize, per_row: usize) -> Vec<i32> {
+    let mut out = vec![0i32; v.len()];
+    for (j, row) in v.chunks_exact(per_row).enumerate() {
+        let s = 4 * (j % h) + j / h;
+        out[s * per_row..(s + 1) * per_row].copy_from_slice(row);
+    }
+    out
+}
+
 fn i32_bytes(v: &[i32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -389,6 +419,7 @@ impl Builder<'_> {
             name: name.to_string(),
             opcode,
             per_step,
+            unit16: false,
             tensors,
             params,
         });
@@ -615,18 +646,35 @@ pub fn quantize(g: &Graph, ranges: &Ranges, opts: &Options) -> Result<QModel> {
                 let rqh = rq_pairs(sr.iter().map(|s| s_y as f64 * s / target))?;
                 let xt = b.value_tensor(x, None)?;
                 let gh = gates * h;
-                let wt = b.constant(
-                    format!("{}/w", n.name),
-                    DType::I8,
-                    vec![gh, *input],
-                    i8_bytes(&wq),
-                );
-                let rt = b.constant(
-                    format!("{}/r", n.name),
-                    DType::I8,
-                    vec![gh, h],
-                    i8_bytes(&rq_r),
-                );
+                // The unit16 layout (format::OP_FLAG_UNIT16): the same values, unit-major
+                // rows, the matrices widened to int16 and interleaved for the DSP kernel.
+                let unit16 = opts.lstm_unit16 && matches!(n.op, Op::Lstm { .. });
+                let (bxq, bhq, rqx, rqh) = if unit16 {
+                    (
+                        unit_major(&bxq, h, 1),
+                        unit_major(&bhq, h, 1),
+                        unit_major(&rqx, h, 2),
+                        unit_major(&rqh, h, 2),
+                    )
+                } else {
+                    (bxq, bhq, rqx, rqh)
+                };
+                let gate_matrix = |b: &mut Builder, what: &str, m: &[i8], k: usize| {
+                    let name = format!("{}/{what}", n.name);
+                    if unit16 {
+                        let kp = format::unit16_kp(k);
+                        b.constant(
+                            name,
+                            DType::I16,
+                            vec![gh, kp],
+                            i16_bytes(&unit16_pack(m, h, k)),
+                        )
+                    } else {
+                        b.constant(name, DType::I8, vec![gh, k], i8_bytes(m))
+                    }
+                };
+                let wt = gate_matrix(&mut b, "w", &wq, *input);
+                let rt = gate_matrix(&mut b, "r", &rq_r, h);
                 let bxt = b.constant(
                     format!("{}/bias_x", n.name),
                     DType::I32,
@@ -679,6 +727,11 @@ pub fn quantize(g: &Graph, ranges: &Ranges, opts: &Options) -> Result<QModel> {
                             ],
                             vec![s, *input as i32, h as i32, rev, z_y, cell_exp, hm, hs],
                         );
+                        if unit16 {
+                            if let Some(op) = b.m.ops.last_mut() {
+                                op.unit16 = true;
+                            }
+                        }
                     }
                     Op::Gru { .. } => {
                         let scr = b.scratch(format!("{}/gates", n.name), DType::I16, 6 * h);

@@ -103,11 +103,13 @@ pub fn write(m: &QModel, plan_bytes: usize) -> Result<Vec<u8>> {
         }
         let e = OpEntry {
             opcode: U16::new(op.opcode),
-            flags: U16::new(if op.per_step {
-                format::OP_FLAG_PER_STEP
-            } else {
-                0
-            }),
+            flags: U16::new(
+                if op.per_step {
+                    format::OP_FLAG_PER_STEP
+                } else {
+                    0
+                } | if op.unit16 { format::OP_FLAG_UNIT16 } else { 0 },
+            ),
             n_tensors: U16::new(u16::try_from(op.tensors.len())?),
             n_params: U16::new(u16::try_from(op.params.len())?),
             tensors_off: u32_of(tensors_at, "an offset")?,
@@ -121,7 +123,8 @@ pub fn write(m: &QModel, plan_bytes: usize) -> Result<Vec<u8>> {
     let header = Header {
         magic: MAGIC,
         version_major: U16::new(format::VERSION_MAJOR),
-        version_minor: U16::new(format::VERSION_MINOR),
+        // The lowest minor that has every feature the file uses (format::VERSION_MINOR).
+        version_minor: U16::new(u16::from(m.ops.iter().any(|o| o.unit16))),
         file_len: u32_of(file_len, "the file length")?,
         crc32: U32::new(0),
         flags: U32::new(if m.streamable {

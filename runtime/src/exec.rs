@@ -16,8 +16,9 @@
 
 use crate::error::Error;
 use crate::format::{
-    DType, TensorKind, ACT_TABLE_LEN, OP_ADD, OP_ATTENTION, OP_CONCAT, OP_COPY, OP_FC, OP_GRU,
-    OP_LAYERNORM, OP_LSTM, OP_LUT8, OP_MEAN, OP_REQUANT, OP_RNN, OP_SELECT_LAST, OP_SOFTMAX,
+    unit16_kp, DType, TensorKind, ACT_TABLE_LEN, OP_ADD, OP_ATTENTION, OP_CONCAT, OP_COPY, OP_FC,
+    OP_GRU, OP_LAYERNORM, OP_LSTM, OP_LUT8, OP_MEAN, OP_REQUANT, OP_RNN, OP_SELECT_LAST,
+    OP_SOFTMAX,
 };
 use crate::kernels::reference::{
     add::{add_i8, AddParams},
@@ -28,6 +29,7 @@ use crate::kernels::reference::{
     gru::{gru_i8, GruParams},
     layernorm::{self, layernorm_i8, LayerNormParams},
     lstm::{lstm_i8, LstmParams},
+    lstm16::{lstm16_i8, Unit16Weights},
     lut::lut8_i8,
     mean::{self, mean_i8, MeanParams},
     requant::{requant_i8, RequantParams},
@@ -36,7 +38,7 @@ use crate::kernels::reference::{
     ActTable, ActTables, GateWeights,
 };
 use crate::model::{Model, OpInfo, TensorInfo};
-use zerocopy::little_endian::{I32, U16};
+use zerocopy::little_endian::{I16, I32, U16};
 use zerocopy::FromBytes;
 
 /// Longest dot product: `K · 128 · 128 < 2^31`.
@@ -103,6 +105,16 @@ pub(crate) enum Exec<'a> {
     Lstm {
         p: LstmParams,
         wt: GateWeights<'a>,
+        tabs: ActTables<'a>,
+        x: Region,
+        h: Region,
+        c: Region,
+        y: Region,
+        scratch: Region,
+    },
+    Lstm16 {
+        p: LstmParams,
+        wt: Unit16Weights<'a>,
         tabs: ActTables<'a>,
         x: Region,
         h: Region,
@@ -206,6 +218,9 @@ impl Exec<'_> {
             | Exec::LayerNorm { y, .. }
             | Exec::Mean { y, .. } => f(*y),
             Exec::Lstm {
+                h, c, y, scratch, ..
+            }
+            | Exec::Lstm16 {
                 h, c, y, scratch, ..
             } => [h, c, y, scratch].into_iter().for_each(|r| f(*r)),
             Exec::Gru {
@@ -468,6 +483,24 @@ impl<'a> Ctx<'_, 'a> {
         })
     }
 
+    /// A unit16 LSTM's gate operands (`format::OP_FLAG_UNIT16`): int16 `w [4H, Kp(I)]` and
+    /// `r [4H, Kp(H)]`, the rest as in the int8 layout (their row order is not visible here).
+    fn unit16_weights(&self, input: usize, hidden: usize) -> Result<Unit16Weights<'a>, Error> {
+        let g = self.mul(4, hidden)?;
+        let w16 = |slot, k, what| {
+            let b = self.konst(slot, DType::I16, self.mul(g, unit16_kp(k))?, what)?;
+            <[I16]>::ref_from_bytes(b).map_err(|_| self.bad(what))
+        };
+        Ok(Unit16Weights {
+            w: w16(1, input, "unit16 w must be int16 constant [4H, Kp(I)]")?,
+            r: w16(2, hidden, "unit16 r must be int16 constant [4H, Kp(H)]")?,
+            bias_x: self.konst_i32(3, g, "bias_x must be int32 constant [G·H]")?,
+            bias_h: self.konst_i32(4, g, "bias_h must be int32 constant [G·H]")?,
+            rq_x: self.konst_rq(5, g, "rq_x must be int32 constant [G·H, 2]")?,
+            rq_h: self.konst_rq(6, g, "rq_h must be int32 constant [G·H, 2]")?,
+        })
+    }
+
     /// The common recurrent prefix: `(steps, run, input, hidden, reverse, h_zp)` and `x`, `y`
     /// regions (`y` in tensor slot `y_slot`).
     #[allow(clippy::type_complexity)]
@@ -578,7 +611,11 @@ pub(crate) fn decode<'a>(m: &Model<'a>, i: usize, streaming: bool) -> Result<Exe
                 return Err(c.bad("cell_exp outside [0, 15]"));
             }
             let (hq_mult, hq_shift) = c.pair(6)?;
-            let wt = c.gate_weights(4, input, hidden)?;
+            let (wt, wt16) = if c.op.unit16() {
+                (None, Some(c.unit16_weights(input, hidden)?))
+            } else {
+                (Some(c.gate_weights(4, input, hidden)?), None)
+            };
             let tabs = ActTables {
                 sig: c.table16(7, "sigmoid must be an int16 constant [513]")?,
                 tanh: c.table16(8, "tanh must be an int16 constant [513]")?,
@@ -613,16 +650,29 @@ pub(crate) fn decode<'a>(m: &Model<'a>, i: usize, streaming: bool) -> Result<Exe
                 hq_mult,
                 hq_shift,
             };
-            Ok(Exec::Lstm {
-                p,
-                wt,
-                tabs,
-                x,
-                h,
-                c: cs,
-                y,
-                scratch,
-            })
+            match (wt, wt16) {
+                (Some(wt), _) => Ok(Exec::Lstm {
+                    p,
+                    wt,
+                    tabs,
+                    x,
+                    h,
+                    c: cs,
+                    y,
+                    scratch,
+                }),
+                (None, Some(wt)) => Ok(Exec::Lstm16 {
+                    p,
+                    wt,
+                    tabs,
+                    x,
+                    h,
+                    c: cs,
+                    y,
+                    scratch,
+                }),
+                (None, None) => Err(c.bad("LSTM gate weights")),
+            }
         }
         OP_GRU => {
             c.counts(13, 9)?;
@@ -1314,6 +1364,21 @@ pub(crate) fn run_op(
             let c = i16s(c).ok_or(err)?;
             let s = i16s(s).ok_or(err)?;
             lstm_i8(&p, &wt, &tabs, i8s(x), i8s_mut(h), c, i8s_mut(y), s);
+        }
+        Exec::Lstm16 {
+            p,
+            wt,
+            tabs,
+            x,
+            h,
+            c,
+            y,
+            scratch,
+        } => {
+            let ([x], [h, c, y, s]) = carve(arena, [x], [h, c, y, scratch]).ok_or(err)?;
+            let c = i16s(c).ok_or(err)?;
+            let s = i16s(s).ok_or(err)?;
+            lstm16_i8(&p, &wt, &tabs, i8s(x), i8s_mut(h), c, i8s_mut(y), s);
         }
         Exec::Gru {
             p,

@@ -16,9 +16,11 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 pub const MAGIC: [u8; 4] = *b"KGLT";
 /// The major version this runtime reads. A file with another major version is refused.
 pub const VERSION_MAJOR: u16 = 1;
-/// The minor version this runtime writes; files with a higher minor version are still read
-/// (minor versions only add flags and op codes that old files do not use).
-pub const VERSION_MINOR: u16 = 0;
+/// The newest minor version this runtime knows; files with a higher minor version are still
+/// read (minor versions only add flags and op codes that old files do not use). Writers put the
+/// lowest minor whose features the file uses: 1 when an op has [`OP_FLAG_UNIT16`], else 0, so
+/// files that use nothing new stay byte-identical to what minor 0 wrote.
+pub const VERSION_MINOR: u16 = 1;
 /// Alignment of every section and constant tensor, in bytes, relative to the file start.
 pub const FILE_ALIGN: usize = 16;
 /// Alignment of every arena tensor offset, in bytes, relative to the (aligned) arena base.
@@ -170,6 +172,29 @@ pub struct TensorEntry {
 
 /// Op flag: in streaming (`step`) mode the op's first parameter word (`steps`) is replaced by 1.
 pub const OP_FLAG_PER_STEP: u16 = 1;
+/// Op flag (minor version 1, [`OP_LSTM`] only): the gate operands are in the **unit16**
+/// layout, chosen by the quantizer for the Cortex-M DSP sequence kernel. Rows are unit-major
+/// (storage row `4u + g` holds gate `g` of unit `u`) in `w`, `r`, `bias_x`, `bias_h`, `rq_x`
+/// and `rq_h`; `w` and `r` are int16 `[4H, Kp]` (`Kp` = `I` or `H` rounded up to a multiple of
+/// 4, padding zero) with each unit's four rows interleaved by column pair: see
+/// [`unit16_index`]. The arithmetic is the LSTM's, unchanged; the quantizer writes values in
+/// `[-127, 127]`, and any int16 value is summed exactly modulo 2^32 like the int8 products.
+pub const OP_FLAG_UNIT16: u16 = 2;
+
+/// `K` rounded up to a multiple of 4: the padded row length of a unit16 gate matrix.
+pub const fn unit16_kp(k: usize) -> usize {
+    k.div_ceil(4) * 4
+}
+
+/// Halfword index, in a unit16 gate matrix with padded row length `kp`, of element `k` of gate
+/// `g`'s row for unit `u` (logical row `g·H + u`). Unit `u`'s block is `4 · kp` halfwords from
+/// `u · 4 · kp`; in it, column group `k / 4` holds two column pairs, `(4q, 4q + 2)` then
+/// `(4q + 1, 4q + 3)` (the order `sxtb16` extracts a word's bytes in), and each pair is four
+/// words, one per gate: `word = (element of column a) | (element of column b) << 16`.
+pub const fn unit16_index(kp: usize, u: usize, g: usize, k: usize) -> usize {
+    let pair = 2 * (k / 4) + k % 2;
+    u * 4 * kp + (pair * 4 + g) * 2 + (k % 4) / 2
+}
 
 /// One op: 24 bytes. Ops run in table order.
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]

@@ -12,8 +12,9 @@ use crate::exec;
 use crate::format::{
     DType, Header, OpEntry, TensorEntry, TensorKind, ARENA_ALIGN, CRC_FIELD, CRC_START, FILE_ALIGN,
     FLAG_STREAMABLE, MAGIC, MAX_OUTPUTS, MAX_RANK, MAX_STATE_TENSORS, NO_TIME_AXIS, OP_ADD,
-    OP_ATTENTION, OP_CONCAT, OP_COPY, OP_FC, OP_FLAG_PER_STEP, OP_GRU, OP_LAYERNORM, OP_LSTM,
-    OP_LUT8, OP_MEAN, OP_REQUANT, OP_RNN, OP_SELECT_LAST, OP_SOFTMAX, VERSION_MAJOR,
+    OP_ATTENTION, OP_CONCAT, OP_COPY, OP_FC, OP_FLAG_PER_STEP, OP_FLAG_UNIT16, OP_GRU,
+    OP_LAYERNORM, OP_LSTM, OP_LUT8, OP_MEAN, OP_REQUANT, OP_RNN, OP_SELECT_LAST, OP_SOFTMAX,
+    VERSION_MAJOR,
 };
 use core::mem::size_of;
 use zerocopy::little_endian::{I32, U16};
@@ -409,8 +410,14 @@ impl<'a> Model<'a> {
         if op_name(opcode) == "UNKNOWN" {
             return Err(Error::UnknownOp { op: i, opcode });
         }
-        if e.flags.get() & !OP_FLAG_PER_STEP != 0 {
+        if e.flags.get() & !(OP_FLAG_PER_STEP | OP_FLAG_UNIT16) != 0 {
             return Err(malformed(at + 2, "unknown op flag bits"));
+        }
+        if e.flags.get() & OP_FLAG_UNIT16 != 0 && opcode != OP_LSTM {
+            return Err(malformed(
+                at + 2,
+                "the unit16 layout flag on an op other than LSTM",
+            ));
         }
         if e.reserved.iter().any(|r| r.get() != 0) {
             return Err(malformed(at + 16, "reserved op field is not 0"));
@@ -678,6 +685,10 @@ impl<'a> OpInfo<'a> {
     /// Whether the op runs with `steps = 1` in streaming mode.
     pub fn per_step(&self) -> bool {
         self.flags & OP_FLAG_PER_STEP != 0
+    }
+    /// Whether the op's gate operands are in the unit16 layout ([`OP_FLAG_UNIT16`]).
+    pub fn unit16(&self) -> bool {
+        self.flags & OP_FLAG_UNIT16 != 0
     }
     /// Length of the tensor list.
     pub fn n_tensors(&self) -> usize {

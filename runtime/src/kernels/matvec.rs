@@ -390,6 +390,30 @@ pub(crate) fn lstm_seq_simd(
     false
 }
 
+/// A whole unit16 LSTM op (`reference::lstm16::lstm16_i8`) through the active level's own
+/// sequence kernel, where it has one for these operands (Cortex-M DSP: `4H ≤ MATVEC_BLOCK`,
+/// every gate requantization shift in `[1, 31]`, the output's in `[2, 31]`); returns `false`,
+/// writing nothing, otherwise. The layout is made for the DSP kernel: every other level runs
+/// the reference loop on it (the same bits).
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lstm16_seq_simd(
+    p: &super::reference::lstm::LstmParams,
+    wt: &super::reference::lstm16::Unit16Weights<'_>,
+    tabs: &super::reference::ActTables<'_>,
+    x: &[i8],
+    h: &mut [i8],
+    c: &mut [i16],
+    y: &mut [i8],
+) -> bool {
+    #[cfg(kinglet_dsp)]
+    if active_isa() == Isa::Dsp {
+        return super::dsp::dsp_lstm16(p, wt, tabs, x, h, c, y);
+    }
+    let _ = (p, wt, tabs, x, h, c, y);
+    false
+}
+
 /// A whole GRU op (`reference::gru::gru_i8`) through the active level's own sequence kernel,
 /// where it has one for these operands (Cortex-M DSP: `H mod 4 = 0`, `H ≤ 64`, the input
 /// products in `scratch`, the gate inputs in the recurrent product's epilogue, the cell with

@@ -129,20 +129,36 @@ fn lstm_steps(
         if lstm_cell_simd(p, tabs, CellGates::I16(scratch, &[]), c, h, yt) {
             continue;
         }
-        let Some((gi, rest)) = scratch.split_at_checked(nh) else {
-            return;
-        };
-        let Some((go, rest)) = rest.split_at_checked(nh) else {
-            return;
-        };
-        let Some((gf, gz)) = rest.split_at_checked(nh) else {
-            return;
-        };
-        let units = gi.iter().zip(go).zip(gf).zip(gz);
-        let state = c.iter_mut().zip(h.iter_mut()).zip(yt.iter_mut());
-        for ((((&gi, &go), &gf), &gz), ((cu, hu), yu)) in units.zip(state) {
-            cell(p, tabs, cell_exp, gi, go, gf, gz, cu, hu, yu);
-        }
+        cells(p, tabs, cell_exp, scratch, c, h, yt);
+    }
+}
+
+/// One step's cell updates from the `4H` Q3.12 gates in `scratch` (gate-major: `i`, `o`, `f`,
+/// `z`, each `H` long), writing `c`, `h` and the step's output row `y`. Writes nothing if
+/// `scratch` is shorter than `4H`.
+pub(super) fn cells(
+    p: &LstmParams,
+    tabs: &ActTables<'_>,
+    cell_exp: u32,
+    scratch: &[i16],
+    c: &mut [i16],
+    h: &mut [i8],
+    y: &mut [i8],
+) {
+    let nh = h.len();
+    let Some((gi, rest)) = scratch.split_at_checked(nh) else {
+        return;
+    };
+    let Some((go, rest)) = rest.split_at_checked(nh) else {
+        return;
+    };
+    let Some((gf, gz)) = rest.split_at_checked(nh) else {
+        return;
+    };
+    let units = gi.iter().zip(go).zip(gf).zip(gz);
+    let state = c.iter_mut().zip(h.iter_mut()).zip(y.iter_mut());
+    for ((((&gi, &go), &gf), &gz), ((cu, hu), yu)) in units.zip(state) {
+        cell(p, tabs, cell_exp, gi, go, gf, gz, cu, hu, yu);
     }
 }
 

@@ -11,6 +11,7 @@ pub mod fixed;
 pub mod gru;
 pub mod layernorm;
 pub mod lstm;
+pub mod lstm16;
 pub mod lut;
 pub mod mean;
 pub mod requant;

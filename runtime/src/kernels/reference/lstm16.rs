@@ -1,0 +1,433 @@
+//! The LSTM op with its gate operands in the **unit16** layout ([`OP_FLAG_UNIT16`]): the same
+//! arithmetic as [`lstm_i8`](super::lstm::lstm_i8), bit for bit, on operands stored the way the
+//! Cortex-M DSP sequence kernel reads them.
+//!
+//! What changes is only where each value sits:
+//!
+//! - every per-row operand (`w`, `r`, `bias_x`, `bias_h`, `rq_x`, `rq_h`) is **unit-major**:
+//!   storage row `4u + g` holds gate `g` (`i, o, f, c`) of unit `u`, logical row `g·H + u`, so
+//!   one unit's four gate rows are adjacent and a kernel can finish a unit's cell while its
+//!   gate sums are still in registers;
+//! - `w` and `r` are **int16**, `[4H, Kp]` with `Kp` the row length rounded up to a multiple of
+//!   4 (padding zero), each unit's four rows interleaved by column pair
+//!   ([`unit16_index`]): one multi-register load brings the four rows' next pair, and `smlad`
+//!   multiplies a pair without the `sxtb16` extractions an int8 weight word needs. Twice the
+//!   weight bytes in flash, for about half the instructions per MAC on Cortex-M4.
+//!
+//! The quantizer writes weight values in `[-127, 127]` (the int8 file's values, widened), so a
+//! unit16 file computes exactly what the same model's int8 file computes; that is tested
+//! (here, on random cells, and by the golden hashes of `models/mnist_lstm`'s two files). Any
+//! other int16 value is still well defined: products fit an i32 and sums wrap modulo 2^32.
+//!
+//! [`OP_FLAG_UNIT16`]: crate::format::OP_FLAG_UNIT16
+//! [`unit16_index`]: crate::format::unit16_index
+
+use super::fixed::{rq_at, sat16_add};
+use super::lstm::{cells, LstmParams};
+use super::{step_index, ActTables};
+use crate::format::{unit16_index, unit16_kp};
+use crate::kernels::matvec::lstm16_seq_simd;
+use zerocopy::little_endian::{I16, I32};
+
+/// The constant operands of a unit16 LSTM ([module doc](self)): `w [4H, Kp(I)]`,
+/// `r [4H, Kp(H)]` int16, and the biases and requantization pairs in unit-major row order.
+#[derive(Debug, Clone, Copy)]
+pub struct Unit16Weights<'w> {
+    /// Input weights, `4H · Kp(I)` int16.
+    pub w: &'w [I16],
+    /// Recurrent weights, `4H · Kp(H)` int16.
+    pub r: &'w [I16],
+    /// Input bias `[4H]`, unit-major (`-x_zp · Σ w` folded in).
+    pub bias_x: &'w [I32],
+    /// Recurrent bias `[4H]`, unit-major (`-h_zp · Σ r` folded in).
+    pub bias_h: &'w [I32],
+    /// Input requantization pairs `[4H, 2]`, unit-major.
+    pub rq_x: &'w [I32],
+    /// Recurrent requantization pairs `[4H, 2]`, unit-major.
+    pub rq_h: &'w [I32],
+}
+
+impl Unit16Weights<'_> {
+    /// Whether every slice is exactly as long as a unit16 LSTM with `input` inputs and
+    /// `hidden` units needs.
+    pub fn fits(&self, input: usize, hidden: usize) -> bool {
+        let Some(g) = hidden.checked_mul(4) else {
+            return false;
+        };
+        Some(self.w.len()) == g.checked_mul(unit16_kp(input))
+            && Some(self.r.len()) == g.checked_mul(unit16_kp(hidden))
+            && self.bias_x.len() == g
+            && self.bias_h.len() == g
+            && Some(self.rq_x.len()) == g.checked_mul(2)
+            && Some(self.rq_h.len()) == g.checked_mul(2)
+    }
+}
+
+/// `Σ_k m[g·H + u, k] · v[k]` over `k < v.len()` of a unit16 matrix with padded row length
+/// `kp`, wrapping (a missing element counts as 0; the caller checked the lengths).
+fn dot16(m: &[I16], kp: usize, u: usize, g: usize, v: &[i8]) -> i32 {
+    v.iter().enumerate().fold(0i32, |acc, (k, &x)| {
+        let w = m.get(unit16_index(kp, u, g, k)).map_or(0, |w| w.get());
+        acc.wrapping_add(w as i32 * x as i32)
+    })
+}
+
+/// Runs `p.steps` LSTM steps over `x [steps, I]` with unit16 operands, updating `h [H]` and
+/// `c [H]` in place and writing `y [steps, H]`, exactly as [`lstm_i8`](super::lstm::lstm_i8)
+/// with the same values in the int8 layout; `scratch` holds `4H` gates. Returns without
+/// writing if a slice length disagrees with `p`.
+#[allow(clippy::too_many_arguments)]
+pub fn lstm16_i8(
+    p: &LstmParams,
+    wt: &Unit16Weights<'_>,
+    tabs: &ActTables<'_>,
+    x: &[i8],
+    h: &mut [i8],
+    c: &mut [i16],
+    y: &mut [i8],
+    scratch: &mut [i16],
+) {
+    let (ni, nh) = (p.input, p.hidden);
+    let ok = ni > 0
+        && nh > 0
+        && wt.fits(ni, nh)
+        && Some(x.len()) == p.steps.checked_mul(ni)
+        && Some(y.len()) == p.steps.checked_mul(nh)
+        && h.len() == nh
+        && c.len() == nh
+        && scratch.len() == 4 * nh;
+    if !ok {
+        return;
+    }
+    if lstm16_seq_simd(p, wt, tabs, x, h, c, y) {
+        return;
+    }
+    lstm16_steps(p, wt, tabs, x, h, c, y, scratch);
+}
+
+/// The scalar step loop of [`lstm16_i8`] (operands checked there): every gate from the
+/// previous `h` into `scratch` (gate-major, as `lstm_i8` keeps it), then the cells.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn lstm16_steps(
+    p: &LstmParams,
+    wt: &Unit16Weights<'_>,
+    tabs: &ActTables<'_>,
+    x: &[i8],
+    h: &mut [i8],
+    c: &mut [i16],
+    y: &mut [i8],
+    scratch: &mut [i16],
+) {
+    let (ni, nh) = (p.input, p.hidden);
+    let (kpx, kph) = (unit16_kp(ni), unit16_kp(nh));
+    let cell_exp = p.cell_exp.min(15);
+    for it in 0..p.steps {
+        let t = step_index(it, p.steps, p.reverse);
+        // In bounds by the length checks above; `get` keeps the device path panic-free.
+        let (Some(xt), Some(yt)) = (x.get(t * ni..(t + 1) * ni), y.get_mut(t * nh..(t + 1) * nh))
+        else {
+            return;
+        };
+        for (j, gj) in scratch.iter_mut().enumerate() {
+            let (g, u) = (j / nh, j % nh);
+            let s = 4 * u + g;
+            let bx = wt.bias_x.get(s).map_or(0, |b| b.get());
+            let bh = wt.bias_h.get(s).map_or(0, |b| b.get());
+            let ax = rq_at(wt.rq_x, s, bx.wrapping_add(dot16(wt.w, kpx, u, g, xt)));
+            let ah = rq_at(wt.rq_h, s, bh.wrapping_add(dot16(wt.r, kph, u, g, h)));
+            *gj = sat16_add(ax, ah);
+        }
+        cells(p, tabs, cell_exp, scratch, c, h, yt);
+    }
+}
+
+/// A self-test for targets without the test harness (the Cortex-M firmware's `kernels` app):
+/// [`lstm16_i8`] through the active kernel level (on Cortex-M DSP, its own sequence kernel)
+/// against the same op with [`force_reference`](crate::kernels::force_reference) on, over
+/// shapes the level takes and declines (`H` 4 to 20 and 6, `I` 1 to 16 and odd, 1 to 4
+/// steps, both directions), random int16 weights (any values: the check is bit identity),
+/// biases that make the i32 bias add wrap, requantization shifts from -1 to 32, cell exponents
+/// 0 to 15 and random tables. Returns the number of output bytes, `h` bytes and `c` values
+/// that differ (0 when the two agree). Leaves the reference switch off. About 7 KB of stack.
+pub fn self_test_lstm16(seed: u32) -> usize {
+    use crate::kernels::force_reference;
+    const HMAX: usize = 20;
+    const IMAX: usize = 16;
+    const TMAX: usize = 4;
+    let mut rng = super::SelfTestRng::new(seed);
+    let mut w = [I16::new(0); 4 * HMAX * IMAX];
+    let mut r = [I16::new(0); 4 * HMAX * HMAX];
+    let mut bx = [I32::new(0); 4 * HMAX];
+    let mut bh = [I32::new(0); 4 * HMAX];
+    let mut qx = [I32::new(0); 8 * HMAX];
+    let mut qh = [I32::new(0); 8 * HMAX];
+    let mut sig = [I16::new(0); crate::format::ACT_TABLE_LEN];
+    let mut tanh = [I16::new(0); crate::format::ACT_TABLE_LEN];
+    let mut x = [0i8; TMAX * IMAX];
+    let mut scratch = [0i16; 4 * HMAX];
+    let mut bad = 0;
+    let mut case = 0u32;
+    // (I, H): padded and unpadded rows, H not a multiple of 4.
+    const SHAPES: [(usize, usize); 7] =
+        [(16, 20), (8, 12), (4, 4), (1, 16), (3, 8), (13, 20), (8, 6)];
+    for &(ni, nh) in &SHAPES {
+        for steps in 1..=TMAX {
+            for reverse in [false, true] {
+                case += 1;
+                let g = 4 * nh;
+                // Weights: mostly int8 values (what the quantizer writes), now and then any
+                // int16 value (the sums wrap the same way on every path).
+                for (i, v) in w.iter_mut().chain(r.iter_mut()).enumerate() {
+                    let b = rng.next();
+                    let q = if (i as u32 + case) % 17 == 0 {
+                        (b >> 16) as u16 as i16
+                    } else {
+                        (b >> 24) as u8 as i8 as i16
+                    };
+                    *v = I16::new(q);
+                }
+                rng.fill_i8(&mut x);
+                rng.biases(case, &mut bx);
+                rng.biases(case + 1, &mut bh);
+                rng.pairs(case, &mut qx);
+                rng.pairs(case + 1, &mut qh);
+                rng.table(&mut sig);
+                rng.table(&mut tanh);
+                let p = LstmParams {
+                    steps,
+                    input: ni,
+                    hidden: nh,
+                    reverse,
+                    h_zp: (rng.next() >> 25) as i32 - 64,
+                    cell_exp: [0, 2, 3, 4, 15][(case % 5) as usize],
+                    hq_mult: ((rng.next() >> 1) | (1 << 30)) as i32,
+                    hq_shift: if case % 11 == 0 {
+                        1
+                    } else {
+                        14 + (case % 10) as i32
+                    },
+                };
+                let wt = Unit16Weights {
+                    w: &w[..g * unit16_kp(ni)],
+                    r: &r[..g * unit16_kp(nh)],
+                    bias_x: &bx[..g],
+                    bias_h: &bh[..g],
+                    rq_x: &qx[..2 * g],
+                    rq_h: &qh[..2 * g],
+                };
+                let tabs = ActTables {
+                    sig: &sig,
+                    tanh: &tanh,
+                };
+                let (h0, c0) = (
+                    (rng.next() >> 24) as u8 as i8,
+                    (rng.next() >> 16) as u16 as i16,
+                );
+                let (mut h, mut c, mut y) = ([h0; HMAX], [c0; HMAX], [0i8; TMAX * HMAX]);
+                let (mut hr, mut cr, mut yr) = (h, c, y);
+                let xs = &x[..steps * ni];
+                let (ny, sc) = (steps * nh, &mut scratch[..g]);
+                force_reference(false);
+                lstm16_i8(
+                    &p,
+                    &wt,
+                    &tabs,
+                    xs,
+                    &mut h[..nh],
+                    &mut c[..nh],
+                    &mut y[..ny],
+                    sc,
+                );
+                force_reference(true);
+                lstm16_i8(
+                    &p,
+                    &wt,
+                    &tabs,
+                    xs,
+                    &mut hr[..nh],
+                    &mut cr[..nh],
+                    &mut yr[..ny],
+                    sc,
+                );
+                force_reference(false);
+                bad += y.iter().zip(&yr).filter(|(a, b)| a != b).count();
+                bad += h.iter().zip(&hr).filter(|(a, b)| a != b).count();
+                bad += c.iter().zip(&cr).filter(|(a, b)| a != b).count();
+            }
+        }
+    }
+    bad
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::reference::lstm::lstm_i8;
+    use crate::kernels::reference::{GateWeights, SelfTestRng};
+    use std::vec::Vec;
+
+    /// The unit16 form of row-major int8 gate operands (what the quantizer writes).
+    pub(crate) struct Packed {
+        w: Vec<I16>,
+        r: Vec<I16>,
+        bx: Vec<I32>,
+        bh: Vec<I32>,
+        qx: Vec<I32>,
+        qh: Vec<I32>,
+    }
+
+    fn pack_matrix(m: &[i8], h: usize, k: usize) -> Vec<I16> {
+        let kp = unit16_kp(k);
+        let mut out = std::vec![I16::new(0); 4 * h * kp];
+        for g in 0..4 {
+            for u in 0..h {
+                for c in 0..k {
+                    out[unit16_index(kp, u, g, c)] = I16::new(m[(g * h + u) * k + c] as i16);
+                }
+            }
+        }
+        out
+    }
+
+    fn unit_major(v: &[I32], h: usize, per_row: usize) -> Vec<I32> {
+        let mut out = std::vec![I32::new(0); v.len()];
+        for g in 0..4 {
+            for u in 0..h {
+                let (j, s) = (g * h + u, 4 * u + g);
+                out[s * per_row..(s + 1) * per_row]
+                    .copy_from_slice(&v[j * per_row..(j + 1) * per_row]);
+            }
+        }
+        out
+    }
+
+    pub(crate) fn pack(wt: &GateWeights<'_>, input: usize, hidden: usize) -> Packed {
+        Packed {
+            w: pack_matrix(wt.w, hidden, input),
+            r: pack_matrix(wt.r, hidden, hidden),
+            bx: unit_major(wt.bias_x, hidden, 1),
+            bh: unit_major(wt.bias_h, hidden, 1),
+            qx: unit_major(wt.rq_x, hidden, 2),
+            qh: unit_major(wt.rq_h, hidden, 2),
+        }
+    }
+
+    #[test]
+    fn index_covers_each_padded_element_once() {
+        for k in [1usize, 3, 4, 5, 8, 13, 20, 28] {
+            let (kp, h) = (unit16_kp(k), 3);
+            let mut seen = std::vec![0u8; 4 * h * kp];
+            for u in 0..h {
+                for g in 0..4 {
+                    for c in 0..kp {
+                        seen[unit16_index(kp, u, g, c)] += 1;
+                    }
+                }
+            }
+            assert!(seen.iter().all(|&n| n == 1), "k = {k}");
+        }
+        // Column pairs in `sxtb16` order, four gates a pair: unit 1, gate 2, column 5.
+        assert_eq!(unit16_index(8, 1, 2, 5), 32 + (3 * 4 + 2) * 2);
+        assert_eq!(unit16_index(8, 1, 2, 6), 32 + (2 * 4 + 2) * 2 + 1);
+    }
+
+    /// The independent oracle: the unit16 op on packed operands gives exactly what the int8
+    /// op gives on the originals, through the active kernel level and the reference alike.
+    #[test]
+    fn unit16_equals_the_int8_lstm() {
+        use crate::kernels::force_reference;
+        let mut rng = SelfTestRng::new(0x9e37_79b9);
+        let mut case = 0;
+        for &(ni, nh) in &[
+            (28usize, 20usize),
+            (16, 8),
+            (5, 12),
+            (1, 4),
+            (40, 6),
+            (12, 32),
+        ] {
+            for steps in [1usize, 3, 7] {
+                for reverse in [false, true] {
+                    case += 1;
+                    let g = 4 * nh;
+                    let mut w = std::vec![0i8; g * ni];
+                    let mut r = std::vec![0i8; g * nh];
+                    let mut x = std::vec![0i8; steps * ni];
+                    rng.fill_i8(&mut w);
+                    rng.fill_i8(&mut r);
+                    rng.fill_i8(&mut x);
+                    let mut bx = std::vec![I32::new(0); g];
+                    let mut bh = std::vec![I32::new(0); g];
+                    let mut qx = std::vec![I32::new(0); 2 * g];
+                    let mut qh = std::vec![I32::new(0); 2 * g];
+                    rng.biases(case, &mut bx);
+                    rng.biases(case + 1, &mut bh);
+                    rng.pairs(case, &mut qx);
+                    rng.pairs(case + 1, &mut qh);
+                    let mut sig = [I16::new(0); crate::format::ACT_TABLE_LEN];
+                    let mut tanh = [I16::new(0); crate::format::ACT_TABLE_LEN];
+                    rng.table(&mut sig);
+                    rng.table(&mut tanh);
+                    let tabs = ActTables {
+                        sig: &sig,
+                        tanh: &tanh,
+                    };
+                    let p = LstmParams {
+                        steps,
+                        input: ni,
+                        hidden: nh,
+                        reverse,
+                        h_zp: case as i32 % 7 - 3,
+                        cell_exp: [0, 2, 3, 5][case as usize % 4],
+                        hq_mult: 1 << 30 | (case as i32 * 7919),
+                        hq_shift: 12 + (case % 9) as i32,
+                    };
+                    let wt = GateWeights {
+                        w: &w,
+                        r: &r,
+                        bias_x: &bx,
+                        bias_h: &bh,
+                        rq_x: &qx,
+                        rq_h: &qh,
+                    };
+                    let pk = pack(&wt, ni, nh);
+                    let w16 = Unit16Weights {
+                        w: &pk.w,
+                        r: &pk.r,
+                        bias_x: &pk.bx,
+                        bias_h: &pk.bh,
+                        rq_x: &pk.qx,
+                        rq_h: &pk.qh,
+                    };
+                    let h0: Vec<i8> = (0..nh).map(|u| (u as i8).wrapping_mul(37)).collect();
+                    let c0: Vec<i16> = (0..nh).map(|u| (u as i16 - 5) * 911).collect();
+                    let mut sc = std::vec![0i16; g];
+                    let (mut h, mut c, mut y) =
+                        (h0.clone(), c0.clone(), std::vec![0i8; steps * nh]);
+                    force_reference(true);
+                    lstm_i8(&p, &wt, &tabs, &x, &mut h, &mut c, &mut y, &mut sc);
+                    force_reference(false);
+                    for reference in [false, true] {
+                        force_reference(reference);
+                        let (mut h2, mut c2, mut y2) =
+                            (h0.clone(), c0.clone(), std::vec![0i8; steps * nh]);
+                        lstm16_i8(&p, &w16, &tabs, &x, &mut h2, &mut c2, &mut y2, &mut sc);
+                        force_reference(false);
+                        assert_eq!(
+                            y2, y,
+                            "I {ni} H {nh} T {steps} rev {reverse} ref {reference}"
+                        );
+                        assert_eq!(h2, h);
+                        assert_eq!(c2, c);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lstm16_self_test_agrees_with_the_reference() {
+        assert_eq!(self_test_lstm16(0x2545_f491), 0);
+    }
+}
