@@ -138,8 +138,8 @@ fn main() -> ! {
         if rq_bad == 0 { "OK" } else { "MISMATCH" }
     );
 
-    // The LSTM and GRU ops (the DSP sequence kernels on Cortex-M4 / M33) against the reference
-    // path.
+    // The LSTM (both layouts) and GRU ops (the DSP sequence kernels on Cortex-M4 / M33) against
+    // the reference path.
     // Not on the microbit: its 16 KiB would not hold the test's 7.5 KB of stack, and the M0 has
     // no DSP level to compare.
     if !SMALL {
@@ -149,6 +149,13 @@ fn main() -> ! {
             "lstm vs reference: {} mismatching values: {}",
             lstm_bad,
             if lstm_bad == 0 { "OK" } else { "MISMATCH" }
+        );
+        let lstm16_bad = kinglet::kernels::reference::lstm16::self_test_lstm16(0x2545_f491);
+        bad += lstm16_bad;
+        hprintln!(
+            "lstm unit16 vs reference: {} mismatching values: {}",
+            lstm16_bad,
+            if lstm16_bad == 0 { "OK" } else { "MISMATCH" }
         );
         let gru_bad = kinglet::kernels::reference::gru::self_test_gru(0x2545_f491);
         bad += gru_bad;

@@ -57,6 +57,7 @@
 use super::reference::fixed::{dot_i8, rq};
 use core::arch::{asm, global_asm};
 use core::mem::MaybeUninit;
+use zerocopy::little_endian::{I16, I32};
 
 /// Columns of the vector expanded at a time (a `CHUNK / 2`-word stack buffer, 512 bytes).
 pub(super) const CHUNK: usize = 256;
@@ -731,6 +732,187 @@ global_asm!(
     ".text",
 );
 
+/// One group of four columns of the unit16 product (`kinglet_dsp_lstm16_gates`): the expanded
+/// vector pair from r1 (post-incremented by 8), the unit's four gate words of each column pair
+/// from r0 (`ldm`, post-incremented), into the sums r4-r7; r10-r12, lr the weight words.
+/// 11 instructions per 16 MACs.
+macro_rules! u16_group {
+    () => {
+        concat!(
+            "ldrd r8, r9, [r1], #8\n",
+            "ldm r0!, {{r10, r11, r12, lr}}\n",
+            "smlad r4, r10, r8, r4\n",
+            "smlad r5, r11, r8, r5\n",
+            "smlad r6, r12, r8, r6\n",
+            "smlad r7, lr, r8, r7\n",
+            "ldm r0!, {{r10, r11, r12, lr}}\n",
+            "smlad r4, r10, r9, r4\n",
+            "smlad r5, r11, r9, r5\n",
+            "smlad r6, r12, r9, r6\n",
+            "smlad r7, lr, r9, r7\n",
+        )
+    };
+}
+
+/// The unit16 product of one unit: the vector from r1 to r2 (a whole number of groups, at
+/// least one), two groups per pass; an odd count enters at the second copy.
+macro_rules! u16_product {
+    () => {
+        concat!(
+            "sub.w r8, r2, r1\n",
+            "tst.w r8, #8\n",
+            "bne 4f\n",
+            "5:\n",
+            u16_group!(),
+            "4:\n",
+            u16_group!(),
+            "cmp r1, r2\n",
+            "bne 5b\n",
+        )
+    };
+}
+
+/// `fixed::rq`'s 32-bit path on the sum `$r` with the row's pair from r8 (`ldrd`,
+/// post-incremented): `((smmul(r, mult) >> (shift − 2)) + 1) >> 1`, or out of line at label
+/// `7$i` (`smmulr`, shift 1), which returns to label `8$i`; r11 and lr scratch. Every shift is
+/// in `[1, 31]` (the caller checks).
+macro_rules! u16_rq {
+    ($r:literal, $i:literal) => {
+        concat!(
+            "ldrd r11, lr, [r8], #8\n",
+            "subs.w lr, lr, #2\n",
+            "bmi 7",
+            $i,
+            "f\n",
+            "smmul ",
+            $r,
+            ", ",
+            $r,
+            ", r11\n",
+            "asr.w ",
+            $r,
+            ", ",
+            $r,
+            ", lr\n",
+            "adds ",
+            $r,
+            ", ",
+            $r,
+            ", #1\n",
+            "asrs ",
+            $r,
+            ", ",
+            $r,
+            ", #1\n",
+            "8",
+            $i,
+            ":\n",
+        )
+    };
+}
+
+// kinglet_dsp_lstm16_gates(f: r0 = *mut Lstm16Frame): one LSTM step's gates from unit16
+// operands. For each unit u (the frame's running pointers advance unit by unit until g reaches
+// g_end), for its four gate rows s = 4u + gate (words of `w` / `r` as `format::unit16_index`
+// lays them out, two column pairs per expanded group):
+//   ax[gate] = rq(bias_x[s] + Σ w[s, ·] · x, rq_x[s]),  ah[gate] = rq(bias_h[s] + Σ r[s, ·] · h, rq_h[s])
+//   g[2u] = sat16(ax[0] + ah[0]) | sat16(ax[1] + ah[1]) << 16   (i, o)
+//   g[2u + 1] = sat16(ax[2] + ah[2]) | sat16(ax[3] + ah[3]) << 16   (f, z)
+// with `rq` by the 32-bit paths of `fixed::rq` (every shift in [1, 31]: the caller checks).
+// Frame words: 0 w, 1 bias_x, 2 rq_x, 3 r, 4 bias_h, 5 rq_h, 6 g, 7 g_end, 8 xe, 9 xe_end,
+// 10 he, 11 he_end, 12-15 the spilled ax. All word-aligned; at least one unit and one group.
+// Registers: r0 the matrix, r1 / r2 the expanded vector and its end, r3 the frame, r4-r7 the
+// four sums, r8 / r9 the vector pair, r10-r12 and lr the weight words; in the epilogues r8 the
+// pairs or the output, r11 / lr operands.
+global_asm!(
+    cpu!(),
+    ".section .text.kinglet_dsp_lstm16_gates,\"ax\",%progbits",
+    ".globl kinglet_dsp_lstm16_gates",
+    ".hidden kinglet_dsp_lstm16_gates",
+    ".p2align 2",
+    ".type kinglet_dsp_lstm16_gates,%function",
+    ".thumb_func",
+    "kinglet_dsp_lstm16_gates:",
+    "push {{r4, r5, r6, r7, r8, r9, r10, r11, lr}}",
+    "mov r3, r0",
+    "1:",
+    "ldr r0, [r3]",
+    "ldr r8, [r3, #4]",
+    "ldm r8!, {{r4, r5, r6, r7}}",
+    "str r8, [r3, #4]",
+    "ldrd r1, r2, [r3, #32]",
+    u16_product!(),
+    "str r0, [r3]",
+    "ldr r8, [r3, #8]",
+    u16_rq!("r4", "0"),
+    u16_rq!("r5", "1"),
+    u16_rq!("r6", "2"),
+    u16_rq!("r7", "3"),
+    "str r8, [r3, #8]",
+    "add.w r8, r3, #48",
+    "stm r8, {{r4, r5, r6, r7}}",
+    "ldr r0, [r3, #12]",
+    "ldr r8, [r3, #16]",
+    "ldm r8!, {{r4, r5, r6, r7}}",
+    "str r8, [r3, #16]",
+    "ldrd r1, r2, [r3, #40]",
+    u16_product!(),
+    "str r0, [r3, #12]",
+    "ldr r8, [r3, #20]",
+    u16_rq!("r4", "4"),
+    u16_rq!("r5", "5"),
+    u16_rq!("r6", "6"),
+    u16_rq!("r7", "7"),
+    "str r8, [r3, #20]",
+    "add.w r12, r3, #48",
+    "ldm r12, {{r8, r9, r10, r11}}",
+    "qadd r4, r4, r8",
+    "ssat r4, #16, r4",
+    "qadd r5, r5, r9",
+    "ssat r5, #16, r5",
+    "qadd r6, r6, r10",
+    "ssat r6, #16, r6",
+    "qadd r7, r7, r11",
+    "ssat r7, #16, r7",
+    "pkhbt r4, r4, r5, lsl #16",
+    "pkhbt r6, r6, r7, lsl #16",
+    "ldrd r8, r9, [r3, #24]",
+    "strd r4, r6, [r8], #8",
+    "str r8, [r3, #24]",
+    "cmp r8, r9",
+    "bne 1b",
+    "pop {{r4, r5, r6, r7, r8, r9, r10, r11, pc}}",
+    // Out of line: shift 1 (n = 32) is `smmulr`, (v + 2^31) >> 32.
+    gate_rq_shift1!("r4", "0"),
+    gate_rq_shift1!("r5", "1"),
+    gate_rq_shift1!("r6", "2"),
+    gate_rq_shift1!("r7", "3"),
+    gate_rq_shift1!("r4", "4"),
+    gate_rq_shift1!("r5", "5"),
+    gate_rq_shift1!("r6", "6"),
+    gate_rq_shift1!("r7", "7"),
+    ".size kinglet_dsp_lstm16_gates, . - kinglet_dsp_lstm16_gates",
+    ".text",
+);
+
+/// The frame `kinglet_dsp_lstm16_gates` reads and advances (its comment gives the layout).
+#[repr(C)]
+struct Lstm16Frame {
+    w: *const I16,
+    bias_x: *const I32,
+    rq_x: *const I32,
+    r: *const I16,
+    bias_h: *const I32,
+    rq_h: *const I32,
+    g: *mut u32,
+    g_end: *mut u32,
+    xe: *const u32,
+    xe_end: *const u32,
+    he: *const u32,
+    he_end: *const u32,
+    ax: [i32; 4],
+}
+
 extern "C" {
     fn kinglet_dsp_mv4x4(
         w: *const i8,
@@ -767,6 +949,7 @@ extern "C" {
         ax: *const i32,
         g: *mut i16,
     );
+    fn kinglet_dsp_lstm16_gates(f: *mut Lstm16Frame);
     fn kinglet_dsp_gates(
         r: *const i8,
         k: usize,
@@ -1220,6 +1403,132 @@ pub(super) fn dsp_lstm(
             lstm_cell::<false>(p, tabs, ce, gs, c, h, yt);
         }
         it += 1;
+    }
+    true
+}
+
+/// Longest row (`I` or `H`, padded to a multiple of 4) [`dsp_lstm16`] takes: its expanded
+/// vectors are `K16_MAX / 2` words each on the stack.
+const K16_MAX: usize = 128;
+
+/// Whether `p` is word-aligned (`ldm` / `ldrd` fault on anything else).
+fn word_aligned<T>(p: *const T) -> bool {
+    (p as usize) % 4 == 0
+}
+
+/// The unit16 LSTM op (`reference::lstm16::lstm16_i8`) on the DSP extension, bit-identical to
+/// it, for a cell whose `4H` gates fit one stack block (`4H ≤ MATVEC_BLOCK`), padded rows of at
+/// most [`K16_MAX`], word-aligned operands (the model file's constants are), every gate
+/// requantization shift in `[1, 31]` and the output's in `[2, 31]`; returns `false`, writing
+/// nothing, otherwise. Per step: `x_t` and `h` expanded once (`kinglet_dsp_expand`, from a
+/// zero-padded copy when the length is not a multiple of 4), then `kinglet_dsp_lstm16_gates`
+/// (both products of a unit in one pass each, 11 instructions per 16 MACs, their
+/// requantizations and the gate sums while the sums are in registers), then the cell
+/// ([`lstm_cell`], as for the int8 layout).
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn dsp_lstm16(
+    p: &super::reference::lstm::LstmParams,
+    wt: &super::reference::lstm16::Unit16Weights<'_>,
+    tabs: &super::reference::ActTables<'_>,
+    x: &[i8],
+    h: &mut [i8],
+    c: &mut [i16],
+    y: &mut [i8],
+) -> bool {
+    use super::reference::fixed::MATVEC_BLOCK;
+    use crate::format::unit16_kp;
+    let (ni, nh, steps) = (p.input, p.hidden, p.steps);
+    let (kpx, kph) = (unit16_kp(ni), unit16_kp(nh));
+    let g = 4 * nh;
+    let shifts_ok = |q: &[I32]| q.chunks_exact(2).all(|q| (1..=31).contains(&q[1].get()));
+    let ok = ni > 0
+        && nh > 0
+        && g <= MATVEC_BLOCK
+        && kpx <= K16_MAX
+        && kph <= K16_MAX
+        && (2..=31).contains(&p.hq_shift)
+        && wt.fits(ni, nh)
+        && word_aligned(wt.w.as_ptr())
+        && word_aligned(wt.r.as_ptr())
+        && word_aligned(wt.bias_x.as_ptr())
+        && word_aligned(wt.bias_h.as_ptr())
+        && word_aligned(wt.rq_x.as_ptr())
+        && word_aligned(wt.rq_h.as_ptr())
+        && shifts_ok(wt.rq_x)
+        && shifts_ok(wt.rq_h)
+        && Some(x.len()) == steps.checked_mul(ni)
+        && Some(y.len()) == steps.checked_mul(nh)
+        && h.len() == nh
+        && c.len() == nh;
+    if !ok {
+        return false;
+    }
+    let ce = p.cell_exp.min(15);
+    // Two int16 gates per word (`i`, `o` then `f`, `z` of each unit).
+    let mut gates = [0u32; MATVEC_BLOCK / 2];
+    let mut xe = MaybeUninit::<[u32; K16_MAX / 2]>::uninit();
+    let mut he = MaybeUninit::<[u32; K16_MAX / 2]>::uninit();
+    // Zero-padded copies for a length that is not a multiple of 4 (the padding columns'
+    // weights are zero, so any finite padding would do; zero keeps the sums exact).
+    let (mut xpad, mut hpad) = ([0i8; K16_MAX], [0i8; K16_MAX]);
+    let (xe, he) = (xe.as_mut_ptr().cast::<u32>(), he.as_mut_ptr().cast::<u32>());
+    for it in 0..steps {
+        let t = super::reference::step_index(it, steps, p.reverse);
+        let (Some(xt), Some(yt)) = (x.get(t * ni..(t + 1) * ni), y.get_mut(t * nh..(t + 1) * nh))
+        else {
+            return true;
+        };
+        let xs: &[i8] = match xpad.get_mut(..ni) {
+            Some(pad) if ni % 4 != 0 => {
+                pad.copy_from_slice(xt);
+                &xpad[..kpx]
+            }
+            _ => xt,
+        };
+        let hs: &[i8] = match hpad.get_mut(..nh) {
+            Some(pad) if nh % 4 != 0 => {
+                pad.copy_from_slice(h);
+                &hpad[..kph]
+            }
+            _ => h,
+        };
+        let gs = &mut gates[..g / 2];
+        let mut f = Lstm16Frame {
+            w: wt.w.as_ptr(),
+            bias_x: wt.bias_x.as_ptr(),
+            rq_x: wt.rq_x.as_ptr(),
+            r: wt.r.as_ptr(),
+            bias_h: wt.bias_h.as_ptr(),
+            rq_h: wt.rq_h.as_ptr(),
+            g: gs.as_mut_ptr(),
+            g_end: gs.as_mut_ptr_range().end,
+            xe,
+            xe_end: xe.wrapping_add(kpx / 2),
+            he,
+            he_end: he.wrapping_add(kph / 2),
+            ax: [0; 4],
+        };
+        // SAFETY: `xs` holds `kpx` bytes and `hs` `kph` (`kpx`, `kph` multiples of 4, at least
+        // 4, at most `K16_MAX`): `kinglet_dsp_expand` reads them and writes `kpx / 2` and
+        // `kph / 2` words of the word-aligned `xe` and `he` buffers (`K16_MAX / 2` words each).
+        // `kinglet_dsp_lstm16_gates` then, for each of the `nh ≥ 1` units (until `g` reaches
+        // `g_end`: `2 · nh` words of `gates`, `g ≤ MATVEC_BLOCK`), reads `2 · kpx` words of `w`
+        // and `2 · kph` of `r` (`wt.fits`: `w` is `4 · nh · kpx` halfwords, `r` `4 · nh · kph`),
+        // 4 words of each bias and 8 of each pair array (`4 · nh` and `8 · nh` in all), those
+        // expanded words, and writes 2 words of `gates` and the frame's own fields; every
+        // pointer is word-aligned (checked above, `ldm` / `ldrd`), every shift in [1, 31]
+        // (checked). It preserves the callee-saved registers (AAPCS).
+        unsafe {
+            kinglet_dsp_expand(xs.as_ptr(), xe, kpx / 4);
+            kinglet_dsp_expand(hs.as_ptr(), he, kph / 4);
+            kinglet_dsp_lstm16_gates(&mut f);
+        }
+        if ce >= 3 {
+            lstm_cell::<true>(p, tabs, ce, gs, c, h, yt);
+        } else {
+            lstm_cell::<false>(p, tabs, ce, gs, c, h, yt);
+        }
     }
     true
 }

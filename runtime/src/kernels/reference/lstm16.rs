@@ -155,13 +155,25 @@ pub fn self_test_lstm16(seed: u32) -> usize {
     const HMAX: usize = 20;
     const IMAX: usize = 16;
     const TMAX: usize = 4;
+    /// Word-aligned, as a model file's constants are (the DSP kernel declines anything else).
+    #[repr(C, align(4))]
+    struct Aligned<T>(T);
     let mut rng = super::SelfTestRng::new(seed);
-    let mut w = [I16::new(0); 4 * HMAX * IMAX];
-    let mut r = [I16::new(0); 4 * HMAX * HMAX];
-    let mut bx = [I32::new(0); 4 * HMAX];
-    let mut bh = [I32::new(0); 4 * HMAX];
-    let mut qx = [I32::new(0); 8 * HMAX];
-    let mut qh = [I32::new(0); 8 * HMAX];
+    let (mut w, mut r) = (
+        Aligned([I16::new(0); 4 * HMAX * IMAX]),
+        Aligned([I16::new(0); 4 * HMAX * HMAX]),
+    );
+    let (mut bx, mut bh) = (
+        Aligned([I32::new(0); 4 * HMAX]),
+        Aligned([I32::new(0); 4 * HMAX]),
+    );
+    let (mut qx, mut qh) = (
+        Aligned([I32::new(0); 8 * HMAX]),
+        Aligned([I32::new(0); 8 * HMAX]),
+    );
+    let (w, r, bx, bh, qx, qh) = (
+        &mut w.0, &mut r.0, &mut bx.0, &mut bh.0, &mut qx.0, &mut qh.0,
+    );
     let mut sig = [I16::new(0); crate::format::ACT_TABLE_LEN];
     let mut tanh = [I16::new(0); crate::format::ACT_TABLE_LEN];
     let mut x = [0i8; TMAX * IMAX];
@@ -188,10 +200,10 @@ pub fn self_test_lstm16(seed: u32) -> usize {
                     *v = I16::new(q);
                 }
                 rng.fill_i8(&mut x);
-                rng.biases(case, &mut bx);
-                rng.biases(case + 1, &mut bh);
-                rng.pairs(case, &mut qx);
-                rng.pairs(case + 1, &mut qh);
+                rng.biases(case, bx);
+                rng.biases(case + 1, bh);
+                rng.pairs(case, qx);
+                rng.pairs(case + 1, qh);
                 rng.table(&mut sig);
                 rng.table(&mut tanh);
                 let p = LstmParams {
