@@ -716,7 +716,14 @@ pub fn quantize(g: &Graph, ranges: &Ranges, opts: &Options) -> Result<QModel> {
                             0,
                             2f32.powi(cell_exp - 15),
                         );
-                        let scr = b.scratch(format!("{}/gates", n.name), DType::I16, 4 * h);
+                        // unit16: also room for the DSP kernel's requantization tables
+                        // (format::UNIT16_SCRATCH_PER_UNIT).
+                        let per_unit = if unit16 {
+                            format::UNIT16_SCRATCH_PER_UNIT
+                        } else {
+                            4
+                        };
+                        let scr = b.scratch(format!("{}/gates", n.name), DType::I16, per_unit * h);
                         let (hm, hs) = quantize_multiplier(2f64.powi(-30) / s_y as f64)?;
                         b.push_op(
                             &n.name,

@@ -16,7 +16,7 @@
 
 use crate::error::Error;
 use crate::format::{
-    unit16_kp, DType, TensorKind, ACT_TABLE_LEN, OP_ADD, OP_ATTENTION, OP_CONCAT, OP_COPY, OP_FC,
+    unit16_kp, DType, UNIT16_SCRATCH_PER_UNIT, TensorKind, ACT_TABLE_LEN, OP_ADD, OP_ATTENTION, OP_CONCAT, OP_COPY, OP_FC,
     OP_GRU, OP_LAYERNORM, OP_LSTM, OP_LUT8, OP_MEAN, OP_REQUANT, OP_RNN, OP_SELECT_LAST,
     OP_SOFTMAX,
 };
@@ -630,14 +630,19 @@ pub(crate) fn decode<'a>(m: &Model<'a>, i: usize, streaming: bool) -> Result<Exe
                 cb,
                 "c must be int16 state [hidden]",
             )?;
-            let sb = c.mul(hidden, 8)?;
+            let per_unit = if wt16.is_some() {
+                UNIT16_SCRATCH_PER_UNIT
+            } else {
+                4
+            };
+            let sb = c.mul(hidden, 2 * per_unit)?;
             let scratch = c.arena(
                 12,
                 DType::I16,
                 WRITE,
                 sb,
                 sb,
-                "scratch must be an int16 activation [4·hidden]",
+                "scratch must be an int16 activation [4·hidden] ([48·hidden] for unit16)",
             )?;
             c.disjoint(&[h, cs, y, scratch], &[x])?;
             let p = LstmParams {

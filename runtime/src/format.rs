@@ -181,6 +181,12 @@ pub const OP_FLAG_PER_STEP: u16 = 1;
 /// `[-127, 127]`, and any int16 value is summed exactly modulo 2^32 like the int8 products.
 pub const OP_FLAG_UNIT16: u16 = 2;
 
+/// int16 elements of a unit16 LSTM's scratch tensor per hidden unit: `scratch i16 [48H]`
+/// (int8 layout: `[4H]`). The reference loop uses the first `4H` for the gates; the Cortex-M DSP
+/// kernel keeps the gate rows' requantization pairs there in the form its epilogue takes
+/// (`(mult, round, shift)` words, rebuilt on every run).
+pub const UNIT16_SCRATCH_PER_UNIT: usize = 48;
+
 /// `K` rounded up to a multiple of 4: the padded row length of a unit16 gate matrix.
 pub const fn unit16_kp(k: usize) -> usize {
     k.div_ceil(4) * 4
@@ -226,7 +232,8 @@ pub const OP_FC: u16 = 1;
 ///
 /// Tensors: `[x i8 [T, I], w i8 [4H, I], r i8 [4H, H], bias_x i32 [4H], bias_h i32 [4H],
 /// rq_x i32 [4H, 2], rq_h i32 [4H, 2], sigmoid i16 [513], tanh i16 [513], h i8 [H] (State),
-/// c i16 [H] (State), y i8 [T, H], scratch i16 [4H]]`.
+/// c i16 [H] (State), y i8 [T, H], scratch i16 [4H]]` (with [`OP_FLAG_UNIT16`]: `w i16 [4H, Kp(I)]`,
+/// `r i16 [4H, Kp(H)]`, `scratch i16 [48H]`).
 /// Params: `[steps, input, hidden, reverse, h_zp, cell_exp, hq_mult, hq_shift]`.
 pub const OP_LSTM: u16 = 2;
 /// GRU, one direction, ONNX gate order `z, r, h`, `linear_before_reset = 1`.

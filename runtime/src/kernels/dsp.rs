@@ -732,78 +732,67 @@ global_asm!(
     ".text",
 );
 
-/// One group of four columns of the unit16 product (`kinglet_dsp_lstm16_gates`): the expanded
+/// One group of four columns of the unit16 product (`kinglet_dsp_u16_seq`): the expanded
 /// vector pair from r1 (post-incremented by 8), the unit's four gate words of each column pair
-/// from r0 (`ldm`, post-incremented), into the sums r4-r7; r10-r12, lr the weight words.
-/// 11 instructions per 16 MACs.
+/// from r0 (`ldm`, post-incremented), into the sums r4-r7; r2 and r10-r12 the weight words.
+/// 11 instructions per 16 MACs, all 32-bit encodings: 44 bytes, which the computed entry into
+/// the unrolled sequence relies on.
 macro_rules! u16_group {
     () => {
         concat!(
             "ldrd r8, r9, [r1], #8\n",
-            "ldm r0!, {{r10, r11, r12, lr}}\n",
-            "smlad r4, r10, r8, r4\n",
-            "smlad r5, r11, r8, r5\n",
-            "smlad r6, r12, r8, r6\n",
-            "smlad r7, lr, r8, r7\n",
-            "ldm r0!, {{r10, r11, r12, lr}}\n",
-            "smlad r4, r10, r9, r4\n",
-            "smlad r5, r11, r9, r5\n",
-            "smlad r6, r12, r9, r6\n",
-            "smlad r7, lr, r9, r7\n",
+            "ldm.w r0!, {{r2, r10, r11, r12}}\n",
+            "smlad r4, r2, r8, r4\n",
+            "smlad r5, r10, r8, r5\n",
+            "smlad r6, r11, r8, r6\n",
+            "smlad r7, r12, r8, r7\n",
+            "ldm.w r0!, {{r2, r10, r11, r12}}\n",
+            "smlad r4, r2, r9, r4\n",
+            "smlad r5, r10, r9, r5\n",
+            "smlad r6, r11, r9, r6\n",
+            "smlad r7, r12, r9, r7\n",
         )
     };
 }
 
-/// The unit16 product of one unit: the vector from r1 to r2 (a whole number of groups, at
-/// least one), two groups per pass; an odd count enters at the second copy.
-macro_rules! u16_product {
+/// Eight [`u16_group`]s.
+macro_rules! u16_group8 {
     () => {
         concat!(
-            "sub.w r8, r2, r1\n",
-            "tst.w r8, #8\n",
-            "bne 4f\n",
-            "5:\n",
             u16_group!(),
-            "4:\n",
             u16_group!(),
-            "cmp r1, r2\n",
-            "bne 5b\n",
+            u16_group!(),
+            u16_group!(),
+            u16_group!(),
+            u16_group!(),
+            u16_group!(),
+            u16_group!(),
         )
     };
 }
 
-/// `fixed::rq`'s 32-bit path on the sum `$r` with the row's pair from r8 (`ldrd`,
-/// post-incremented): `((smmul(r, mult) >> (shift − 2)) + 1) >> 1`, or out of line at label
-/// `7$i` (`smmulr`, shift 1), which returns to label `8$i`; r11 and lr scratch. Every shift is
-/// in `[1, 31]` (the caller checks).
+/// `fixed::rq` of the sum `$r` from its row's table entry at r8 (`(mult, round, n)`, `ldm`,
+/// post-incremented, into r0-r2): `smmla(r, mult, round) >> n`, which for `round = 2^(shift-2)`,
+/// `n = shift - 1` is exactly `rq`'s `(acc · mult + 2^(30+shift)) >> (31+shift)` (shift in
+/// [2, 31]); `n = 0` marks shift 1, out of line at label `7$i` (`smmlar` with `round = 0`, the
+/// rounded high word), which returns to label `8$i`. 4 instructions.
 macro_rules! u16_rq {
     ($r:literal, $i:literal) => {
         concat!(
-            "ldrd r11, lr, [r8], #8\n",
-            "subs.w lr, lr, #2\n",
-            "bmi 7",
+            "ldm r8!, {{r0, r1, r2}}\n",
+            "cbz r2, 7",
             $i,
             "f\n",
-            "smmul ",
+            "smmla ",
             $r,
             ", ",
             $r,
-            ", r11\n",
+            ", r0, r1\n",
             "asr.w ",
             $r,
             ", ",
             $r,
-            ", lr\n",
-            "adds ",
-            $r,
-            ", ",
-            $r,
-            ", #1\n",
-            "asrs ",
-            $r,
-            ", ",
-            $r,
-            ", #1\n",
+            ", r2\n",
             "8",
             $i,
             ":\n",
@@ -811,19 +800,29 @@ macro_rules! u16_rq {
     };
 }
 
+/// The shift-1 path of `u16_rq!($r, $i)`.
+macro_rules! u16_rq_shift1 {
+    ($r:literal, $i:literal) => {
+        concat!("7", $i, ":\n", "smmlar ", $r, ", ", $r, ", r0, r1\n", "b 8", $i, "b\n")
+    };
+}
+
 // kinglet_dsp_lstm16_gates(f: r0 = *mut Lstm16Frame): one LSTM step's gates from unit16
 // operands. For each unit u (the frame's running pointers advance unit by unit until g reaches
-// g_end), for its four gate rows s = 4u + gate (words of `w` / `r` as `format::unit16_index`
-// lays them out, two column pairs per expanded group):
-//   ax[gate] = rq(bias_x[s] + Σ w[s, ·] · x, rq_x[s]),  ah[gate] = rq(bias_h[s] + Σ r[s, ·] · h, rq_h[s])
+// g_end), for its four gate rows s = 4u + gate (words of `r` / `w` as `format::unit16_index`
+// lays them out):
+//   ah[gate] = rq(bias_h[s] + Σ r[s, ·] · h, rq_h[s]),  ax[gate] = rq(bias_x[s] + Σ w[s, ·] · x, rq_x[s])
 //   g[2u] = sat16(ax[0] + ah[0]) | sat16(ax[1] + ah[1]) << 16   (i, o)
 //   g[2u + 1] = sat16(ax[2] + ah[2]) | sat16(ax[3] + ah[3]) << 16   (f, z)
-// with `rq` by the 32-bit paths of `fixed::rq` (every shift in [1, 31]: the caller checks).
-// Frame words: 0 w, 1 bias_x, 2 rq_x, 3 r, 4 bias_h, 5 rq_h, 6 g, 7 g_end, 8 xe, 9 xe_end,
-// 10 he, 11 he_end, 12-15 the spilled ax. All word-aligned; at least one unit and one group.
-// Registers: r0 the matrix, r1 / r2 the expanded vector and its end, r3 the frame, r4-r7 the
-// four sums, r8 / r9 the vector pair, r10-r12 and lr the weight words; in the epilogues r8 the
-// pairs or the output, r11 / lr operands.
+// `rq` from the tables `tab_h` / `tab_x` (three words a row, `u16_rq`). Each product is a
+// `blx` into the unrolled `kinglet_dsp_u16_seq` at the entry for its group count: no loop
+// counter, no loop branch.
+// Frame words: 0 r, 1 he, 2 bias_h, 3 tab_h, 4 w, 5 xe, 6 bias_x, 7 tab_x, 8 g, 9 g_end,
+// 10 / 11 the group counts of h / x (1 to 32; replaced by the sequence entries on entry),
+// 12-15 the spilled ah. All word-aligned; at least one unit.
+// Registers: r0 the matrix, r1 the expanded vector, r3 the frame, r4-r7 the four sums, r8 / r9
+// the vector pair, r2 and r10-r12 the weight words, lr the sequence's return; in the epilogues
+// r8 the table or the output, r0-r2 a table entry, r9-r11 operands.
 global_asm!(
     cpu!(),
     ".section .text.kinglet_dsp_lstm16_gates,\"ax\",%progbits",
@@ -835,35 +834,58 @@ global_asm!(
     "kinglet_dsp_lstm16_gates:",
     "push {{r4, r5, r6, r7, r8, r9, r10, r11, lr}}",
     "mov r3, r0",
+    // entry = end of the sequence − 44 · groups, with the Thumb bit.
+    "adr.w r8, 20f",
+    "ldrd r9, r10, [r3, #40]",
+    "movs r11, #44",
+    "mls r9, r9, r11, r8",
+    "orr r9, r9, #1",
+    "mls r10, r10, r11, r8",
+    "orr r10, r10, #1",
+    "strd r9, r10, [r3, #40]",
     "1:",
-    "ldr r0, [r3]",
-    "ldr r8, [r3, #4]",
-    "ldm r8!, {{r4, r5, r6, r7}}",
-    "str r8, [r3, #4]",
-    "ldrd r1, r2, [r3, #32]",
-    u16_product!(),
+    // Recurrent part.
+    "ldm r3, {{r0, r1, r2}}",
+    "ldm r2!, {{r4, r5, r6, r7}}",
+    "str r2, [r3, #8]",
+    "ldr r8, [r3, #40]",
+    "blx r8",
     "str r0, [r3]",
-    "ldr r8, [r3, #8]",
+    "ldr r8, [r3, #12]",
     u16_rq!("r4", "0"),
     u16_rq!("r5", "1"),
     u16_rq!("r6", "2"),
     u16_rq!("r7", "3"),
-    "str r8, [r3, #8]",
+    "str r8, [r3, #12]",
     "add.w r8, r3, #48",
     "stm r8, {{r4, r5, r6, r7}}",
-    "ldr r0, [r3, #12]",
-    "ldr r8, [r3, #16]",
-    "ldm r8!, {{r4, r5, r6, r7}}",
-    "str r8, [r3, #16]",
-    "ldrd r1, r2, [r3, #40]",
-    u16_product!(),
-    "str r0, [r3, #12]",
-    "ldr r8, [r3, #20]",
+    "b 2f",
+    u16_rq_shift1!("r4", "0"),
+    u16_rq_shift1!("r5", "1"),
+    u16_rq_shift1!("r6", "2"),
+    u16_rq_shift1!("r7", "3"),
+    "2:",
+    // Input part.
+    "add.w r8, r3, #16",
+    "ldm r8, {{r0, r1, r2}}",
+    "ldm r2!, {{r4, r5, r6, r7}}",
+    "str r2, [r3, #24]",
+    "ldr r8, [r3, #44]",
+    "blx r8",
+    "str r0, [r3, #16]",
+    "ldr r8, [r3, #28]",
     u16_rq!("r4", "4"),
     u16_rq!("r5", "5"),
     u16_rq!("r6", "6"),
     u16_rq!("r7", "7"),
-    "str r8, [r3, #20]",
+    "str r8, [r3, #28]",
+    "b 3f",
+    u16_rq_shift1!("r4", "4"),
+    u16_rq_shift1!("r5", "5"),
+    u16_rq_shift1!("r6", "6"),
+    u16_rq_shift1!("r7", "7"),
+    "3:",
+    // The gate sums, two int16 to a word.
     "add.w r12, r3, #48",
     "ldm r12, {{r8, r9, r10, r11}}",
     "qadd r4, r4, r8",
@@ -876,21 +898,24 @@ global_asm!(
     "ssat r7, #16, r7",
     "pkhbt r4, r4, r5, lsl #16",
     "pkhbt r6, r6, r7, lsl #16",
-    "ldrd r8, r9, [r3, #24]",
+    "ldrd r8, r9, [r3, #32]",
     "strd r4, r6, [r8], #8",
-    "str r8, [r3, #24]",
+    "str r8, [r3, #32]",
     "cmp r8, r9",
     "bne 1b",
     "pop {{r4, r5, r6, r7, r8, r9, r10, r11, pc}}",
-    // Out of line: shift 1 (n = 32) is `smmulr`, (v + 2^31) >> 32.
-    gate_rq_shift1!("r4", "0"),
-    gate_rq_shift1!("r5", "1"),
-    gate_rq_shift1!("r6", "2"),
-    gate_rq_shift1!("r7", "3"),
-    gate_rq_shift1!("r4", "4"),
-    gate_rq_shift1!("r5", "5"),
-    gate_rq_shift1!("r6", "6"),
-    gate_rq_shift1!("r7", "7"),
+    // kinglet_dsp_u16_seq: 32 groups (K ≤ 128), entered 44 · groups bytes before its end
+    // (every instruction of a group has a 32-bit encoding; the assembler cannot evaluate the
+    // label difference here to assert it: an entry off by any other group size would land
+    // inside an instruction, which `self_test_lstm16`'s shapes, 1 to 5 groups, would show).
+    ".p2align 2",
+    "10:",
+    u16_group8!(),
+    u16_group8!(),
+    u16_group8!(),
+    u16_group8!(),
+    "20:",
+    "bx lr",
     ".size kinglet_dsp_lstm16_gates, . - kinglet_dsp_lstm16_gates",
     ".text",
 );
@@ -898,20 +923,23 @@ global_asm!(
 /// The frame `kinglet_dsp_lstm16_gates` reads and advances (its comment gives the layout).
 #[repr(C)]
 struct Lstm16Frame {
-    w: *const I16,
-    bias_x: *const I32,
-    rq_x: *const I32,
     r: *const I16,
+    he: *const u32,
     bias_h: *const I32,
-    rq_h: *const I32,
+    tab_h: *const i32,
+    w: *const I16,
+    xe: *const u32,
+    bias_x: *const I32,
+    tab_x: *const i32,
     g: *mut u32,
     g_end: *mut u32,
-    xe: *const u32,
-    xe_end: *const u32,
-    he: *const u32,
-    he_end: *const u32,
-    ax: [i32; 4],
+    groups_h: usize,
+    groups_x: usize,
+    ah: [i32; 4],
 }
+
+/// Groups of four columns the unrolled `kinglet_dsp_u16_seq` holds: rows of at most 128.
+const U16_SEQ_GROUPS: usize = 32;
 
 extern "C" {
     fn kinglet_dsp_mv4x4(
@@ -1407,24 +1435,46 @@ pub(super) fn dsp_lstm(
     true
 }
 
-/// Longest row (`I` or `H`, padded to a multiple of 4) [`dsp_lstm16`] takes: its expanded
-/// vectors are `K16_MAX / 2` words each on the stack.
-const K16_MAX: usize = 128;
+/// Longest row (`I` or `H`, padded to a multiple of 4) [`dsp_lstm16`] takes: the unrolled
+/// product's length; its expanded vectors are `K16_MAX / 2` words each on the stack.
+const K16_MAX: usize = 4 * U16_SEQ_GROUPS;
 
 /// Whether `p` is word-aligned (`ldm` / `ldrd` fault on anything else).
 fn word_aligned<T>(p: *const T) -> bool {
     (p as usize) % 4 == 0
 }
 
+/// The requantization pairs `q` (`[rows, 2]`, shifts in `[1, 31]`) as the unit16 kernel's
+/// table (`u16_rq!`): `(mult, 2^(shift-2), shift-1)` for shift ≥ 2, `(mult, 0, 0)` for shift 1.
+/// Returns `false` if `tab` is shorter than `3 · rows` or a shift is outside `[1, 31]`.
+fn u16_rq_table(q: &[I32], tab: &mut [i32]) -> bool {
+    if tab.len() < q.len() / 2 * 3 {
+        return false;
+    }
+    for (p, t) in q.chunks_exact(2).zip(tab.chunks_exact_mut(3)) {
+        let (mult, shift) = (p[0].get(), p[1].get());
+        let (round, n) = match shift {
+            2..=31 => (1i32 << (shift - 2), shift - 1),
+            1 => (0, 0),
+            _ => return false,
+        };
+        t[0] = mult;
+        t[1] = round;
+        t[2] = n;
+    }
+    true
+}
+
 /// The unit16 LSTM op (`reference::lstm16::lstm16_i8`) on the DSP extension, bit-identical to
 /// it, for a cell whose `4H` gates fit one stack block (`4H ≤ MATVEC_BLOCK`), padded rows of at
-/// most [`K16_MAX`], word-aligned operands (the model file's constants are), every gate
-/// requantization shift in `[1, 31]` and the output's in `[2, 31]`; returns `false`, writing
-/// nothing, otherwise. Per step: `x_t` and `h` expanded once (`kinglet_dsp_expand`, from a
-/// zero-padded copy when the length is not a multiple of 4), then `kinglet_dsp_lstm16_gates`
-/// (both products of a unit in one pass each, 11 instructions per 16 MACs, their
-/// requantizations and the gate sums while the sums are in registers), then the cell
-/// ([`lstm_cell`], as for the int8 layout).
+/// most [`K16_MAX`], word-aligned operands (the model file's constants are) and scratch, every
+/// gate requantization shift in `[1, 31]` and the output's in `[2, 31]`; returns `false`,
+/// writing nothing, otherwise. Once per op, the gate rows' requantization pairs become the
+/// kernel's tables in the op's `scratch` (`u16_rq_table`). Per step: `x_t` and `h` expanded
+/// once (`kinglet_dsp_expand`, from a zero-padded copy when the length is not a multiple of 4),
+/// then `kinglet_dsp_lstm16_gates` (a unit's two products, 11 instructions per 16 MACs, their
+/// requantizations in 4 instructions a row and the gate sums while the sums are in registers),
+/// then the cell ([`lstm_cell`], as for the int8 layout).
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn dsp_lstm16(
@@ -1435,33 +1485,38 @@ pub(super) fn dsp_lstm16(
     h: &mut [i8],
     c: &mut [i16],
     y: &mut [i8],
+    scratch: &mut [i16],
 ) -> bool {
     use super::reference::fixed::MATVEC_BLOCK;
     use crate::format::unit16_kp;
     let (ni, nh, steps) = (p.input, p.hidden, p.steps);
     let (kpx, kph) = (unit16_kp(ni), unit16_kp(nh));
     let g = 4 * nh;
-    let shifts_ok = |q: &[I32]| q.chunks_exact(2).all(|q| (1..=31).contains(&q[1].get()));
+    // SAFETY: every bit pattern is a valid `i32`; the middle part is the word-aligned run of
+    // `scratch`'s bytes, borrowed mutably for as long as `scratch` is.
+    let (pre, words, _) = unsafe { scratch.align_to_mut::<i32>() };
     let ok = ni > 0
         && nh > 0
         && g <= MATVEC_BLOCK
         && kpx <= K16_MAX
         && kph <= K16_MAX
+        && pre.is_empty()
+        && words.len() >= 6 * g
         && (2..=31).contains(&p.hq_shift)
         && wt.fits(ni, nh)
         && word_aligned(wt.w.as_ptr())
         && word_aligned(wt.r.as_ptr())
         && word_aligned(wt.bias_x.as_ptr())
         && word_aligned(wt.bias_h.as_ptr())
-        && word_aligned(wt.rq_x.as_ptr())
-        && word_aligned(wt.rq_h.as_ptr())
-        && shifts_ok(wt.rq_x)
-        && shifts_ok(wt.rq_h)
         && Some(x.len()) == steps.checked_mul(ni)
         && Some(y.len()) == steps.checked_mul(nh)
         && h.len() == nh
         && c.len() == nh;
     if !ok {
+        return false;
+    }
+    let (tab_h, tab_x) = words.split_at_mut(3 * g);
+    if !(u16_rq_table(wt.rq_h, tab_h) && u16_rq_table(wt.rq_x, tab_x)) {
         return false;
     }
     let ce = p.cell_exp.min(15);
@@ -1479,46 +1534,55 @@ pub(super) fn dsp_lstm16(
         else {
             return true;
         };
-        let xs: &[i8] = match xpad.get_mut(..ni) {
-            Some(pad) if ni % 4 != 0 => {
-                pad.copy_from_slice(xt);
-                &xpad[..kpx]
-            }
-            _ => xt,
+        let xs: &[i8] = if ni % 4 == 0 {
+            xt
+        } else {
+            let Some(pad) = xpad.get_mut(..ni) else {
+                return true;
+            };
+            pad.copy_from_slice(xt);
+            xpad.get(..kpx).unwrap_or(&[])
         };
-        let hs: &[i8] = match hpad.get_mut(..nh) {
-            Some(pad) if nh % 4 != 0 => {
-                pad.copy_from_slice(h);
-                &hpad[..kph]
-            }
-            _ => h,
+        let hs: &[i8] = if nh % 4 == 0 {
+            h
+        } else {
+            let Some(pad) = hpad.get_mut(..nh) else {
+                return true;
+            };
+            pad.copy_from_slice(h);
+            hpad.get(..kph).unwrap_or(&[])
         };
+        if xs.len() != kpx || hs.len() != kph {
+            return true;
+        }
         let gs = &mut gates[..g / 2];
         let mut f = Lstm16Frame {
-            w: wt.w.as_ptr(),
-            bias_x: wt.bias_x.as_ptr(),
-            rq_x: wt.rq_x.as_ptr(),
             r: wt.r.as_ptr(),
+            he,
             bias_h: wt.bias_h.as_ptr(),
-            rq_h: wt.rq_h.as_ptr(),
+            tab_h: tab_h.as_ptr(),
+            w: wt.w.as_ptr(),
+            xe,
+            bias_x: wt.bias_x.as_ptr(),
+            tab_x: tab_x.as_ptr(),
             g: gs.as_mut_ptr(),
             g_end: gs.as_mut_ptr_range().end,
-            xe,
-            xe_end: xe.wrapping_add(kpx / 2),
-            he,
-            he_end: he.wrapping_add(kph / 2),
-            ax: [0; 4],
+            groups_h: kph / 4,
+            groups_x: kpx / 4,
+            ah: [0; 4],
         };
-        // SAFETY: `xs` holds `kpx` bytes and `hs` `kph` (`kpx`, `kph` multiples of 4, at least
-        // 4, at most `K16_MAX`): `kinglet_dsp_expand` reads them and writes `kpx / 2` and
-        // `kph / 2` words of the word-aligned `xe` and `he` buffers (`K16_MAX / 2` words each).
+        // SAFETY: `xs` holds `kpx` bytes and `hs` `kph` (multiples of 4, from 4 to `K16_MAX`):
+        // `kinglet_dsp_expand` reads them and writes `kpx / 2` and `kph / 2` words of the
+        // word-aligned `xe` and `he` buffers (`K16_MAX / 2` words each). The group counts are
+        // 1 to `U16_SEQ_GROUPS`, so each product enters the unrolled sequence inside it.
         // `kinglet_dsp_lstm16_gates` then, for each of the `nh ≥ 1` units (until `g` reaches
-        // `g_end`: `2 · nh` words of `gates`, `g ≤ MATVEC_BLOCK`), reads `2 · kpx` words of `w`
-        // and `2 · kph` of `r` (`wt.fits`: `w` is `4 · nh · kpx` halfwords, `r` `4 · nh · kph`),
-        // 4 words of each bias and 8 of each pair array (`4 · nh` and `8 · nh` in all), those
-        // expanded words, and writes 2 words of `gates` and the frame's own fields; every
-        // pointer is word-aligned (checked above, `ldm` / `ldrd`), every shift in [1, 31]
-        // (checked). It preserves the callee-saved registers (AAPCS).
+        // `g_end`: `2 · nh` words of `gates`, `4 · nh ≤ MATVEC_BLOCK`), reads `2 · kph` words
+        // of `r` and `2 · kpx` of `w` (`wt.fits`: `r` is `4 · nh · kph` halfwords, `w`
+        // `4 · nh · kpx`), 4 words of each bias and 12 of each table (`4 · nh` and `12 · nh`
+        // in all: the tables are `3 · g` words each), those expanded words, and writes 2 words
+        // of `gates` and the frame's own fields; every pointer is word-aligned (checked above,
+        // `ldm` / `ldrd`; the tables are `i32` slices). It preserves the callee-saved registers
+        // (AAPCS).
         unsafe {
             kinglet_dsp_expand(xs.as_ptr(), xe, kpx / 4);
             kinglet_dsp_expand(hs.as_ptr(), he, kph / 4);

@@ -392,8 +392,9 @@ pub(crate) fn lstm_seq_simd(
 
 /// A whole unit16 LSTM op (`reference::lstm16::lstm16_i8`) through the active level's own
 /// sequence kernel, where it has one for these operands (Cortex-M DSP: `4H ≤ MATVEC_BLOCK`,
-/// every gate requantization shift in `[1, 31]`, the output's in `[2, 31]`); returns `false`,
-/// writing nothing, otherwise. The layout is made for the DSP kernel: every other level runs
+/// every gate requantization shift in `[1, 31]`, the output's in `[2, 31]`; `scratch` is the
+/// op's, whose contents are not part of the result); returns `false`, writing nothing
+/// otherwise. The layout is made for the DSP kernel: every other level runs
 /// the reference loop on it (the same bits).
 #[inline]
 #[allow(clippy::too_many_arguments)]
@@ -405,12 +406,13 @@ pub(crate) fn lstm16_seq_simd(
     h: &mut [i8],
     c: &mut [i16],
     y: &mut [i8],
+    scratch: &mut [i16],
 ) -> bool {
     #[cfg(kinglet_dsp)]
     if active_isa() == Isa::Dsp {
-        return super::dsp::dsp_lstm16(p, wt, tabs, x, h, c, y);
+        return super::dsp::dsp_lstm16(p, wt, tabs, x, h, c, y, scratch);
     }
-    let _ = (p, wt, tabs, x, h, c, y);
+    let _ = (p, wt, tabs, x, h, c, y, scratch);
     false
 }
 

@@ -25,7 +25,7 @@
 use super::fixed::{rq_at, sat16_add};
 use super::lstm::{cells, LstmParams};
 use super::{step_index, ActTables};
-use crate::format::{unit16_index, unit16_kp};
+use crate::format::{unit16_index, unit16_kp, UNIT16_SCRATCH_PER_UNIT};
 use crate::kernels::matvec::lstm16_seq_simd;
 use zerocopy::little_endian::{I16, I32};
 
@@ -74,8 +74,11 @@ fn dot16(m: &[I16], kp: usize, u: usize, g: usize, v: &[i8]) -> i32 {
 
 /// Runs `p.steps` LSTM steps over `x [steps, I]` with unit16 operands, updating `h [H]` and
 /// `c [H]` in place and writing `y [steps, H]`, exactly as [`lstm_i8`](super::lstm::lstm_i8)
-/// with the same values in the int8 layout; `scratch` holds `4H` gates. Returns without
+/// with the same values in the int8 layout; `scratch` is the op's `48H` int16
+/// ([`UNIT16_SCRATCH_PER_UNIT`]), the first `4H` the reference loop's gates. Returns without
 /// writing if a slice length disagrees with `p`.
+///
+/// [`UNIT16_SCRATCH_PER_UNIT`]: crate::format::UNIT16_SCRATCH_PER_UNIT
 #[allow(clippy::too_many_arguments)]
 pub fn lstm16_i8(
     p: &LstmParams,
@@ -95,14 +98,17 @@ pub fn lstm16_i8(
         && Some(y.len()) == p.steps.checked_mul(nh)
         && h.len() == nh
         && c.len() == nh
-        && scratch.len() == 4 * nh;
+        && Some(scratch.len()) == nh.checked_mul(UNIT16_SCRATCH_PER_UNIT);
     if !ok {
         return;
     }
-    if lstm16_seq_simd(p, wt, tabs, x, h, c, y) {
+    if lstm16_seq_simd(p, wt, tabs, x, h, c, y, scratch) {
         return;
     }
-    lstm16_steps(p, wt, tabs, x, h, c, y, scratch);
+    let Some(gates) = scratch.get_mut(..4 * nh) else {
+        return;
+    };
+    lstm16_steps(p, wt, tabs, x, h, c, y, gates);
 }
 
 /// The scalar step loop of [`lstm16_i8`] (operands checked there): every gate from the
@@ -177,7 +183,7 @@ pub fn self_test_lstm16(seed: u32) -> usize {
     let mut sig = [I16::new(0); crate::format::ACT_TABLE_LEN];
     let mut tanh = [I16::new(0); crate::format::ACT_TABLE_LEN];
     let mut x = [0i8; TMAX * IMAX];
-    let mut scratch = [0i16; 4 * HMAX];
+    let mut scratch = Aligned([0i16; UNIT16_SCRATCH_PER_UNIT * HMAX]);
     let mut bad = 0;
     let mut case = 0u32;
     // (I, H): padded and unpadded rows, H not a multiple of 4.
@@ -239,7 +245,7 @@ pub fn self_test_lstm16(seed: u32) -> usize {
                 let (mut h, mut c, mut y) = ([h0; HMAX], [c0; HMAX], [0i8; TMAX * HMAX]);
                 let (mut hr, mut cr, mut yr) = (h, c, y);
                 let xs = &x[..steps * ni];
-                let (ny, sc) = (steps * nh, &mut scratch[..g]);
+                let (ny, sc) = (steps * nh, &mut scratch.0[..UNIT16_SCRATCH_PER_UNIT * nh]);
                 force_reference(false);
                 lstm16_i8(
                     &p,
@@ -424,7 +430,7 @@ mod tests {
                         force_reference(reference);
                         let (mut h2, mut c2, mut y2) =
                             (h0.clone(), c0.clone(), std::vec![0i8; steps * nh]);
-                        lstm16_i8(&p, &w16, &tabs, &x, &mut h2, &mut c2, &mut y2, &mut sc);
+                        lstm16_i8(&p, &w16, &tabs, &x, &mut h2, &mut c2, &mut y2, &mut sc16);
                         force_reference(false);
                         assert_eq!(
                             y2, y,
