@@ -5,7 +5,8 @@
 extern crate std;
 use crate::format::{
     DType, Header, OpEntry, TensorEntry, TensorKind, ARENA_ALIGN, CRC_FIELD, CRC_START, FILE_ALIGN,
-    FLAG_STREAMABLE, MAGIC, MAX_RANK, NO_TIME_AXIS, OP_FLAG_PER_STEP, VERSION_MAJOR, VERSION_MINOR,
+    FLAG_STREAMABLE, MAGIC, MAX_RANK, NO_TIME_AXIS, OP_FLAG_PER_STEP, OP_FLAG_UNIT16,
+    VERSION_MAJOR,
 };
 use std::string::String;
 use std::vec::Vec;
@@ -28,6 +29,8 @@ pub struct TensorSpec {
 pub struct OpSpec {
     pub opcode: u16,
     pub per_step: bool,
+    /// Sets `OP_FLAG_UNIT16` (the unit16 LSTM layout).
+    pub unit16: bool,
     pub tensors: Vec<u16>,
     pub params: Vec<i32>,
 }
@@ -166,6 +169,7 @@ impl Builder {
         self.ops.push(OpSpec {
             opcode,
             per_step,
+            unit16: false,
             tensors: tensors.to_vec(),
             params: params.to_vec(),
         });
@@ -225,7 +229,10 @@ impl Builder {
             }
             let e = OpEntry {
                 opcode: U16::new(op.opcode),
-                flags: U16::new(if op.per_step { OP_FLAG_PER_STEP } else { 0 }),
+                flags: U16::new(
+                    if op.per_step { OP_FLAG_PER_STEP } else { 0 }
+                        | if op.unit16 { OP_FLAG_UNIT16 } else { 0 },
+                ),
                 n_tensors: U16::new(op.tensors.len() as u16),
                 n_params: U16::new(op.params.len() as u16),
                 tensors_off: U32::new(tat as u32),
@@ -239,7 +246,8 @@ impl Builder {
         let header = Header {
             magic: MAGIC,
             version_major: U16::new(VERSION_MAJOR),
-            version_minor: U16::new(VERSION_MINOR),
+            // The lowest minor with every feature the file uses (`VERSION_MINOR`).
+            version_minor: U16::new(u16::from(self.ops.iter().any(|o| o.unit16))),
             file_len: U32::new(file_len as u32),
             crc32: U32::new(0),
             flags: U32::new(if self.streamable { FLAG_STREAMABLE } else { 0 }),

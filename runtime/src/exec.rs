@@ -16,9 +16,9 @@
 
 use crate::error::Error;
 use crate::format::{
-    unit16_kp, DType, UNIT16_SCRATCH_PER_UNIT, TensorKind, ACT_TABLE_LEN, OP_ADD, OP_ATTENTION, OP_CONCAT, OP_COPY, OP_FC,
+    unit16_kp, DType, TensorKind, ACT_TABLE_LEN, OP_ADD, OP_ATTENTION, OP_CONCAT, OP_COPY, OP_FC,
     OP_GRU, OP_LAYERNORM, OP_LSTM, OP_LUT8, OP_MEAN, OP_REQUANT, OP_RNN, OP_SELECT_LAST,
-    OP_SOFTMAX,
+    OP_SOFTMAX, UNIT16_SCRATCH_PER_UNIT,
 };
 use crate::kernels::reference::{
     add::{add_i8, AddParams},

@@ -956,6 +956,18 @@ fn op_validation_errors() {
         parse_edited(|b| b.ops[0].opcode = 99),
         Err(Error::UnknownOp { op: 0, opcode: 99 })
     );
+    // The unit16 layout flag: LSTM only, and then with int16 gate matrices.
+    assert!(matches!(
+        parse_edited(|b| b.ops[1].unit16 = true),
+        Err(Error::Malformed {
+            what: "the unit16 layout flag on an op other than LSTM",
+            ..
+        })
+    ));
+    assert_eq!(
+        parse_edited(|b| b.ops[0].unit16 = true),
+        bad(0, "unit16 w must be int16 constant [4H, Kp(I)]")
+    );
     assert_eq!(
         parse_edited(|b| b.ops[0].tensors[0] = 999),
         bad(0, "tensor index out of range")

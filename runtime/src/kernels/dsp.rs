@@ -803,7 +803,19 @@ macro_rules! u16_rq {
 /// The shift-1 path of `u16_rq!($r, $i)`.
 macro_rules! u16_rq_shift1 {
     ($r:literal, $i:literal) => {
-        concat!("7", $i, ":\n", "smmlar ", $r, ", ", $r, ", r0, r1\n", "b 8", $i, "b\n")
+        concat!(
+            "7",
+            $i,
+            ":\n",
+            "smmlar ",
+            $r,
+            ", ",
+            $r,
+            ", r0, r1\n",
+            "b 8",
+            $i,
+            "b\n"
+        )
     };
 }
 
@@ -1515,7 +1527,9 @@ pub(super) fn dsp_lstm16(
     if !ok {
         return false;
     }
-    let (tab_h, tab_x) = words.split_at_mut(3 * g);
+    let Some((tab_h, tab_x)) = words.split_at_mut_checked(3 * g) else {
+        return false;
+    };
     if !(u16_rq_table(wt.rq_h, tab_h) && u16_rq_table(wt.rq_x, tab_x)) {
         return false;
     }

@@ -126,6 +126,9 @@ fn lstm16_steps(
     scratch: &mut [i16],
 ) {
     let (ni, nh) = (p.input, p.hidden);
+    if nh == 0 {
+        return;
+    }
     let (kpx, kph) = (unit16_kp(ni), unit16_kp(nh));
     let cell_exp = p.cell_exp.min(15);
     for it in 0..p.steps {
@@ -421,6 +424,7 @@ mod tests {
                     let h0: Vec<i8> = (0..nh).map(|u| (u as i8).wrapping_mul(37)).collect();
                     let c0: Vec<i16> = (0..nh).map(|u| (u as i16 - 5) * 911).collect();
                     let mut sc = std::vec![0i16; g];
+                    let mut sc16 = std::vec![0i16; UNIT16_SCRATCH_PER_UNIT * nh];
                     let (mut h, mut c, mut y) =
                         (h0.clone(), c0.clone(), std::vec![0i8; steps * nh]);
                     force_reference(true);
