@@ -172,9 +172,16 @@ fn exercise(m: &Model<'_>, api: bool) {
     }
 }
 
-/// The committed fixtures, parsed once to check they are valid.
+/// The committed fixtures and the one unit16-layout model (its LSTM decodes another operand
+/// set), parsed once to check they are valid.
 fn fixtures() -> Vec<(String, Vec<u8>)> {
-    let f = common::fixtures();
+    let mut f = common::fixtures();
+    let unit16 = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/mnist_lstm_unit16/model.kgl");
+    f.push((
+        "mnist_lstm_unit16".to_string(),
+        std::fs::read(&unit16).expect("models/mnist_lstm_unit16/model.kgl"),
+    ));
     for (name, b) in &f {
         Model::parse(b).unwrap_or_else(|e| panic!("{name}: committed fixture: {e}"));
     }
@@ -364,7 +371,10 @@ fn bad_checksum_magic_and_version() {
             wr16(&mut m, H_VMAJOR, major);
             assert_eq!(
                 parse_fixed(&mut m),
-                Err(Error::UnsupportedVersion { major, minor: 0 }),
+                Err(Error::UnsupportedVersion {
+                    major,
+                    minor: rd16(&b, H_VMAJOR + 2)
+                }),
                 "{name}"
             );
         }
@@ -752,8 +762,12 @@ fn op_entries_at_extremes() {
                 let mut m = b.clone();
                 wr16(&mut m, at, opcode);
                 let got = parse_fixed(&mut m);
+                // A unit16 LSTM's flag is refused first on any other op.
+                let unit16 = rd16(&b, at + 2) & kinglet::format::OP_FLAG_UNIT16 != 0;
                 assert!(
-                    matches!(got, Err(Error::BadOp { op, .. }) if op == k),
+                    matches!(got, Err(Error::BadOp { op, .. }) if op == k)
+                        || unit16
+                            && matches!(got, Err(Error::Malformed { offset, .. }) if offset == at + 2),
                     "{name}: op {k} as opcode {opcode}: {got:?}"
                 );
             }
@@ -766,8 +780,28 @@ fn op_entries_at_extremes() {
                     "{name}: op {k} {what}: {got:?}"
                 );
             };
-            mal("flags", &|m| wr16(m, at + 2, 2), at + 2);
+            mal("flags", &|m| wr16(m, at + 2, 4), at + 2);
             mal("flags", &|m| wr16(m, at + 2, 0xFFFF), at + 2);
+            // The unit16 layout flag toggled: refused at the flags on any op but LSTM; on an
+            // LSTM, by the other layout's operand checks (int8 vs int16 gate matrices).
+            let mut m = b.clone();
+            wr16(
+                &mut m,
+                at + 2,
+                rd16(&b, at + 2) ^ kinglet::format::OP_FLAG_UNIT16,
+            );
+            let got = parse_fixed(&mut m);
+            if rd16(&b, at) == kinglet::format::OP_LSTM {
+                assert!(
+                    matches!(got, Err(Error::BadOp { op, .. }) if op == k),
+                    "{name}: op {k} unit16 toggled: {got:?}"
+                );
+            } else {
+                assert!(
+                    matches!(got, Err(Error::Malformed { offset, .. }) if offset == at + 2),
+                    "{name}: op {k} unit16 flag: {got:?}"
+                );
+            }
             mal("reserved", &|m| wr32(m, at + 16, 1), at + 16);
             mal("reserved", &|m| wr32(m, at + 20, u32::MAX), at + 16);
             mal(
