@@ -193,7 +193,8 @@ if [ -f "$plugin_src" ]; then
         -semihosting-config enable=on,target=native -icount shift=0 \
         -d plugin -D "$work/kernels.m4cycles.log" -plugin "$work/libm4cycles.so,mark=$mark" \
         -kernel "$elf" >/dev/null
-    # Intervals (kernels.rs): 0, 2, 4 the products; 6-8 mnist_lstm's ops; 10-12 kws_gru's.
+    # Intervals (kernels.rs): 0, 2, 4 the products; 6-8 mnist_lstm's ops; 10-12 kws_gru's;
+    # 14-16 mnist_lstm_unit16's.
     awk '
         BEGIN {
             name[0] = "matvec 64x64"; macs[0] = 4096
@@ -205,6 +206,9 @@ if [ -f "$plugin_src" ]; then
             name[10] = "kws_gru GRU op (49 steps)"; macs[10] = 978432
             name[11] = "kws_gru FC op"; macs[11] = 768
             name[12] = "kws_gru SOFTMAX op"
+            name[14] = "mnist_lstm_unit16 LSTM op (28 steps)"; macs[14] = 107520
+            name[15] = "mnist_lstm_unit16 FC op"; macs[15] = 5600
+            name[16] = "mnist_lstm_unit16 SOFTMAX op"
         }
         /interval/ {
             k = $3

@@ -20,6 +20,7 @@ fw::handlers!();
 
 static MNIST_LSTM: &[u8] = fw::include_aligned!("../../../models/mnist_lstm/model.kgl");
 static KWS_GRU: &[u8] = fw::include_aligned!("../../../models/kws_gru/model.kgl");
+static MNIST_LSTM16: &[u8] = fw::include_aligned!("../../../models/mnist_lstm_unit16/model.kgl");
 
 /// The largest square product measured (64 on boards with little RAM, the microbit's 16 KiB).
 const MAX: usize = if fw::board::RAM_BYTES < 64 * 1024 {
@@ -187,6 +188,13 @@ fn main() -> ! {
     ops(&clock, "mnist_lstm", MNIST_LSTM, &mut ARENA.0, &mut rng);
     if !SMALL {
         ops(&clock, "kws_gru", KWS_GRU, &mut ARENA.0, &mut rng);
+        ops(
+            &clock,
+            "mnist_lstm_unit16",
+            MNIST_LSTM16,
+            &mut ARENA.0,
+            &mut rng,
+        );
     }
     fw::exit(bad == 0)
 }
