@@ -159,7 +159,14 @@ def main():
         "| est. M4 cycles | M4 flash code + model bytes | M4 peak stack |",
         "|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for m in k["models"]:
+    rows = list(k["models"])
+    # Cortex-M-only files (the unit16 LSTM layout): M4 cells, host columns empty.
+    hosted = {m["name"] for m in rows}
+    for name, r in sorted(m4.items()):
+        if name not in hosted:
+            rows.append({"name": name, "kgl_bytes": r["flash_model_bytes"], "onnx_bytes": None,
+                         "arena_bytes": r["arena_bytes"]})
+    for m in rows:
         r = m4.get(m["name"])
         if r:
             m4cells = [
@@ -171,8 +178,10 @@ def main():
         else:
             m4cells = ["–"] * 4
         lines.append(
-            "| {} | {:,} | {:,} | {:,} | {} |".format(
-                m["name"], m["kgl_bytes"], m["onnx_bytes"], m["arena_bytes"], " | ".join(m4cells)
+            "| {} | {:,} | {} | {:,} | {} |".format(
+                m["name"], m["kgl_bytes"],
+                "–" if m["onnx_bytes"] is None else f"{m['onnx_bytes']:,}",
+                m["arena_bytes"], " | ".join(m4cells)
             )
         )
     if a.m4_note:

@@ -611,11 +611,9 @@ pub(crate) fn decode<'a>(m: &Model<'a>, i: usize, streaming: bool) -> Result<Exe
                 return Err(c.bad("cell_exp outside [0, 15]"));
             }
             let (hq_mult, hq_shift) = c.pair(6)?;
-            let (wt, wt16) = if c.op.unit16() {
-                (None, Some(c.unit16_weights(input, hidden)?))
-            } else {
-                (Some(c.gate_weights(4, input, hidden)?), None)
-            };
+            let unit16 = c.op.unit16();
+            // The weights are decoded last, into the variant: one layout's operands at a time
+            // in this frame (decode's frame is part of every op's stack peak).
             let tabs = ActTables {
                 sig: c.table16(7, "sigmoid must be an int16 constant [513]")?,
                 tanh: c.table16(8, "tanh must be an int16 constant [513]")?,
@@ -630,11 +628,7 @@ pub(crate) fn decode<'a>(m: &Model<'a>, i: usize, streaming: bool) -> Result<Exe
                 cb,
                 "c must be int16 state [hidden]",
             )?;
-            let per_unit = if wt16.is_some() {
-                UNIT16_SCRATCH_PER_UNIT
-            } else {
-                4
-            };
+            let per_unit = if unit16 { UNIT16_SCRATCH_PER_UNIT } else { 4 };
             let sb = c.mul(hidden, 2 * per_unit)?;
             let scratch = c.arena(
                 12,
@@ -655,28 +649,28 @@ pub(crate) fn decode<'a>(m: &Model<'a>, i: usize, streaming: bool) -> Result<Exe
                 hq_mult,
                 hq_shift,
             };
-            match (wt, wt16) {
-                (Some(wt), _) => Ok(Exec::Lstm {
+            if unit16 {
+                Ok(Exec::Lstm16 {
                     p,
-                    wt,
+                    wt: c.unit16_weights(input, hidden)?,
                     tabs,
                     x,
                     h,
                     c: cs,
                     y,
                     scratch,
-                }),
-                (None, Some(wt)) => Ok(Exec::Lstm16 {
+                })
+            } else {
+                Ok(Exec::Lstm {
                     p,
-                    wt,
+                    wt: c.gate_weights(4, input, hidden)?,
                     tabs,
                     x,
                     h,
                     c: cs,
                     y,
                     scratch,
-                }),
-                (None, None) => Err(c.bad("LSTM gate weights")),
+                })
             }
         }
         OP_GRU => {

@@ -966,7 +966,10 @@ fn op_validation_errors() {
     ));
     assert_eq!(
         parse_edited(|b| b.ops[0].unit16 = true),
-        bad(0, "unit16 w must be int16 constant [4H, Kp(I)]")
+        bad(
+            0,
+            "scratch must be an int16 activation [4·hidden] ([48·hidden] for unit16)"
+        )
     );
     assert_eq!(
         parse_edited(|b| b.ops[0].tensors[0] = 999),
