@@ -421,7 +421,12 @@ fn inspect(m: &kinglet::Model<'_>, json: bool) {
         .collect();
     let ops: Vec<_> = (0..m.n_ops())
         .filter_map(|i| m.op(i))
-        .map(|o| serde_json::json!({"op": o.name(), "tensors": o.tensors().collect::<Vec<_>>()}))
+        .map(|o| {
+            serde_json::json!({
+                "op": o.name(), "tensors": o.tensors().collect::<Vec<_>>(),
+                "layout": if o.unit16() { "unit16" } else { "int8" },
+            })
+        })
         .collect();
     if json {
         println!(
@@ -447,10 +452,16 @@ fn inspect(m: &kinglet::Model<'_>, json: bool) {
     );
     println!("\nops:");
     for (i, o) in ops.iter().enumerate() {
+        let unit16 = o["layout"] == "unit16";
         println!(
-            "  {i:<3} {:<12} tensors {}",
+            "  {i:<3} {:<12} tensors {}{}",
             o["op"].as_str().unwrap_or("?"),
-            o["tensors"]
+            o["tensors"],
+            if unit16 {
+                "  (unit16 gate layout: int16 weights for the Cortex-M DSP kernel)"
+            } else {
+                ""
+            }
         );
     }
     for o in (0..m.n_ops()).filter_map(|i| m.op(i)) {
