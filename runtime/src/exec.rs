@@ -92,6 +92,15 @@ impl<'a> Src<'a> {
     }
 }
 
+/// An LSTM's gate operands in the file's layout (`OP_FLAG_UNIT16` or not).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LstmWeights<'a> {
+    /// Row-major int8 (`docs/format.md`, LSTM).
+    Int8(GateWeights<'a>),
+    /// The unit16 layout (`docs/format.md`, "LSTM, unit16 layout").
+    Unit16(Unit16Weights<'a>),
+}
+
 /// A decoded op, ready to run.
 pub(crate) enum Exec<'a> {
     Fc {
@@ -104,17 +113,7 @@ pub(crate) enum Exec<'a> {
     },
     Lstm {
         p: LstmParams,
-        wt: GateWeights<'a>,
-        tabs: ActTables<'a>,
-        x: Region,
-        h: Region,
-        c: Region,
-        y: Region,
-        scratch: Region,
-    },
-    Lstm16 {
-        p: LstmParams,
-        wt: Unit16Weights<'a>,
+        wt: LstmWeights<'a>,
         tabs: ActTables<'a>,
         x: Region,
         h: Region,
@@ -218,9 +217,6 @@ impl Exec<'_> {
             | Exec::LayerNorm { y, .. }
             | Exec::Mean { y, .. } => f(*y),
             Exec::Lstm {
-                h, c, y, scratch, ..
-            }
-            | Exec::Lstm16 {
                 h, c, y, scratch, ..
             } => [h, c, y, scratch].into_iter().for_each(|r| f(*r)),
             Exec::Gru {
@@ -649,29 +645,21 @@ pub(crate) fn decode<'a>(m: &Model<'a>, i: usize, streaming: bool) -> Result<Exe
                 hq_mult,
                 hq_shift,
             };
-            if unit16 {
-                Ok(Exec::Lstm16 {
-                    p,
-                    wt: c.unit16_weights(input, hidden)?,
-                    tabs,
-                    x,
-                    h,
-                    c: cs,
-                    y,
-                    scratch,
-                })
+            let wt = if unit16 {
+                LstmWeights::Unit16(c.unit16_weights(input, hidden)?)
             } else {
-                Ok(Exec::Lstm {
-                    p,
-                    wt: c.gate_weights(4, input, hidden)?,
-                    tabs,
-                    x,
-                    h,
-                    c: cs,
-                    y,
-                    scratch,
-                })
-            }
+                LstmWeights::Int8(c.gate_weights(4, input, hidden)?)
+            };
+            Ok(Exec::Lstm {
+                p,
+                wt,
+                tabs,
+                x,
+                h,
+                c: cs,
+                y,
+                scratch,
+            })
         }
         OP_GRU => {
             c.counts(13, 9)?;
@@ -1362,22 +1350,11 @@ pub(crate) fn run_op(
             let ([x], [h, c, y, s]) = carve(arena, [x], [h, c, y, scratch]).ok_or(err)?;
             let c = i16s(c).ok_or(err)?;
             let s = i16s(s).ok_or(err)?;
-            lstm_i8(&p, &wt, &tabs, i8s(x), i8s_mut(h), c, i8s_mut(y), s);
-        }
-        Exec::Lstm16 {
-            p,
-            wt,
-            tabs,
-            x,
-            h,
-            c,
-            y,
-            scratch,
-        } => {
-            let ([x], [h, c, y, s]) = carve(arena, [x], [h, c, y, scratch]).ok_or(err)?;
-            let c = i16s(c).ok_or(err)?;
-            let s = i16s(s).ok_or(err)?;
-            lstm16_i8(&p, &wt, &tabs, i8s(x), i8s_mut(h), c, i8s_mut(y), s);
+            let (x, h, y) = (i8s(x), i8s_mut(h), i8s_mut(y));
+            match wt {
+                LstmWeights::Int8(wt) => lstm_i8(&p, &wt, &tabs, x, h, c, y, s),
+                LstmWeights::Unit16(wt) => lstm16_i8(&p, &wt, &tabs, x, h, c, y, s),
+            }
         }
         Exec::Gru {
             p,

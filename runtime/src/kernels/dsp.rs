@@ -819,6 +819,51 @@ macro_rules! u16_rq_shift1 {
     };
 }
 
+/// One product part of `kinglet_dsp_lstm16_gates` for the current unit: `$load` puts the
+/// part's matrix, expanded vector and bias pointers in r0-r2 (frame words `$mat`, +4, `$bias`),
+/// the four sums start at the biases, the product runs through the sequence entry at frame word
+/// `$entry`, and the sums are requantized from the table at frame word `$tab` (rows `$i0`-`$i3`'s
+/// labels); every pointer used is advanced in the frame. Ends at label `$skip`, past the
+/// out-of-line shift-1 paths.
+macro_rules! u16_part {
+    ($load:literal, $mat:literal, $bias:literal, $tab:literal, $entry:literal,
+     $i0:literal, $i1:literal, $i2:literal, $i3:literal, $skip:literal) => {
+        concat!(
+            $load,
+            "ldm r2!, {{r4, r5, r6, r7}}\n",
+            "str r2, [r3, #",
+            $bias,
+            "]\n",
+            "ldr r8, [r3, #",
+            $entry,
+            "]\n",
+            "blx r8\n",
+            "str r0, [r3, #",
+            $mat,
+            "]\n",
+            "ldr r8, [r3, #",
+            $tab,
+            "]\n",
+            u16_rq!("r4", $i0),
+            u16_rq!("r5", $i1),
+            u16_rq!("r6", $i2),
+            u16_rq!("r7", $i3),
+            "str r8, [r3, #",
+            $tab,
+            "]\n",
+            "b ",
+            $skip,
+            "f\n",
+            u16_rq_shift1!("r4", $i0),
+            u16_rq_shift1!("r5", $i1),
+            u16_rq_shift1!("r6", $i2),
+            u16_rq_shift1!("r7", $i3),
+            $skip,
+            ":\n",
+        )
+    };
+}
+
 // kinglet_dsp_lstm16_gates(f: r0 = *mut Lstm16Frame): one LSTM step's gates from unit16
 // operands. For each unit u (the frame's running pointers advance unit by unit until g reaches
 // g_end), for its four gate rows s = 4u + gate (words of `r` / `w` as `format::unit16_index`
@@ -856,47 +901,33 @@ global_asm!(
     "orr r10, r10, #1",
     "strd r9, r10, [r3, #40]",
     "1:",
-    // Recurrent part.
-    "ldm r3, {{r0, r1, r2}}",
-    "ldm r2!, {{r4, r5, r6, r7}}",
-    "str r2, [r3, #8]",
-    "ldr r8, [r3, #40]",
-    "blx r8",
-    "str r0, [r3]",
-    "ldr r8, [r3, #12]",
-    u16_rq!("r4", "0"),
-    u16_rq!("r5", "1"),
-    u16_rq!("r6", "2"),
-    u16_rq!("r7", "3"),
-    "str r8, [r3, #12]",
+    // Recurrent part, its requantized sums spilled to frame words 12-15; then the input part.
+    u16_part!(
+        "ldm r3, {{r0, r1, r2}}\n",
+        "0",
+        "8",
+        "12",
+        "40",
+        "0",
+        "1",
+        "2",
+        "3",
+        "2"
+    ),
     "add.w r8, r3, #48",
     "stm r8, {{r4, r5, r6, r7}}",
-    "b 2f",
-    u16_rq_shift1!("r4", "0"),
-    u16_rq_shift1!("r5", "1"),
-    u16_rq_shift1!("r6", "2"),
-    u16_rq_shift1!("r7", "3"),
-    "2:",
-    // Input part.
-    "add.w r8, r3, #16",
-    "ldm r8, {{r0, r1, r2}}",
-    "ldm r2!, {{r4, r5, r6, r7}}",
-    "str r2, [r3, #24]",
-    "ldr r8, [r3, #44]",
-    "blx r8",
-    "str r0, [r3, #16]",
-    "ldr r8, [r3, #28]",
-    u16_rq!("r4", "4"),
-    u16_rq!("r5", "5"),
-    u16_rq!("r6", "6"),
-    u16_rq!("r7", "7"),
-    "str r8, [r3, #28]",
-    "b 3f",
-    u16_rq_shift1!("r4", "4"),
-    u16_rq_shift1!("r5", "5"),
-    u16_rq_shift1!("r6", "6"),
-    u16_rq_shift1!("r7", "7"),
-    "3:",
+    u16_part!(
+        "add.w r8, r3, #16\nldm r8, {{r0, r1, r2}}\n",
+        "16",
+        "24",
+        "28",
+        "44",
+        "4",
+        "5",
+        "6",
+        "7",
+        "3"
+    ),
     // The gate sums, two int16 to a word.
     "add.w r12, r3, #48",
     "ldm r12, {{r8, r9, r10, r11}}",

@@ -207,7 +207,6 @@ fn cell(
 /// identity, not accuracy). Returns the number of output bytes, `h` bytes and `c` values that
 /// differ (0 when the two agree). Leaves the reference switch off. About 7.5 KB of stack.
 pub fn self_test_lstm(seed: u32) -> usize {
-    use crate::kernels::force_reference;
     use zerocopy::little_endian::{I16, I32};
     const HMAX: usize = 24;
     const IMAX: usize = 16;
@@ -250,20 +249,7 @@ pub fn self_test_lstm(seed: u32) -> usize {
                 rng.pairs(case + 1, &mut qh);
                 rng.table(&mut sig);
                 rng.table(&mut tanh);
-                let p = LstmParams {
-                    steps,
-                    input: ni,
-                    hidden: nh,
-                    reverse,
-                    h_zp: (rng.next() >> 25) as i32 - 64,
-                    cell_exp: [0, 2, 3, 4, 15][(case % 5) as usize],
-                    hq_mult: ((rng.next() >> 1) | (1 << 30)) as i32,
-                    hq_shift: if case % 11 == 0 {
-                        1
-                    } else {
-                        14 + (case % 10) as i32
-                    },
-                };
+                let p = self_test_params(&mut rng, case, steps, ni, nh, reverse);
                 let wt = GateWeights {
                     w: &w[..g * ni],
                     r: &r[..g * nh],
@@ -276,44 +262,71 @@ pub fn self_test_lstm(seed: u32) -> usize {
                     sig: &sig,
                     tanh: &tanh,
                 };
-                let (h0, c0) = (
-                    (rng.next() >> 24) as u8 as i8,
-                    (rng.next() >> 16) as u16 as i16,
-                );
-                let (mut h, mut c, mut y) = ([h0; HMAX], [c0; HMAX], [0i8; TMAX * HMAX]);
-                let (mut hr, mut cr, mut yr) = (h, c, y);
-                let xs = &x[..steps * ni];
-                let (ny, sc) = (steps * nh, &mut scratch[..g]);
-                force_reference(false);
-                lstm_i8(
-                    &p,
-                    &wt,
-                    &tabs,
-                    xs,
-                    &mut h[..nh],
-                    &mut c[..nh],
-                    &mut y[..ny],
-                    sc,
-                );
-                force_reference(true);
-                lstm_i8(
-                    &p,
-                    &wt,
-                    &tabs,
-                    xs,
-                    &mut hr[..nh],
-                    &mut cr[..nh],
-                    &mut yr[..ny],
-                    sc,
-                );
-                force_reference(false);
-                bad += y.iter().zip(&yr).filter(|(a, b)| a != b).count();
-                bad += h.iter().zip(&hr).filter(|(a, b)| a != b).count();
-                bad += c.iter().zip(&cr).filter(|(a, b)| a != b).count();
+                let sc = &mut scratch[..g];
+                bad += self_test_compare(&mut rng, nh, steps * nh, |h, c, y| {
+                    lstm_i8(&p, &wt, &tabs, &x[..steps * ni], h, c, y, sc)
+                });
             }
         }
     }
     bad
+}
+
+/// The self-tests' LSTM parameters for one case (both layouts, `self_test_lstm` and
+/// `lstm16::self_test_lstm16`): a random `h_zp` and output multiplier, cell exponents 0 to 15,
+/// output shifts 1 (the case the DSP cells decline) and 14 to 23.
+pub(super) fn self_test_params(
+    rng: &mut super::SelfTestRng,
+    case: u32,
+    steps: usize,
+    input: usize,
+    hidden: usize,
+    reverse: bool,
+) -> LstmParams {
+    LstmParams {
+        steps,
+        input,
+        hidden,
+        reverse,
+        h_zp: (rng.next() >> 25) as i32 - 64,
+        cell_exp: [0, 2, 3, 4, 15][(case % 5) as usize],
+        hq_mult: ((rng.next() >> 1) | (1 << 30)) as i32,
+        hq_shift: if case % 11 == 0 {
+            1
+        } else {
+            14 + (case % 10) as i32
+        },
+    }
+}
+
+/// Runs `op` (one LSTM op on `(h, c, y)`, `hidden` units, `ny` output bytes, at most 24 and
+/// 120) through the active kernel level and again with the reference forced, from the same
+/// random state, and returns how many output bytes, `h` bytes and `c` values differ. Leaves the
+/// reference switch off.
+pub(super) fn self_test_compare(
+    rng: &mut super::SelfTestRng,
+    hidden: usize,
+    ny: usize,
+    mut op: impl FnMut(&mut [i8], &mut [i16], &mut [i8]),
+) -> usize {
+    use crate::kernels::force_reference;
+    const HMAX: usize = 24;
+    const YMAX: usize = 5 * HMAX;
+    let (h0, c0) = (
+        (rng.next() >> 24) as u8 as i8,
+        (rng.next() >> 16) as u16 as i16,
+    );
+    let (mut h, mut c, mut y) = ([h0; HMAX], [c0; HMAX], [0i8; YMAX]);
+    let (mut hr, mut cr, mut yr) = (h, c, y);
+    let (nh, ny) = (hidden.min(HMAX), ny.min(YMAX));
+    force_reference(false);
+    op(&mut h[..nh], &mut c[..nh], &mut y[..ny]);
+    force_reference(true);
+    op(&mut hr[..nh], &mut cr[..nh], &mut yr[..ny]);
+    force_reference(false);
+    y.iter().zip(&yr).filter(|(a, b)| a != b).count()
+        + h.iter().zip(&hr).filter(|(a, b)| a != b).count()
+        + c.iter().zip(&cr).filter(|(a, b)| a != b).count()
 }
 
 #[cfg(test)]

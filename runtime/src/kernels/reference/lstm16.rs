@@ -23,7 +23,7 @@
 //! [`unit16_index`]: crate::format::unit16_index
 
 use super::fixed::{rq_at, sat16_add};
-use super::lstm::{cells, LstmParams};
+use super::lstm::{cells, self_test_compare, self_test_params, LstmParams};
 use super::{step_index, ActTables};
 use crate::format::{unit16_index, unit16_kp, UNIT16_SCRATCH_PER_UNIT};
 use crate::kernels::matvec::lstm16_seq_simd;
@@ -160,7 +160,6 @@ fn lstm16_steps(
 /// 0 to 15 and random tables. Returns the number of output bytes, `h` bytes and `c` values
 /// that differ (0 when the two agree). Leaves the reference switch off. About 7 KB of stack.
 pub fn self_test_lstm16(seed: u32) -> usize {
-    use crate::kernels::force_reference;
     const HMAX: usize = 20;
     const IMAX: usize = 16;
     const TMAX: usize = 4;
@@ -215,20 +214,7 @@ pub fn self_test_lstm16(seed: u32) -> usize {
                 rng.pairs(case + 1, qh);
                 rng.table(&mut sig);
                 rng.table(&mut tanh);
-                let p = LstmParams {
-                    steps,
-                    input: ni,
-                    hidden: nh,
-                    reverse,
-                    h_zp: (rng.next() >> 25) as i32 - 64,
-                    cell_exp: [0, 2, 3, 4, 15][(case % 5) as usize],
-                    hq_mult: ((rng.next() >> 1) | (1 << 30)) as i32,
-                    hq_shift: if case % 11 == 0 {
-                        1
-                    } else {
-                        14 + (case % 10) as i32
-                    },
-                };
+                let p = self_test_params(&mut rng, case, steps, ni, nh, reverse);
                 let wt = Unit16Weights {
                     w: &w[..g * unit16_kp(ni)],
                     r: &r[..g * unit16_kp(nh)],
@@ -241,40 +227,10 @@ pub fn self_test_lstm16(seed: u32) -> usize {
                     sig: &sig,
                     tanh: &tanh,
                 };
-                let (h0, c0) = (
-                    (rng.next() >> 24) as u8 as i8,
-                    (rng.next() >> 16) as u16 as i16,
-                );
-                let (mut h, mut c, mut y) = ([h0; HMAX], [c0; HMAX], [0i8; TMAX * HMAX]);
-                let (mut hr, mut cr, mut yr) = (h, c, y);
-                let xs = &x[..steps * ni];
-                let (ny, sc) = (steps * nh, &mut scratch.0[..UNIT16_SCRATCH_PER_UNIT * nh]);
-                force_reference(false);
-                lstm16_i8(
-                    &p,
-                    &wt,
-                    &tabs,
-                    xs,
-                    &mut h[..nh],
-                    &mut c[..nh],
-                    &mut y[..ny],
-                    sc,
-                );
-                force_reference(true);
-                lstm16_i8(
-                    &p,
-                    &wt,
-                    &tabs,
-                    xs,
-                    &mut hr[..nh],
-                    &mut cr[..nh],
-                    &mut yr[..ny],
-                    sc,
-                );
-                force_reference(false);
-                bad += y.iter().zip(&yr).filter(|(a, b)| a != b).count();
-                bad += h.iter().zip(&hr).filter(|(a, b)| a != b).count();
-                bad += c.iter().zip(&cr).filter(|(a, b)| a != b).count();
+                let sc = &mut scratch.0[..UNIT16_SCRATCH_PER_UNIT * nh];
+                bad += self_test_compare(&mut rng, nh, steps * nh, |h, c, y| {
+                    lstm16_i8(&p, &wt, &tabs, &x[..steps * ni], h, c, y, sc)
+                });
             }
         }
     }
