@@ -108,7 +108,125 @@ pub fn lstm16_i8(
     let Some(gates) = scratch.get_mut(..4 * nh) else {
         return;
     };
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    if via_int8(p, wt, tabs, x, h, c, y, gates) {
+        return;
+    }
     lstm16_steps(p, wt, tabs, x, h, c, y, gates);
+}
+
+/// The hosted SIMD targets' path (x86-64, aarch64: their LSTM kernels read the int8 layout):
+/// the operands narrowed back to the int8 layout in stack buffers and the op run by
+/// [`lstm_i8`](super::lstm::lstm_i8) with its SIMD kernels, the same bits (the values are the
+/// same). Returns `false`, running nothing, when the reference loop is forced (so that it stays
+/// tested), when a weight does not fit int8 (only a hand-made file has one) or when the cell
+/// does not fit the buffers (`4H · (I + H) ≤ 32 KB`, `4H ≤ 256`). Costs one pass over the
+/// weights per op call; a unit16 file is made for Cortex-M, this keeps it fast on a host too.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[allow(clippy::too_many_arguments)]
+fn via_int8(
+    p: &LstmParams,
+    wt: &Unit16Weights<'_>,
+    tabs: &ActTables<'_>,
+    x: &[i8],
+    h: &mut [i8],
+    c: &mut [i16],
+    y: &mut [i8],
+    gates: &mut [i16],
+) -> bool {
+    if crate::kernels::active_isa() == crate::kernels::Isa::Reference {
+        return false;
+    }
+    let need = 4 * p.hidden * (p.input + p.hidden);
+    if need <= 4096 && 4 * p.hidden <= 128 {
+        narrowed::<4096, 128>(p, wt, tabs, x, h, c, y, gates)
+    } else if need <= 32 * 1024 && 4 * p.hidden <= 256 {
+        narrowed::<{ 32 * 1024 }, 256>(p, wt, tabs, x, h, c, y, gates)
+    } else {
+        false
+    }
+}
+
+/// [`via_int8`] with buffers of `W` weight bytes and `R` gate rows.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn narrowed<const W: usize, const R: usize>(
+    p: &LstmParams,
+    wt: &Unit16Weights<'_>,
+    tabs: &ActTables<'_>,
+    x: &[i8],
+    h: &mut [i8],
+    c: &mut [i16],
+    y: &mut [i8],
+    gates: &mut [i16],
+) -> bool {
+    use super::GateWeights;
+    let (ni, nh) = (p.input, p.hidden);
+    let g = 4 * nh;
+    let mut w8 = [0i8; W];
+    let (mut bx, mut bh) = ([I32::new(0); R], [I32::new(0); R]);
+    let (mut qx, mut qh) = ([[I32::new(0); 2]; R], [[I32::new(0); 2]; R]);
+    let (Some((w, rest)), Some(bx), Some(bh), Some(qx), Some(qh)) = (
+        w8.split_at_mut_checked(g * ni),
+        bx.get_mut(..g),
+        bh.get_mut(..g),
+        qx.as_flattened_mut().get_mut(..2 * g),
+        qh.as_flattened_mut().get_mut(..2 * g),
+    ) else {
+        return false;
+    };
+    let Some(r) = rest.get_mut(..g * nh) else {
+        return false;
+    };
+    // In storage order: unit blocks of `4 · kp` halfwords, column pairs of four gate words
+    // (`format::unit16_index`).
+    for (m8, m16, k) in [(&mut *w, wt.w, ni), (&mut *r, wt.r, nh)] {
+        let kp = unit16_kp(k);
+        for (u, block) in m16.chunks_exact(4 * kp).enumerate() {
+            for (pair, words) in block.chunks_exact(8).enumerate() {
+                let k0 = 4 * (pair / 2) + pair % 2;
+                for (gate, e) in words.chunks_exact(2).enumerate() {
+                    let row = (gate * nh + u) * k;
+                    for (col, q) in [(k0, e[0]), (k0 + 2, e[1])] {
+                        let Ok(q) = i8::try_from(q.get()) else {
+                            return false;
+                        };
+                        if col < k {
+                            let Some(v) = m8.get_mut(row + col) else {
+                                return false;
+                            };
+                            *v = q;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (dst, src, per_row) in [
+        (&mut *bx, wt.bias_x, 1),
+        (&mut *bh, wt.bias_h, 1),
+        (&mut *qx, wt.rq_x, 2),
+        (&mut *qh, wt.rq_h, 2),
+    ] {
+        for (j, d) in dst.chunks_exact_mut(per_row).enumerate() {
+            let s = 4 * (j % nh) + j / nh;
+            let Some(v) = src.get(s * per_row..(s + 1) * per_row) else {
+                return false;
+            };
+            d.copy_from_slice(v);
+        }
+    }
+    let wt8 = GateWeights {
+        w,
+        r,
+        bias_x: bx,
+        bias_h: bh,
+        rq_x: qx,
+        rq_h: qh,
+    };
+    super::lstm::lstm_i8(p, &wt8, tabs, x, h, c, y, gates);
+    true
 }
 
 /// The scalar step loop of [`lstm16_i8`] (operands checked there): every gate from the
