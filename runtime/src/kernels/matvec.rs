@@ -394,8 +394,8 @@ pub(crate) fn lstm_seq_simd(
 /// sequence kernel, where it has one for these operands (Cortex-M DSP: `4H ≤ MATVEC_BLOCK`,
 /// every gate requantization shift in `[1, 31]`, the output's in `[2, 31]`; `scratch` is the
 /// op's, whose contents are not part of the result); returns `false`, writing nothing
-/// otherwise. The layout is made for the DSP kernel: every other level runs
-/// the reference loop on it (the same bits).
+/// otherwise. The layout is made for the DSP kernel; on x86-64 and aarch64 `lstm16_i8` narrows
+/// it back to the int8 layout for their kernels, and elsewhere runs its scalar loop.
 #[inline]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn lstm16_seq_simd(
