@@ -251,7 +251,7 @@ impl<'a> Model<'a> {
         for (i, e) in ops.iter().enumerate() {
             model.validate_op_entry(e, i, at)?;
             let mut hit = false;
-            exec::decode(&model, i, false)?.for_each_write(|r| {
+            exec::decode(&model, i, false, exec::Decode::Parse)?.for_each_write(|r| {
                 for (k, &(off, nbytes)) in outs.iter().enumerate() {
                     if r.off == off && r.full == nbytes {
                         written |= 1u64 << k;
