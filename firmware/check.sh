@@ -163,7 +163,9 @@ if [ -f "$plugin_src" ]; then
                 if (k % 2) next
                 n = k / 2
                 kind = (group == 1) ? "forecast (run)" : (n % group == 0 ? "first hop of a clip (no frame yet)" : "hop (front-end + step + posterior)")
-                i = $4; sub("insns=", "", i); c = $5; sub("cycles=", "", c)
+                # + 0: numbers, not strings (sub() leaves strings, which compare as text, so
+                # 99283 > 100191 once the counts cross a digit boundary).
+                i = $4; sub("insns=", "", i); i += 0; c = $5; sub("cycles=", "", c); c += 0
                 cnt[kind]++; si[kind] += i; sc[kind] += c
                 if (!(kind in lo) || i < lo[kind]) lo[kind] = i
                 if (i > hi[kind]) hi[kind] = i
