@@ -17,7 +17,10 @@ fn mnist() -> PathBuf {
 }
 
 fn quantize(unit16: bool) -> Vec<u8> {
-    let dir = mnist();
+    quantize_dir(&mnist(), unit16)
+}
+
+fn quantize_dir(dir: &Path, unit16: bool) -> Vec<u8> {
     let calib = npy::read_f32(&dir.join("calib.npy")).unwrap();
     quantize_model_layout(
         &dir.join("model.onnx"),
@@ -30,14 +33,17 @@ fn quantize(unit16: bool) -> Vec<u8> {
     .bytes
 }
 
-/// The int8 outputs of every sample of `data` (quantized with the model's input scale).
+/// The int8 outputs (all of them, in order) of every sample of `data` (quantized with the
+/// model's input scale).
 fn outputs(bytes: &[u8], data: &npy::ArrayF32) -> Vec<i8> {
     let model = Model::parse(bytes).unwrap();
     let mut arena = vec![0u8; model.arena_bytes()];
     let mut session = Session::new(&model, &mut arena).unwrap();
     let input = model.input(0).unwrap();
     let n_in = input.nbytes();
-    let n_out = model.output(0).unwrap().nbytes();
+    let n_out: usize = (0..model.n_outputs())
+        .map(|i| model.output(i).unwrap().nbytes())
+        .sum();
     let mut all = Vec::new();
     for x in data.data.chunks_exact(n_in) {
         let mut q = vec![0i8; n_in];
@@ -121,4 +127,38 @@ fn committed_unit16_model_is_what_the_command_writes() {
         committed == quantize(true),
         "re-quantize models/mnist_lstm_unit16 (its README)"
     );
+}
+
+/// The other LSTM shapes the importer produces (bidirectional, stacked, whole-sequence output,
+/// fp16 weights, an old opset): every LSTM op takes the layout, and the outputs are the int8
+/// file's on the fixture's committed test inputs.
+#[test]
+fn unit16_fixtures_compute_what_their_int8_files_compute() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures");
+    for name in [
+        "bilstm_legacy_o17",
+        "lstm2_dynamo_o23",
+        "lstm_seq_dynamo_o18",
+        "lstm_fp16_legacy_o17",
+        "lstm_legacy_o13",
+    ] {
+        let dir = fixtures.join(name);
+        let (b8, b16) = (quantize_dir(&dir, false), quantize_dir(&dir, true));
+        let m16 = Model::parse(&b16).unwrap();
+        let lstms: Vec<_> = (0..m16.n_ops())
+            .filter_map(|i| m16.op(i))
+            .filter(|o| o.opcode() == OP_LSTM)
+            .collect();
+        assert!(!lstms.is_empty(), "{name}: no LSTM op");
+        assert!(
+            lstms.iter().all(|o| o.unit16()),
+            "{name}: an LSTM op without the layout"
+        );
+        let test = npy::read_f32(&dir.join("test.npy")).unwrap();
+        let (y8, y16) = (outputs(&b8, &test), outputs(&b16, &test));
+        assert!(
+            !y8.is_empty() && y8 == y16,
+            "{name}: the two layouts' outputs differ"
+        );
+    }
 }

@@ -184,7 +184,7 @@ pub const OP_FLAG_UNIT16: u16 = 2;
 /// int16 elements of a unit16 LSTM's scratch tensor per hidden unit: `scratch i16 [48H]`
 /// (int8 layout: `[4H]`). The reference loop uses the first `4H` for the gates; the Cortex-M DSP
 /// kernel keeps the gate rows' requantization pairs there in the form its epilogue takes
-/// (`(mult, round, shift)` words, rebuilt on every run).
+/// (`(mult, 2^(shift-2), shift-1)` words, rebuilt on every run).
 pub const UNIT16_SCRATCH_PER_UNIT: usize = 48;
 
 /// `K` rounded up to a multiple of 4: the padded row length of a unit16 gate matrix.
