@@ -45,6 +45,14 @@
 //! lookup one word load and one `smlad` (`lut16_at`). On `mnist_lstm` (M4): the LSTM op from
 //! 338,209 to 247,532 instructions (firmware/README.md, "Cortex-M4 figures").
 //!
+//! The unit16 LSTM layout (`format::OP_FLAG_UNIT16`, int16 weights interleaved by column
+//! pair, unit-major rows) has its own kernel, `kinglet_dsp_lstm16_gates` ([`dsp_lstm16`]): per
+//! unit, both products over its four gate rows in one pass each (`ldrd` + two `ldm` + eight
+//! `smlad` per 16 MACs, entered at a computed offset into an unrolled sequence), the
+//! requantizations from per-run tables (`smmla` + `asr`) and the gate sums in registers. On
+//! `mnist_lstm_unit16` (M4): 166,671 instructions for the LSTM op, against 244,111 for the
+//! int8 layout's kernels above (firmware/README.md).
+//!
 //! `smlad` wraps on overflow (it only sets the sticky Q flag), so each row's sum is the
 //! reference's modulo 2^32 exactly: integer addition is associative and commutative, and which
 //! columns go into which product does not change it.
