@@ -192,28 +192,24 @@ fn i8_bytes(v: &[i8]) -> Vec<u8> {
 fn i16_bytes(v: &[i16]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
-/// A row-major `[4H, K]` int8 gate matrix in the unit16 layout: int16 `[4H, Kp]`, element
-/// `(g·H + u, k)` at `format::unit16_index(Kp, u, g, k)`, padding zero.
+/// A row-major `[4H, K]` int8 gate matrix in the unit16 layout (`format::unit16_pack`).
 fn unit16_pack(m: &[i8], h: usize, k: usize) -> Vec<i16> {
-    let kp = format::unit16_kp(k);
-    let mut out = vec![0i16; 4 * h * kp];
-    for (j, row) in m.chunks_exact(k).enumerate() {
-        let (g, u) = (j / h, j % h);
-        for (c, &v) in row.iter().enumerate() {
-            out[format::unit16_index(kp, u, g, c)] = v as i16;
-        }
-    }
+    let mut out = vec![0i16; 4 * h * format::unit16_kp(k)];
+    let packed = format::unit16_pack(m, h, k, &mut out);
+    debug_assert!(
+        packed,
+        "gate matrix of {} elements for H {h}, K {k}",
+        m.len()
+    );
     out
 }
 
-/// Per-row values of a `[4H]` gate vector (`per_row` words a row) in unit-major row order:
-/// storage row `4u + g` takes logical row `g·H + u`.
+/// Per-row values of `[4H]` gate rows (`per_row` words a row) in unit-major row order
+/// (`format::unit16_rows`).
 fn unit_major(v: &[i32], h: usize, per_row: usize) -> Vec<i32> {
     let mut out = vec![0i32; v.len()];
-    for (j, row) in v.chunks_exact(per_row).enumerate() {
-        let s = 4 * (j % h) + j / h;
-        out[s * per_row..(s + 1) * per_row].copy_from_slice(row);
-    }
+    let moved = format::unit16_rows(v, h, per_row, &mut out);
+    debug_assert!(moved, "{} per-row values for H {h}", v.len());
     out
 }
 

@@ -202,6 +202,49 @@ pub const fn unit16_index(kp: usize, u: usize, g: usize, k: usize) -> usize {
     u * 4 * kp + (pair * 4 + g) * 2 + (k % 4) / 2
 }
 
+/// Storage row, in the unit16 layout's unit-major order, of logical gate row `j = g·H + u` of a
+/// cell with `hidden ≥ 1` units: `4u + g`.
+pub const fn unit16_row(hidden: usize, j: usize) -> usize {
+    4 * (j % hidden) + j / hidden
+}
+
+/// Writes the row-major int8 gate matrix `m [4H, K]` (`H = hidden`) into `out` in the unit16
+/// layout, widened ([`unit16_index`]; the padding columns are not written, so a zeroed `out`
+/// keeps them zero). Returns `false`, writing nothing, unless `m` holds `4H · K` and `out`
+/// `4H · Kp` elements (`hidden`, `k` ≥ 1).
+pub fn unit16_pack(m: &[i8], hidden: usize, k: usize, out: &mut [i16]) -> bool {
+    let kp = unit16_kp(k);
+    if hidden == 0 || k == 0 || m.len() != 4 * hidden * k || out.len() != 4 * hidden * kp {
+        return false;
+    }
+    for (j, row) in m.chunks_exact(k).enumerate() {
+        let (g, u) = (j / hidden, j % hidden);
+        for (c, &v) in row.iter().enumerate() {
+            if let Some(o) = out.get_mut(unit16_index(kp, u, g, c)) {
+                *o = v as i16;
+            }
+        }
+    }
+    true
+}
+
+/// Copies the per-row values `v` of `4H` gate rows (`per_row` elements a row, logical row order)
+/// into `out` in the unit16 layout's row order ([`unit16_row`]). Returns `false`, writing
+/// nothing, unless both hold `4H · per_row` elements (`hidden`, `per_row` ≥ 1).
+pub fn unit16_rows<T: Copy>(v: &[T], hidden: usize, per_row: usize, out: &mut [T]) -> bool {
+    let n = 4 * hidden * per_row;
+    if hidden == 0 || per_row == 0 || v.len() != n || out.len() != n {
+        return false;
+    }
+    for (j, row) in v.chunks_exact(per_row).enumerate() {
+        let s = unit16_row(hidden, j);
+        if let Some(o) = out.get_mut(s * per_row..(s + 1) * per_row) {
+            o.copy_from_slice(row);
+        }
+    }
+    true
+}
+
 /// One op: 24 bytes. Ops run in table order.
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]

@@ -25,7 +25,7 @@
 use super::fixed::{rq_at, sat16_add};
 use super::lstm::{cells, self_test_compare, self_test_params, LstmParams};
 use super::{step_index, ActTables};
-use crate::format::{unit16_index, unit16_kp, UNIT16_SCRATCH_PER_UNIT};
+use crate::format::{unit16_index, unit16_kp, unit16_row, UNIT16_SCRATCH_PER_UNIT};
 use crate::kernels::matvec::lstm16_seq_simd;
 use zerocopy::little_endian::{I16, I32};
 
@@ -210,7 +210,7 @@ fn narrowed<const W: usize, const R: usize>(
         (&mut *qh, wt.rq_h, 2),
     ] {
         for (j, d) in dst.chunks_exact_mut(per_row).enumerate() {
-            let s = 4 * (j % nh) + j / nh;
+            let s = unit16_row(nh, j);
             let Some(v) = src.get(s * per_row..(s + 1) * per_row) else {
                 return false;
             };
@@ -372,28 +372,17 @@ mod tests {
         qh: Vec<I32>,
     }
 
+    /// `format::unit16_pack`, what the quantizer writes.
     fn pack_matrix(m: &[i8], h: usize, k: usize) -> Vec<I16> {
-        let kp = unit16_kp(k);
-        let mut out = std::vec![I16::new(0); 4 * h * kp];
-        for g in 0..4 {
-            for u in 0..h {
-                for c in 0..k {
-                    out[unit16_index(kp, u, g, c)] = I16::new(m[(g * h + u) * k + c] as i16);
-                }
-            }
-        }
-        out
+        let mut out = std::vec![0i16; 4 * h * unit16_kp(k)];
+        assert!(crate::format::unit16_pack(m, h, k, &mut out));
+        out.into_iter().map(I16::new).collect()
     }
 
+    /// `format::unit16_rows`, what the quantizer writes.
     fn unit_major(v: &[I32], h: usize, per_row: usize) -> Vec<I32> {
         let mut out = std::vec![I32::new(0); v.len()];
-        for g in 0..4 {
-            for u in 0..h {
-                let (j, s) = (g * h + u, 4 * u + g);
-                out[s * per_row..(s + 1) * per_row]
-                    .copy_from_slice(&v[j * per_row..(j + 1) * per_row]);
-            }
-        }
+        assert!(crate::format::unit16_rows(v, h, per_row, &mut out));
         out
     }
 
