@@ -30,7 +30,7 @@
 use super::matvec::CellGates;
 use super::reference::fixed::MATVEC_BLOCK;
 use super::reference::{gru::GruParams, lstm::LstmParams, step_index, ActTables, GateWeights};
-use super::x86::{avx512_gru_cell, avx512_lstm_cell, avx512_pack_strided, rq_i32x16, rq_pairs_x16};
+use super::x86::{avx512_gru_cell, avx512_lstm_cell, avx512_pack_strided};
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 use zerocopy::little_endian::I32;
@@ -50,6 +50,94 @@ struct Packed<'a> {
     pack: &'a [u32],
     corr: &'a [i32],
     k: usize,
+}
+
+/// The requantization of one product's rows, `rq(bias[j] + Σ_k w[j, k] · x[k], pairs[j])`, in
+/// the kernels' vector layout, built once per op call ([`RqRows::new`]): `bc[j] = bias[j] −
+/// corr[j]` (wrapping: the packed product's unsigned-input correction folded into the bias),
+/// `m[j]` the multiplier and `n1[j] = 30 + clamp(shift, −30, 31)`, so that for every shift
+/// `rq(acc) = sat32(((acc · m >> n1) + 1) >> 1)` ([`rq16`]); `clamp` is whether any row has a
+/// shift ≤ 0, the only rows whose result can leave int32 (`|acc · m| ≤ 2^62`).
+struct RqRows {
+    bc: [i32; MATVEC_BLOCK],
+    m: [i32; MATVEC_BLOCK],
+    n1: [i32; MATVEC_BLOCK],
+    clamp: bool,
+}
+
+impl RqRows {
+    /// The constants of the first `corr.len()` rows (the rest zero); `None` when `bias` or
+    /// `pairs` is shorter than that or there are more than [`MATVEC_BLOCK`] rows.
+    fn new(bias: &[I32], pairs: &[I32], corr: &[i32]) -> Option<Self> {
+        let n = corr.len();
+        if n > MATVEC_BLOCK || bias.len() < n || pairs.len() < 2 * n {
+            return None;
+        }
+        let mut r = RqRows {
+            bc: [0; MATVEC_BLOCK],
+            m: [0; MATVEC_BLOCK],
+            n1: [0; MATVEC_BLOCK],
+            clamp: false,
+        };
+        let rows = r.bc.iter_mut().zip(&mut r.m).zip(&mut r.n1);
+        for (j, ((bc, m), n1)) in rows.enumerate().take(n) {
+            let shift = pairs[2 * j + 1].get();
+            *bc = bias[j].get().wrapping_sub(corr[j]);
+            *m = pairs[2 * j].get();
+            *n1 = 30 + shift.clamp(-30, 31);
+            r.clamp |= shift <= 0;
+        }
+        Some(r)
+    }
+}
+
+/// `rq(acc + bc, m, shift)` ([`fixed::rq`](super::reference::fixed::rq)) for sixteen i32 lanes,
+/// every shift on one path: the 64-bit products of the even and odd lanes (`vpmuldq`),
+/// `((v >> n1) + 1) >> 1 = (v + 2^(n1)) >> (n1 + 1)` (the added power of two is a multiple of
+/// `2^n1`, so flooring first changes nothing), the low dwords interleaved back; with `clamp`,
+/// saturated to int32 first. Equal to `rq` for every shift: `rq`'s 32-bit paths are this
+/// formula's value (its doc), and its general path is this formula.
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn rq16(acc: __m512i, bc: __m512i, m: __m512i, n1: __m512i, clamp: bool) -> __m512i {
+    let acc = _mm512_add_epi32(acc, bc);
+    let one = _mm512_set1_epi64(1);
+    let pe = _mm512_mul_epi32(acc, m);
+    let po = _mm512_mul_epi32(_mm512_srli_epi64::<32>(acc), _mm512_srli_epi64::<32>(m));
+    let ne = _mm512_and_si512(n1, _mm512_set1_epi64(0xFFFF_FFFF));
+    let no = _mm512_srli_epi64::<32>(n1);
+    let mut ve = _mm512_srai_epi64::<1>(_mm512_add_epi64(_mm512_srav_epi64(pe, ne), one));
+    let mut vo = _mm512_srai_epi64::<1>(_mm512_add_epi64(_mm512_srav_epi64(po, no), one));
+    if clamp {
+        let (lo, hi) = (
+            _mm512_set1_epi64(i32::MIN as i64),
+            _mm512_set1_epi64(i32::MAX as i64),
+        );
+        ve = _mm512_min_epi64(_mm512_max_epi64(ve, lo), hi);
+        vo = _mm512_min_epi64(_mm512_max_epi64(vo, lo), hi);
+    }
+    let pick = _mm512_setr_epi32(0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
+    _mm512_permutex2var_epi32(ve, pick, vo)
+}
+
+/// Requantizes the sixteen sums `acc` of rows `r..r + 16` by `rq` ([`rq16`]) and stores the
+/// lanes of `mask` at `out`.
+///
+/// # Safety
+/// AVX-512F; `mask` selects only rows `< MATVEC_BLOCK` and only elements inside the slice `out`
+/// points into.
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn rq_store(rq: &RqRows, r: usize, mask: __mmask16, acc: __m512i, out: *mut i32) {
+    // SAFETY: the caller's bounds: the masked loads read rows `r..` of the three
+    // `MATVEC_BLOCK`-long arrays, the masked store writes inside `out`'s slice.
+    unsafe {
+        let ld = |a: &[i32; MATVEC_BLOCK]| _mm512_maskz_loadu_epi32(mask, a.as_ptr().add(r).cast());
+        let v = rq16(acc, ld(&rq.bc), ld(&rq.m), ld(&rq.n1), rq.clamp);
+        _mm512_mask_storeu_epi32(out.cast(), mask, v);
+    }
 }
 
 /// Repacks `w [rows, k]` into `buf` and `corr`. The caller checked [`packs`] and
@@ -75,19 +163,17 @@ fn pack<'a>(
 }
 
 /// `out[j] = Σ_k w[j, k] · x[k]` (wrapping) for `j < out.len()` from the packed `m`, eight
-/// (then four, then one) blocks of sixteen rows per pass; with `rq = Some((bias, pairs))`,
-/// requantized in the same pass, `out[j] = rq(bias[j] + Σ_k w[j, k] · x[k], pairs[j])`
-/// (`fixed::rq`, sixteen lanes by the FC kernel's `rq_i32x16`: its exact 32-bit path when every
-/// shift of the block is in `[2, 31]`, else the i64 definition). Returns `false`, writing
-/// nothing, when the lengths disagree (`x.len() = k`, `out.len() ≤ corr.len()`, the pack
-/// holding every row block, `bias` and `pairs` covering every row).
-fn packed_matvec(m: &Packed<'_>, x: &[i8], out: &mut [i32], rq: Option<(&[I32], &[I32])>) -> bool {
+/// (then four, then one) blocks of sixteen rows per pass; with `rq = Some(rows)` (built from
+/// `m`'s corrections), requantized in the same pass, `out[j] = rq(bias[j] + Σ_k w[j, k] ·
+/// x[k], pairs[j])` ([`rq16`]). Returns `false`, writing nothing, when the lengths disagree
+/// (`x.len() = k`, `out.len() ≤ corr.len() ≤ MATVEC_BLOCK`, the pack holding every row block).
+fn packed_matvec(m: &Packed<'_>, x: &[i8], out: &mut [i32], rq: Option<&RqRows>) -> bool {
     let (k, n) = (m.k, out.len());
     let ok = x.len() == k
         && k <= KMAX
         && n <= m.corr.len()
-        && m.pack.len() >= n.div_ceil(16) * 16 * k.div_ceil(4)
-        && rq.is_none_or(|(b, p)| b.len() >= n && p.len() >= 2 * n);
+        && n <= MATVEC_BLOCK
+        && m.pack.len() >= n.div_ceil(16) * 16 * k.div_ceil(4);
     if !ok {
         return false;
     }
@@ -99,17 +185,11 @@ fn packed_matvec(m: &Packed<'_>, x: &[i8], out: &mut [i32], rq: Option<(&[I32], 
 /// See [`packed_matvec`].
 ///
 /// # Safety
-/// AVX-512F/BW/VNNI; `x.len() = m.k ≤ KMAX`, `out.len() ≤ m.corr.len()`, `m.pack` holding
-/// `⌈out.len()/16⌉ · 16 · ⌈k/4⌉` dwords, `rq`'s slices at least `out.len()` and
-/// `2 · out.len()` long.
+/// AVX-512F/BW/VNNI; `x.len() = m.k ≤ KMAX`, `out.len() ≤ m.corr.len()`, `out.len() ≤
+/// MATVEC_BLOCK`, `m.pack` holding `⌈out.len()/16⌉ · 16 · ⌈k/4⌉` dwords.
 #[allow(clippy::incompatible_msrv)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn packed_matvec_avx512(
-    m: &Packed<'_>,
-    x: &[i8],
-    out: &mut [i32],
-    rq: Option<(&[I32], &[I32])>,
-) {
+unsafe fn packed_matvec_avx512(m: &Packed<'_>, x: &[i8], out: &mut [i32], rq: Option<&RqRows>) {
     let (k, n) = (m.k, out.len());
     let k4 = k.div_ceil(4);
     // The inputs as unsigned bytes (`x ^ 0x80`), four to a dword, 64 at a time; the bytes past
@@ -158,17 +238,16 @@ unsafe fn packed_matvec_avx512(
             } else {
                 (1u16 << (n - r)) - 1
             };
-            // SAFETY: the mask keeps every access inside rows `r..n` of `corr`, `out`, `bias`
-            // and `pairs` (`n ≤` each of their row counts, the contract).
+            // SAFETY: the mask keeps every access inside rows `r..n` of `corr` and `out`, and
+            // of `rq`'s arrays (`n ≤` each of their row counts, the contract).
             unsafe {
-                let corr = _mm512_maskz_loadu_epi32(mask, m.corr.as_ptr().add(r).cast());
-                let mut v = _mm512_sub_epi32($acc, corr);
-                if let Some((bias, pairs)) = rq {
-                    let b = _mm512_maskz_loadu_epi32(mask, bias.as_ptr().add(r).cast());
-                    let (p0, p1, fast) = rq_pairs_x16(pairs.as_ptr().add(2 * r), mask);
-                    v = rq_i32x16(_mm512_add_epi32(v, b), p0, p1, fast);
+                let o = out.as_mut_ptr().add(r);
+                if let Some(rq) = rq {
+                    rq_store(rq, r, mask, $acc, o);
+                } else {
+                    let corr = _mm512_maskz_loadu_epi32(mask, m.corr.as_ptr().add(r).cast());
+                    _mm512_mask_storeu_epi32(o.cast(), mask, _mm512_sub_epi32($acc, corr));
                 }
-                _mm512_mask_storeu_epi32(out.as_mut_ptr().add(r).cast(), mask, v);
             }
         }};
     }
@@ -264,12 +343,118 @@ struct Seq {
     reverse: bool,
 }
 
-/// The step loop shared by the LSTM and GRU: repacks `W` and `R`, then per step the two
-/// requantized products `ax = rq(bias_x + W·x_t)`, `ah = rq(bias_h + R·h)` and
-/// `cell(ax, ah, h, y_t)`, which updates the state and writes the step's output. Returns
-/// `false`, writing nothing, when the shapes do not fit or a length disagrees (checked before
-/// anything is written; `cell` must accept every step once the first is accepted, as the
-/// AVX-512 cells do for these lengths).
+/// Steps whose input products run in one pass over `W` ([`packed_matmat`]): each packed weight
+/// vector is loaded once per four steps instead of once per step.
+const XSTEPS: usize = 8;
+
+/// The unsigned bytes `x ^ 0x80` of one input row, four to a dword (the bytes past `x.len()`,
+/// which meet zero weights, 0x80); `x.len() ≤ KMAX`.
+///
+/// # Safety
+/// AVX-512F/BW; `x.len() ≤ KMAX`.
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn unsigned_dwords(x: &[i8], xb: &mut [u32; KMAX / 4]) {
+    let flip = _mm512_set1_epi8(0x80u8 as i8);
+    for (i, chunk) in x.chunks(64).enumerate() {
+        let mask: __mmask64 = if chunk.len() >= 64 {
+            !0
+        } else {
+            (1u64 << chunk.len()) - 1
+        };
+        // SAFETY: the mask keeps the load inside `chunk`; the store writes dwords
+        // `16i .. 16i + 16` of `xb`, inside it (`x.len() ≤ KMAX`, so `i < KMAX / 64`).
+        unsafe {
+            let v = _mm512_maskz_loadu_epi8(mask, chunk.as_ptr().cast());
+            _mm512_storeu_si512(
+                xb.as_mut_ptr().add(16 * i).cast(),
+                _mm512_xor_si512(v, flip),
+            );
+        }
+    }
+}
+
+/// `out[s][j] = rq(bias[j] + Σ_k w[j, k] · x_s[k])` for rows `j < n` and the steps `s < 4 ·
+/// quads` of `xb` (each row of `xb` an input made unsigned by [`unsigned_dwords`]), from the
+/// packed `m`: four steps and up to four blocks of sixteen rows per pass, so each packed
+/// vector is loaded once for four `vpdpbusd`.
+///
+/// # Safety
+/// AVX-512F/BW/VNNI; `m.k ≤ KMAX`, `n ≤ m.corr.len()`, `n ≤ MATVEC_BLOCK`, `m.pack` holding
+/// `⌈n/16⌉ · 16 · ⌈k/4⌉` dwords, `4 · quads ≤ XSTEPS`.
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn packed_matmat(
+    m: &Packed<'_>,
+    xb: &[[u32; KMAX / 4]; XSTEPS],
+    quads: usize,
+    n: usize,
+    rq: &RqRows,
+    out: &mut [[i32; MATVEC_BLOCK]; XSTEPS],
+) {
+    let k4 = m.k.div_ceil(4);
+    let nb = n.div_ceil(16);
+    let pk = m.pack.as_ptr();
+    // One pass: steps `s0..s0 + 4`, blocks `b..b + NB`.
+    macro_rules! pass {
+        ($nbk:literal, $s0:expr, $b:expr) => {{
+            let (s0, b) = ($s0, $b);
+            let mut a = [[_mm512_setzero_si512(); $nbk]; 4];
+            for c in 0..k4 {
+                // SAFETY: `q = pk + (c·nb + b)·16` and block `b + j < nb`, `c < k4`: the vector
+                // ends by `⌈n/16⌉ · 16 · k4 ≤ m.pack.len()` (the contract); `s0 + s < XSTEPS`
+                // and `c < k4 ≤ KMAX / 4` index inside `xb`.
+                unsafe {
+                    let q = pk.add((c * nb + b) * 16);
+                    let mut w = [_mm512_setzero_si512(); $nbk];
+                    for (j, wj) in w.iter_mut().enumerate() {
+                        *wj = _mm512_loadu_si512(q.add(16 * j).cast());
+                    }
+                    for (s, aj) in a.iter_mut().enumerate() {
+                        let xv = _mm512_set1_epi32(*xb.get_unchecked(s0 + s).get_unchecked(c) as i32);
+                        for (acc, &wj) in aj.iter_mut().zip(&w) {
+                            *acc = _mm512_dpbusd_epi32(*acc, xv, wj);
+                        }
+                    }
+                }
+            }
+            for (s, aj) in a.iter().enumerate() {
+                for (j, &acc) in aj.iter().enumerate() {
+                    let r = 16 * (b + j);
+                    let mask = if n - r >= 16 { 0xffff } else { (1u16 << (n - r)) - 1 };
+                    // SAFETY: `r < n ≤ MATVEC_BLOCK` and the mask keeps rows below `n`, inside
+                    // `rq`'s arrays and row `s0 + s < XSTEPS` of `out`.
+                    unsafe { rq_store(rq, r, mask, acc, out[s0 + s].as_mut_ptr().add(r)) };
+                }
+            }
+        }};
+    }
+    for quad in 0..quads {
+        let s0 = 4 * quad;
+        let mut b = 0;
+        while b + 4 <= nb {
+            pass!(4, s0, b);
+            b += 4;
+        }
+        while b + 2 <= nb {
+            pass!(2, s0, b);
+            b += 2;
+        }
+        while b < nb {
+            pass!(1, s0, b);
+            b += 1;
+        }
+    }
+}
+
+/// The step loop shared by the LSTM and GRU: repacks `W` and `R` and builds their
+/// requantization constants, then per [`XSTEPS`] steps the requantized input products
+/// `ax = rq(bias_x + W·x_t)` in one pass ([`packed_matmat`]), and per step the recurrent one
+/// `ah = rq(bias_h + R·h)` and `cell(ax, ah, h, y_t)`, which updates the state and writes the
+/// step's output. Returns `false`, writing nothing, when the shapes do not fit or a length
+/// disagrees (checked before anything is written; `cell` must accept every step once the
+/// first is accepted, as the AVX-512 cells do for these lengths).
 fn run_seq(
     s: &Seq,
     wt: &GateWeights<'_>,
@@ -295,22 +480,45 @@ fn run_seq(
     let (mut wcorr, mut rcorr) = ([0i32; MATVEC_BLOCK], [0i32; MATVEC_BLOCK]);
     let wp = pack(wt.w, g, ni, &mut wbuf, &mut wcorr[..g]);
     let rp = pack(wt.r, g, nh, &mut rbuf, &mut rcorr[..g]);
-    let (mut ax, mut ah) = ([0i32; MATVEC_BLOCK], [0i32; MATVEC_BLOCK]);
-    let (ax, ah) = (&mut ax[..g], &mut ah[..g]);
-    for it in 0..steps {
-        let t = step_index(it, steps, s.reverse);
-        // In bounds by the checks above; every call below re-checks its lengths and cannot
-        // fail for these operands.
-        let (Some(xt), Some(yt)) = (x.get(t * ni..(t + 1) * ni), y.get_mut(t * nh..(t + 1) * nh))
-        else {
-            return true;
-        };
-        let done = packed_matvec(&wp, xt, ax, Some((wt.bias_x, wt.rq_x)))
-            && packed_matvec(&rp, h, ah, Some((wt.bias_h, wt.rq_h)))
-            && cell(ax, ah, h, yt);
-        if !done {
-            return true;
+    let (Some(rqx), Some(rqh)) = (
+        RqRows::new(wt.bias_x, wt.rq_x, wp.corr),
+        RqRows::new(wt.bias_h, wt.rq_h, rp.corr),
+    ) else {
+        return false;
+    };
+    let mut xb = [[0u32; KMAX / 4]; XSTEPS];
+    let mut ax = [[0i32; MATVEC_BLOCK]; XSTEPS];
+    let mut ah = [0i32; MATVEC_BLOCK];
+    let ah = &mut ah[..g];
+    let mut it = 0;
+    while it < steps {
+        let chunk = (steps - it).min(XSTEPS);
+        for (i, xbi) in xb.iter_mut().enumerate().take(chunk) {
+            let t = step_index(it + i, steps, s.reverse);
+            // In bounds by the checks above.
+            let Some(xt) = x.get(t * ni..(t + 1) * ni) else {
+                return true;
+            };
+            // SAFETY: AVX-512 VNNI is the active level (the caller's dispatch); `ni ≤ KMAX`
+            // (`packs`).
+            unsafe { unsigned_dwords(xt, xbi) };
         }
+        // SAFETY: as above; `wp` packs `g ≤ MATVEC_BLOCK` rows of `ni ≤ KMAX` columns, and
+        // `⌈chunk/4⌉ · 4 ≤ XSTEPS` (XSTEPS is a multiple of four).
+        unsafe { packed_matmat(&wp, &xb, chunk.div_ceil(4), g, &rqx, &mut ax) };
+        for (i, axi) in ax.iter().enumerate().take(chunk) {
+            let t = step_index(it + i, steps, s.reverse);
+            // In bounds by the checks above; every call below re-checks its lengths and
+            // cannot fail for these operands.
+            let Some(yt) = y.get_mut(t * nh..(t + 1) * nh) else {
+                return true;
+            };
+            let done = packed_matvec(&rp, h, ah, Some(&rqh)) && cell(&axi[..g], ah, h, yt);
+            if !done {
+                return true;
+            }
+        }
+        it += chunk;
     }
     true
 }
@@ -380,9 +588,41 @@ mod tests {
                             ]
                         })
                         .collect();
-                    assert!(packed_matvec(&m, &x, &mut got, Some((&bias, &pairs))));
+                    let rq = RqRows::new(&bias, &pairs, m.corr).expect("rows fit");
+                    assert_eq!(rq.clamp, mode == 2);
+                    assert!(packed_matvec(&m, &x, &mut got, Some(&rq)));
                     for (j, &g) in got.iter().enumerate() {
                         assert_eq!(g, matvec_rq_row(&w, &bias, &pairs, &x, j), "rq row {j}");
+                    }
+                    // Four to eight steps in one pass over the weights: each step's row as the
+                    // one-step product gives it (the same `x` in every other step, so a step
+                    // read from the wrong row shows).
+                    let xs: Vec<Vec<i8>> = (0..XSTEPS)
+                        .map(|s| {
+                            if s % 3 == 1 {
+                                x.clone()
+                            } else {
+                                (0..k).map(|_| val(&mut rng)).collect()
+                            }
+                        })
+                        .collect();
+                    let mut xb = [[0u32; KMAX / 4]; XSTEPS];
+                    for (xbi, xi) in xb.iter_mut().zip(&xs) {
+                        // SAFETY: the level is AVX-512 VNNI (checked above); `k ≤ KMAX`.
+                        unsafe { unsigned_dwords(xi, xbi) };
+                    }
+                    let mut out = [[0x5A5A_5A5Ai32; MATVEC_BLOCK]; XSTEPS];
+                    let quads = 1 + cases % 2;
+                    // SAFETY: as above; `rows ≤ MATVEC_BLOCK`, `m` packs them, `4·quads ≤ XSTEPS`.
+                    unsafe { packed_matmat(&m, &xb, quads, rows, &rq, &mut out) };
+                    for (s, (o, xi)) in out.iter().zip(&xs).enumerate().take(4 * quads) {
+                        for (j, &g) in o[..rows].iter().enumerate() {
+                            assert_eq!(
+                                g,
+                                matvec_rq_row(&w, &bias, &pairs, xi, j),
+                                "step {s} row {j}"
+                            );
+                        }
                     }
                     cases += 1;
                 }
@@ -397,13 +637,9 @@ mod tests {
         let mut out = [7i32; 17];
         assert!(!packed_matvec(&m, &x, &mut out, None));
         assert!(!packed_matvec(&m, &x[..1], &mut out[..16], None));
-        let short = [I32::new(0); 15];
-        assert!(!packed_matvec(
-            &m,
-            &x,
-            &mut out[..16],
-            Some((&short, &short))
-        ));
+        let short = [I32::new(0); 31];
+        assert!(RqRows::new(&short[..15], &short, &corr).is_none());
+        assert!(RqRows::new(&short, &short, &corr).is_none());
         assert_eq!(out, [7; 17]);
     }
 }
