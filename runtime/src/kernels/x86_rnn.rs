@@ -29,7 +29,9 @@
 
 use super::matvec::CellGates;
 use super::reference::fixed::MATVEC_BLOCK;
-use super::reference::{gru::GruParams, lstm::LstmParams, step_index, ActTables, GateWeights};
+use super::reference::{
+    gru::GruParams, lstm::LstmParams, step_index, ActTable, ActTables, GateWeights,
+};
 use super::x86::{avx512_gru_cell, avx512_lstm_cell, avx512_pack_strided};
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
@@ -302,10 +304,211 @@ pub(crate) fn avx512_lstm_seq(
         steps: p.steps,
         reverse: p.reverse,
     };
-    c.len() == p.hidden
-        && run_seq(&shape, wt, x, h, y, |ax, ah, h, yt| {
-            avx512_lstm_cell(p, tabs, CellGates::I32(ax, ah), c, h, yt)
-        })
+    if c.len() != p.hidden {
+        return false;
+    }
+    if lstm_cell_w32_exact(tabs) {
+        let nh = p.hidden;
+        return run_seq(&shape, wt, x, h, y, |ax, ah, h, yt| {
+            let ok = ax.len() == 4 * nh && ah.len() == 4 * nh && h.len() == nh && yt.len() == nh;
+            // SAFETY: AVX-512 VNNI is the active level (the caller's dispatch: F and BW);
+            // lengths checked.
+            ok && {
+                unsafe { lstm_cell_w32(p, tabs, ax, ah, c, h, yt) };
+                true
+            }
+        });
+    }
+    run_seq(&shape, wt, x, h, y, |ax, ah, h, yt| {
+        avx512_lstm_cell(p, tabs, CellGates::I32(ax, ah), c, h, yt)
+    })
+}
+
+/// `lut16(tab, x)` ([`fixed::lut16`](super::reference::fixed::lut16)) for the 32 int16 lanes of
+/// `x`, two 16-lane 32-bit gathers each reading `tab[i]` (low half) and `tab[i + 1]` (high half).
+///
+/// # Safety
+/// AVX-512F/BW.
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn lut16_gather_w32(tab: &ActTable, x: __m512i) -> __m512i {
+    let mut out = [_mm256_setzero_si256(); 2];
+    let halves = [_mm512_castsi512_si256(x), _mm512_extracti64x4_epi64::<1>(x)];
+    for (o, v) in out.iter_mut().zip(halves) {
+        let x = _mm512_cvtepi16_epi32(v);
+        let i = _mm512_add_epi32(_mm512_srai_epi32::<7>(x), _mm512_set1_epi32(256));
+        let f = _mm512_and_si512(x, _mm512_set1_epi32(127));
+        // SAFETY: `x` is int16, so `i ∈ [0, 511]` and each 4-byte read ends by byte 1026,
+        // inside the 513-entry table.
+        let w = unsafe { _mm512_i32gather_epi32::<2>(i, tab.as_ptr().cast()) };
+        let a = _mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(w));
+        let b = _mm512_srai_epi32::<16>(w);
+        let d = _mm512_add_epi32(
+            _mm512_mullo_epi32(_mm512_sub_epi32(b, a), f),
+            _mm512_set1_epi32(64),
+        );
+        *o = _mm512_cvtepi32_epi16(_mm512_add_epi32(a, _mm512_srai_epi32::<7>(d)));
+    }
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(out[0]), out[1])
+}
+
+/// `sat16(sat32(ax + ah))` of sixteen rows (the LSTM gate, as the scalar loop fills its
+/// scratch) as int16: the wrapping sum, narrowed with saturation, except where it overflowed
+/// (`(ax ^ s) & (ah ^ s)` negative), where the saturated sum is the int32 bound of `ax`'s sign
+/// (`ax` and `ah` then share it).
+///
+/// # Safety
+/// AVX-512F/BW; `mask` selects only elements inside the slices `ax` and `ah` point into.
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn gate_sum16(ax: *const i32, ah: *const i32, mask: __mmask16) -> __m256i {
+    // SAFETY: the caller's bounds; masked-out lanes are neither read nor faulted on.
+    let (a, b) = unsafe {
+        (
+            _mm512_maskz_loadu_epi32(mask, ax.cast()),
+            _mm512_maskz_loadu_epi32(mask, ah.cast()),
+        )
+    };
+    let s = _mm512_add_epi32(a, b);
+    let ovf = _mm512_cmplt_epi32_mask(
+        _mm512_ternarylogic_epi32::<0x42>(a, b, s),
+        _mm512_setzero_si512(),
+    );
+    let bound = _mm512_xor_si512(_mm512_srai_epi32::<31>(a), _mm512_set1_epi32(i32::MAX));
+    _mm512_cvtsepi32_epi16(_mm512_mask_blend_epi32(ovf, s, bound))
+}
+
+/// 32 int16 lanes from two halves of sixteen.
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn join16(lo: __m256i, hi: __m256i) -> __m512i {
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+}
+
+/// `clamp8(zp + rq(p, mult, shift))` for the sixteen i32 lanes of `p`, in i64 lanes (no int32
+/// clamp needed first: `clamp8(zp + sat32(v)) = clamp8(zp + v)`), as i32 lanes.
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn rq_clamp8(p: __m512i, m: __m512i, n1: __m512i, zp: __m512i) -> __m512i {
+    let one = _mm512_set1_epi64(1);
+    let (lo, hi) = (_mm512_set1_epi64(-128), _mm512_set1_epi64(127));
+    let pe = _mm512_mul_epi32(p, m);
+    let po = _mm512_mul_epi32(_mm512_srli_epi64::<32>(p), m);
+    let fin = |v: __m512i| {
+        let r = _mm512_srai_epi64::<1>(_mm512_add_epi64(_mm512_srav_epi64(v, n1), one));
+        _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(r, zp), lo), hi)
+    };
+    let pick = _mm512_setr_epi32(0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
+    _mm512_permutex2var_epi32(fin(pe), pick, fin(po))
+}
+
+/// Whether [`lstm_cell_w32`] is exact for these parameters: it computes `rsr(f · c, 15)` (and,
+/// for `cell_exp = 0`, `rsr(i · z, 15)`) with `vpmulhrsw`, which differs from the i32
+/// definition only for `-32768 · -32768`; the sigmoid outputs `i`, `f` lie between entries of
+/// the sigmoid table, so a table without `-32768` rules that out.
+fn lstm_cell_w32_exact(tabs: &ActTables<'_>) -> bool {
+    tabs.sig.iter().all(|e| e.get() != i16::MIN)
+}
+
+/// One LSTM step's cell (`reference::lstm`, module doc) in int16 lanes, 32 units per pass (the
+/// last masked), bit-identical with the scalar `cell` when [`lstm_cell_w32_exact`]: `ax`, `ah`
+/// the step's requantized products (`4H` each), `c` (int16), `h` and `y` (int8) updated.
+/// Per unit, with `e = min(cell_exp, 15)` and int16 operands:
+///
+/// - gates `sat16(sat32(ax + ah))` ([`gate_sum16`]); the four lookups;
+/// - `rsr(f · c, 15) = vpmulhrsw(f, c)`;
+/// - `rsr(i · z, 15 + e)` from the high and low words of `p = i · z`: `vpmulhrsw` for `e = 0`,
+///   `hi + (lo >> 15)` (logical) for `e = 1`, `((hi >> (e − 2)) + 1) >> 1` for `e ≥ 2` (the
+///   rounding term `2^(14 + e)` is then a multiple of `2^16`);
+/// - `c = sat16(sum)` by `vpaddsw` (both terms are int16);
+/// - `tc = sat16(c << (e − 3))` (shifted, then the lanes beyond `±2^(15 − (e − 3))` set to the
+///   bounds) or `rsr(c, 3 − e) = (c >> n) + ((c >> (n − 1)) & 1)`;
+/// - `h = clamp8(h_zp + rq(o · tanh(tc)))` in i64 lanes from the products' 32-bit halves
+///   interleaved per 128-bit lane, packed back in order by `vpackssdw`.
+///
+/// # Safety
+/// AVX-512F/BW; `ax.len() = ah.len() = 4 · c.len()`, `h.len() = y.len() = c.len()`.
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn lstm_cell_w32(
+    p: &LstmParams,
+    tabs: &ActTables<'_>,
+    ax: &[i32],
+    ah: &[i32],
+    c: &mut [i16],
+    h: &mut [i8],
+    y: &mut [i8],
+) {
+    let nh = c.len();
+    let e = p.cell_exp.min(15);
+    let m = _mm512_set1_epi64(p.hq_mult as i64);
+    let n1 = _mm512_set1_epi64(30 + p.hq_shift.clamp(-30, 31) as i64);
+    let zp = _mm512_set1_epi64(p.h_zp as i64);
+    let mut u = 0;
+    while u < nh {
+        let left = nh - u;
+        let m32: __mmask32 = if left >= 32 { !0 } else { (1u32 << left) - 1 };
+        let (mlo, mhi) = (m32 as __mmask16, (m32 >> 16) as __mmask16);
+        // SAFETY: the masks select units `u..min(u + 32, nh)`: inside gate block `k` of `ax`
+        // and `ah` (`4·nh` long) at `k·nh + u`, and inside `c`, `h`, `y` (`nh` long) at `u`.
+        unsafe {
+            let gate = |k: usize| {
+                let (a, b) = (ax.as_ptr().add(k * nh + u), ah.as_ptr().add(k * nh + u));
+                join16(gate_sum16(a, b, mlo), gate_sum16(a.add(16), b.add(16), mhi))
+            };
+            let (gi, go, gf, gz) = (gate(0), gate(1), gate(2), gate(3));
+            let i = lut16_gather_w32(tabs.sig, gi);
+            let o = lut16_gather_w32(tabs.sig, go);
+            let f = lut16_gather_w32(tabs.sig, gf);
+            let z = lut16_gather_w32(tabs.tanh, gz);
+            let cp = c.as_mut_ptr().add(u);
+            let cc = _mm512_maskz_loadu_epi16(m32, cp.cast());
+            let t1 = _mm512_mulhrs_epi16(f, cc);
+            let t2 = match e {
+                0 => _mm512_mulhrs_epi16(i, z),
+                1 => _mm512_add_epi16(
+                    _mm512_mulhi_epi16(i, z),
+                    _mm512_srli_epi16::<15>(_mm512_mullo_epi16(i, z)),
+                ),
+                _ => _mm512_srai_epi16::<1>(_mm512_add_epi16(
+                    _mm512_sra_epi16(_mm512_mulhi_epi16(i, z), _mm_cvtsi32_si128(e as i32 - 2)),
+                    _mm512_set1_epi16(1),
+                )),
+            };
+            let cu = _mm512_adds_epi16(t1, t2);
+            _mm512_mask_storeu_epi16(cp.cast(), m32, cu);
+            let tc = if e >= 3 {
+                let k = e as i32 - 3;
+                let sh = _mm512_sll_epi16(cu, _mm_cvtsi32_si128(k));
+                let over = _mm512_cmpgt_epi16_mask(cu, _mm512_set1_epi16(i16::MAX >> k));
+                let under = _mm512_cmplt_epi16_mask(cu, _mm512_set1_epi16(i16::MIN >> k));
+                let sh = _mm512_mask_mov_epi16(sh, over, _mm512_set1_epi16(i16::MAX));
+                _mm512_mask_mov_epi16(sh, under, _mm512_set1_epi16(i16::MIN))
+            } else {
+                let n = 3 - e as i32;
+                _mm512_add_epi16(
+                    _mm512_sra_epi16(cu, _mm_cvtsi32_si128(n)),
+                    _mm512_and_si512(
+                        _mm512_sra_epi16(cu, _mm_cvtsi32_si128(n - 1)),
+                        _mm512_set1_epi16(1),
+                    ),
+                )
+            };
+            let t = lut16_gather_w32(tabs.tanh, tc);
+            let (lo, hi) = (_mm512_mullo_epi16(o, t), _mm512_mulhi_epi16(o, t));
+            let qa = rq_clamp8(_mm512_unpacklo_epi16(lo, hi), m, n1, zp);
+            let qb = rq_clamp8(_mm512_unpackhi_epi16(lo, hi), m, n1, zp);
+            let hq = _mm512_cvtepi16_epi8(_mm512_packs_epi32(qa, qb));
+            let (hq, m64) = (_mm512_castsi256_si512(hq), m32 as __mmask64);
+            _mm512_mask_storeu_epi8(h.as_mut_ptr().add(u).cast(), m64, hq);
+            _mm512_mask_storeu_epi8(y.as_mut_ptr().add(u).cast(), m64, hq);
+        }
+        u += 32;
+    }
 }
 
 /// The GRU op on AVX-512 VNNI with `W` and `R` repacked once (module doc); returns `false`,
@@ -531,6 +734,184 @@ mod tests {
     use crate::kernels::testutil::Rng;
     use crate::kernels::{best_isa, Isa};
     use std::vec::Vec;
+
+    /// A random int16 activation table without `-32768` (the word cell's precondition), with
+    /// runs at the int16 bounds and arbitrary steps between entries.
+    fn tame_table(rng: &mut Rng) -> ActTable {
+        use zerocopy::little_endian::I16;
+        let mut t = [I16::new(0); crate::format::ACT_TABLE_LEN];
+        for (i, e) in t.iter_mut().enumerate() {
+            *e = I16::new(match i % 5 {
+                0 => i16::MAX,
+                1 => -32767,
+                _ => rng.i32_in(-32767, 32767) as i16,
+            });
+        }
+        t
+    }
+
+    /// The word cell's pieces against their scalar definitions lane by lane: the gate sum
+    /// (`sat16_add`, sums that overflow int32 among them) and the gathered lookup (`lut16`,
+    /// every lane, random inputs and the int16 bounds).
+    #[test]
+    fn gate_sum_and_lookup_match_scalar() {
+        use crate::kernels::reference::fixed::{lut16, sat16_add};
+        use crate::kernels::testutil::tanh_table;
+        if best_isa() != Isa::Avx512Vnni {
+            std::eprintln!("gate_sum16: skipped, AVX-512 not on this CPU");
+            return;
+        }
+        let mut rng = Rng::new(0x6A7E);
+        let edge = [i32::MAX, i32::MIN, i32::MAX - 20_000, 40_000, -40_000, 0];
+        for trial in 0..2000 {
+            let val = |rng: &mut Rng| match rng.usize_below(4) {
+                0 => edge[rng.usize_below(edge.len())],
+                1 => rng.next_u64() as i32,
+                _ => rng.i32_in(-40_000, 40_000),
+            };
+            let a: Vec<i32> = (0..16).map(|_| val(&mut rng)).collect();
+            let b: Vec<i32> = (0..16).map(|_| val(&mut rng)).collect();
+            let mut got = [0i16; 16];
+            // SAFETY: AVX-512 present (checked above); 16 elements behind each pointer.
+            unsafe {
+                let v = gate_sum16(a.as_ptr(), b.as_ptr(), 0xffff);
+                _mm256_storeu_si256(got.as_mut_ptr().cast(), v);
+            }
+            for l in 0..16 {
+                assert_eq!(
+                    got[l],
+                    sat16_add(a[l], b[l]),
+                    "trial {trial}: {} + {}",
+                    a[l],
+                    b[l]
+                );
+            }
+        }
+        let (tanh, tame) = (tanh_table(), tame_table(&mut rng));
+        for trial in 0..2000 {
+            let tab = if trial % 2 == 0 { &tanh } else { &tame };
+            let xs: Vec<i16> = (0..32)
+                .map(|l| match (trial + l) % 9 {
+                    0 => i16::MIN,
+                    1 => i16::MAX,
+                    _ => rng.i32_in(-32768, 32767) as i16,
+                })
+                .collect();
+            let mut got = [0i16; 32];
+            // SAFETY: AVX-512 present (checked above); 32 int16 behind each pointer.
+            unsafe {
+                let v = _mm512_loadu_si512(xs.as_ptr().cast());
+                _mm512_storeu_si512(got.as_mut_ptr().cast(), lut16_gather_w32(tab, v));
+            }
+            for l in 0..32 {
+                assert_eq!(
+                    got[l] as i32,
+                    lut16(tab, xs[l]),
+                    "trial {trial}: x {}",
+                    xs[l]
+                );
+            }
+        }
+    }
+
+    /// The word-lane LSTM cell against the scalar definition (`reference::lstm`, module doc)
+    /// unit by unit: every `cell_exp` from 0 to 17 (capped at 15 as in the scalar cell), `H`
+    /// from 1 to 64, the real tables and tame random ones, products at and beyond the gate
+    /// range (sums that overflow int32 among them), cells at the int16 bounds, output
+    /// requantizations on every rq path.
+    #[test]
+    fn lstm_cell_w32_matches_scalar() {
+        use crate::kernels::reference::fixed::{clamp8_add, lut16, rq, rsr32, sat16_add};
+        use crate::kernels::testutil::{sigmoid_table, tanh_table};
+        if best_isa() != Isa::Avx512Vnni {
+            std::eprintln!("lstm_cell_w32: skipped, AVX-512 not on this CPU");
+            return;
+        }
+        let mut rng = Rng::new(0xCE11);
+        let (sig, tanh) = (sigmoid_table(), tanh_table());
+        let (tsig, ttanh) = (tame_table(&mut rng), tame_table(&mut rng));
+        let mut units = 0;
+        for cell_exp in 0..=17u32 {
+            for nh in [1usize, 5, 16, 20, 31, 32, 33, 47, 64] {
+                let tabs = if (cell_exp + nh as u32) % 3 == 0 {
+                    ActTables {
+                        sig: &tsig,
+                        tanh: &ttanh,
+                    }
+                } else {
+                    ActTables {
+                        sig: &sig,
+                        tanh: &tanh,
+                    }
+                };
+                assert!(lstm_cell_w32_exact(&tabs));
+                let (hq_mult, hq_shift) = match nh % 4 {
+                    0 => (1_140_850_688, 9),
+                    1 => (i32::MAX, -3),
+                    2 => (1 << 30, 1),
+                    _ => (rng.i32_in(1 << 30, i32::MAX), 16),
+                };
+                let p = LstmParams {
+                    steps: 1,
+                    input: 1,
+                    hidden: nh,
+                    reverse: false,
+                    h_zp: rng.i32_in(-128, 127),
+                    cell_exp,
+                    hq_mult,
+                    hq_shift,
+                };
+                let prod = |rng: &mut Rng| match rng.usize_below(6) {
+                    0 => [i32::MAX, i32::MIN, 40_000, -40_000][rng.usize_below(4)],
+                    1 => rng.next_u64() as i32,
+                    _ => rng.i32_in(-40_000, 40_000),
+                };
+                let ax: Vec<i32> = (0..4 * nh).map(|_| prod(&mut rng)).collect();
+                let ah: Vec<i32> = (0..4 * nh).map(|_| prod(&mut rng)).collect();
+                let c0: Vec<i16> = (0..nh)
+                    .map(|u| match u % 7 {
+                        0 => i16::MIN,
+                        1 => i16::MAX,
+                        _ => rng.i32_in(-32768, 32767) as i16,
+                    })
+                    .collect();
+                let (mut c, mut h, mut y) = (c0.clone(), std::vec![0i8; nh], std::vec![0i8; nh]);
+                // SAFETY: AVX-512 present (checked above); lengths as the contract asks.
+                unsafe { lstm_cell_w32(&p, &tabs, &ax, &ah, &mut c, &mut h, &mut y) };
+                let e = cell_exp.min(15);
+                for u in 0..nh {
+                    let g = |k: usize| sat16_add(ax[k * nh + u], ah[k * nh + u]);
+                    let i = lut16(tabs.sig, g(0));
+                    let o = lut16(tabs.sig, g(1));
+                    let f = lut16(tabs.sig, g(2));
+                    let z = lut16(tabs.tanh, g(3));
+                    let s = rsr32(f * c0[u] as i32, 15) + rsr32(i * z, 15 + e);
+                    let cu = s.clamp(-32768, 32767);
+                    let tc = if e >= 3 {
+                        (cu << (e - 3)).clamp(-32768, 32767)
+                    } else {
+                        rsr32(cu, 3 - e)
+                    };
+                    let hq = clamp8_add(
+                        p.h_zp,
+                        rq(o * lut16(tabs.tanh, tc as i16), hq_mult, hq_shift),
+                    );
+                    let at = std::format!("cell_exp {cell_exp} H {nh} unit {u}");
+                    assert_eq!(c[u] as i32, cu, "c: {at}");
+                    assert_eq!((h[u], y[u]), (hq, hq), "h: {at}");
+                    units += 1;
+                }
+            }
+        }
+        assert!(units > 3000, "{units}");
+        // A sigmoid table holding -32768 is refused (the caller keeps the i32 cell).
+        let mut bad = sig;
+        bad[7] = zerocopy::little_endian::I16::new(i16::MIN);
+        assert!(!lstm_cell_w32_exact(&ActTables {
+            sig: &bad,
+            tanh: &tanh
+        }));
+    }
 
     /// The packed product against the reference loop over edge shapes (rows not a multiple of
     /// 16, one to eight blocks and more, `K` of 1 to 256 with every remainder mod 4 and 64),
