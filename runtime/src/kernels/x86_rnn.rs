@@ -511,6 +511,113 @@ unsafe fn lstm_cell_w32(
     }
 }
 
+/// Sixteen i32 rows at `a` (the lanes of `mask`, the rest 0) narrowed to int16 with saturation.
+///
+/// # Safety
+/// AVX-512F; `mask` selects only elements inside the slice `a` points into.
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn sat16_load(a: *const i32, mask: __mmask16) -> __m256i {
+    // SAFETY: the caller's bounds; masked-out lanes are neither read nor faulted on.
+    _mm512_cvtsepi32_epi16(unsafe { _mm512_maskz_loadu_epi32(mask, a.cast()) })
+}
+
+/// The 32 int16 lanes of `v` sign-extended to i32 in the order of `vpunpcklwd` / `vpunpckhwd`
+/// (per 128-bit lane, words 0-3 then 4-7), which `vpackssdw` undoes.
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn widen_unpacked(v: __m512i) -> (__m512i, __m512i) {
+    let sign = _mm512_srai_epi16::<15>(v);
+    (
+        _mm512_unpacklo_epi16(v, sign),
+        _mm512_unpackhi_epi16(v, sign),
+    )
+}
+
+/// `a · b` for the 32 int16 lanes of `a` and `b` as i32, in [`widen_unpacked`]'s order.
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn mul_unpacked(a: __m512i, b: __m512i) -> (__m512i, __m512i) {
+    let (lo, hi) = (_mm512_mullo_epi16(a, b), _mm512_mulhi_epi16(a, b));
+    (_mm512_unpacklo_epi16(lo, hi), _mm512_unpackhi_epi16(lo, hi))
+}
+
+/// Whether [`gru_cell_w32`] is exact for these tables: `rsr(r · gh, 15)` by `vpmulhrsw` needs
+/// `r ≠ -32768`, and `|z · (h16 − n)| < 2^31 − 2^14` needs `z ≠ -32768`; both lie between
+/// sigmoid table entries.
+fn gru_cell_w32_exact(tabs: &ActTables<'_>) -> bool {
+    lstm_cell_w32_exact(tabs)
+}
+
+/// One GRU step's cell (`reference::gru`, module doc) in int16 lanes, 32 units per pass (the
+/// last masked), bit-identical with the scalar loop when [`gru_cell_w32_exact`]: `ax`, `ah` the
+/// step's requantized products (`3H` each), `h16` (Q0.15), `h` and `y` (int8) updated. Per
+/// unit: `gx`, `gh` saturated to int16; `z`, `r` the sigmoid of `vpaddsw` sums;
+/// `n = tanh(sat16(gx + vpmulhrsw(r, gh)))`; `h16 = sat16(n + rsr(z·h16 − z·n, 15))` in i32
+/// lanes (`|z · (h16 − n)| < 2^31 − 2^14`), packed back by `vpackssdw`;
+/// `h = clamp8(h_zp + rq(h16))` in i64 lanes.
+///
+/// # Safety
+/// AVX-512F/BW; `ax.len() = ah.len() = 3 · h16.len()`, `h.len() = y.len() = h16.len()`.
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn gru_cell_w32(
+    p: &GruParams,
+    tabs: &ActTables<'_>,
+    ax: &[i32],
+    ah: &[i32],
+    h16: &mut [i16],
+    h: &mut [i8],
+    y: &mut [i8],
+) {
+    let nh = h16.len();
+    let m = _mm512_set1_epi64(p.hq_mult as i64);
+    let n1 = _mm512_set1_epi64(30 + p.hq_shift.clamp(-30, 31) as i64);
+    let zp = _mm512_set1_epi64(p.h_zp as i64);
+    let round = _mm512_set1_epi32(1 << 14);
+    let mut u = 0;
+    while u < nh {
+        let left = nh - u;
+        let m32: __mmask32 = if left >= 32 { !0 } else { (1u32 << left) - 1 };
+        let (mlo, mhi) = (m32 as __mmask16, (m32 >> 16) as __mmask16);
+        // SAFETY: the masks select units `u..min(u + 32, nh)`: inside gate block `k` of `ax`
+        // and `ah` (`3·nh` long) at `k·nh + u`, and inside `h16`, `h`, `y` (`nh` long) at `u`.
+        unsafe {
+            let g = |v: &[i32], k: usize| {
+                let a = v.as_ptr().add(k * nh + u);
+                join16(sat16_load(a, mlo), sat16_load(a.add(16), mhi))
+            };
+            let z = lut16_gather_w32(tabs.sig, _mm512_adds_epi16(g(ax, 0), g(ah, 0)));
+            let r = lut16_gather_w32(tabs.sig, _mm512_adds_epi16(g(ax, 1), g(ah, 1)));
+            let n_in = _mm512_adds_epi16(g(ax, 2), _mm512_mulhrs_epi16(r, g(ah, 2)));
+            let n = lut16_gather_w32(tabs.tanh, n_in);
+            let hp = h16.as_mut_ptr().add(u);
+            let hs = _mm512_maskz_loadu_epi16(m32, hp.cast());
+            let (zh_a, zh_b) = mul_unpacked(z, hs);
+            let (zn_a, zn_b) = mul_unpacked(z, n);
+            let (n_a, n_b) = widen_unpacked(n);
+            let mix = |zh: __m512i, zn: __m512i, n: __m512i| {
+                let d = _mm512_sub_epi32(zh, zn);
+                _mm512_add_epi32(n, _mm512_srai_epi32::<15>(_mm512_add_epi32(d, round)))
+            };
+            let (mix_a, mix_b) = (mix(zh_a, zn_a, n_a), mix(zh_b, zn_b, n_b));
+            let mixw = _mm512_packs_epi32(mix_a, mix_b);
+            _mm512_mask_storeu_epi16(hp.cast(), m32, mixw);
+            let (wa, wb) = widen_unpacked(mixw);
+            let qa = rq_clamp8(wa, m, n1, zp);
+            let qb = rq_clamp8(wb, m, n1, zp);
+            let hq = _mm512_cvtepi16_epi8(_mm512_packs_epi32(qa, qb));
+            let (hq, m64) = (_mm512_castsi256_si512(hq), m32 as __mmask64);
+            _mm512_mask_storeu_epi8(h.as_mut_ptr().add(u).cast(), m64, hq);
+            _mm512_mask_storeu_epi8(y.as_mut_ptr().add(u).cast(), m64, hq);
+        }
+        u += 32;
+    }
+}
+
 /// The GRU op on AVX-512 VNNI with `W` and `R` repacked once (module doc); returns `false`,
 /// writing nothing, when the shapes do not fit (`3H ≤ 256`, both matrices within [`PACK`]) or
 /// a length disagrees. Bit-identical with `gru_i8`'s loop.
@@ -531,10 +638,24 @@ pub(crate) fn avx512_gru_seq(
         steps: p.steps,
         reverse: p.reverse,
     };
-    h16.len() == p.hidden
-        && run_seq(&shape, wt, x, h, y, |ax, ah, h, yt| {
-            avx512_gru_cell(p, tabs, CellGates::I32(ax, ah), h16, h, yt)
-        })
+    if h16.len() != p.hidden {
+        return false;
+    }
+    if gru_cell_w32_exact(tabs) {
+        let nh = p.hidden;
+        return run_seq(&shape, wt, x, h, y, |ax, ah, h, yt| {
+            let ok = ax.len() == 3 * nh && ah.len() == 3 * nh && h.len() == nh && yt.len() == nh;
+            // SAFETY: AVX-512 VNNI is the active level (the caller's dispatch: F and BW);
+            // lengths checked.
+            ok && {
+                unsafe { gru_cell_w32(p, tabs, ax, ah, h16, h, yt) };
+                true
+            }
+        });
+    }
+    run_seq(&shape, wt, x, h, y, |ax, ah, h, yt| {
+        avx512_gru_cell(p, tabs, CellGates::I32(ax, ah), h16, h, yt)
+    })
 }
 
 /// The shape of a recurrent op: `gates · hidden` gate rows.
@@ -911,6 +1032,88 @@ mod tests {
             sig: &bad,
             tanh: &tanh
         }));
+    }
+
+    /// The word-lane GRU cell against the scalar definition (`reference::gru`, module doc) unit
+    /// by unit: `H` from 1 to 64, the real tables and tame random ones (negative and near-one
+    /// `z`, so `z · (h16 − n)` spans its whole range), products beyond int16, states at the
+    /// int16 bounds, output requantizations on every rq path.
+    #[test]
+    fn gru_cell_w32_matches_scalar() {
+        use crate::kernels::reference::fixed::{clamp8_add, lut16, rq, rsr32, sat16_add};
+        use crate::kernels::testutil::{sigmoid_table, tanh_table};
+        if best_isa() != Isa::Avx512Vnni {
+            std::eprintln!("gru_cell_w32: skipped, AVX-512 not on this CPU");
+            return;
+        }
+        let mut rng = Rng::new(0x62F);
+        let (sig, tanh) = (sigmoid_table(), tanh_table());
+        let (tsig, ttanh) = (tame_table(&mut rng), tame_table(&mut rng));
+        let mut units = 0;
+        for round in 0..12 {
+            for nh in [1usize, 5, 16, 20, 31, 32, 33, 48, 64] {
+                let tabs = if (round + nh) % 2 == 0 {
+                    ActTables {
+                        sig: &tsig,
+                        tanh: &ttanh,
+                    }
+                } else {
+                    ActTables {
+                        sig: &sig,
+                        tanh: &tanh,
+                    }
+                };
+                assert!(gru_cell_w32_exact(&tabs));
+                let (hq_mult, hq_shift) = match (round + nh) % 4 {
+                    0 => (1_140_850_688, 9),
+                    1 => (i32::MAX, -3),
+                    2 => (1 << 30, 1),
+                    _ => (rng.i32_in(1 << 30, i32::MAX), 16),
+                };
+                let p = GruParams {
+                    steps: 1,
+                    input: 1,
+                    hidden: nh,
+                    reverse: false,
+                    h_zp: rng.i32_in(-128, 127),
+                    hin_mult: 0,
+                    hin_shift: 0,
+                    hq_mult,
+                    hq_shift,
+                };
+                let prod = |rng: &mut Rng| match rng.usize_below(6) {
+                    0 => [i32::MAX, i32::MIN, 40_000, -40_000][rng.usize_below(4)],
+                    1 => rng.next_u64() as i32,
+                    _ => rng.i32_in(-40_000, 40_000),
+                };
+                let ax: Vec<i32> = (0..3 * nh).map(|_| prod(&mut rng)).collect();
+                let ah: Vec<i32> = (0..3 * nh).map(|_| prod(&mut rng)).collect();
+                let s0: Vec<i16> = (0..nh)
+                    .map(|u| match u % 7 {
+                        0 => i16::MIN,
+                        1 => i16::MAX,
+                        _ => rng.i32_in(-32768, 32767) as i16,
+                    })
+                    .collect();
+                let (mut hs, mut h, mut y) = (s0.clone(), std::vec![0i8; nh], std::vec![0i8; nh]);
+                // SAFETY: AVX-512 present (checked above); lengths as the contract asks.
+                unsafe { gru_cell_w32(&p, &tabs, &ax, &ah, &mut hs, &mut h, &mut y) };
+                for u in 0..nh {
+                    let gx = |k: usize| ax[k * nh + u].clamp(-32768, 32767);
+                    let gh = |k: usize| ah[k * nh + u].clamp(-32768, 32767);
+                    let z = lut16(tabs.sig, sat16_add(gx(0), gh(0)));
+                    let r = lut16(tabs.sig, sat16_add(gx(1), gh(1)));
+                    let n = lut16(tabs.tanh, sat16_add(gx(2) + rsr32(r * gh(2), 15), 0));
+                    let mix = sat16_add(n, rsr32(z * (s0[u] as i32 - n), 15));
+                    let hq = clamp8_add(p.h_zp, rq(mix as i32, hq_mult, hq_shift));
+                    let at = std::format!("round {round} H {nh} unit {u}");
+                    assert_eq!(hs[u], mix, "h16: {at}");
+                    assert_eq!((h[u], y[u]), (hq, hq), "h: {at}");
+                    units += 1;
+                }
+            }
+        }
+        assert!(units > 2000, "{units}");
     }
 
     /// The packed product against the reference loop over edge shapes (rows not a multiple of
