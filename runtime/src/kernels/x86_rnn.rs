@@ -81,16 +81,60 @@ impl RqRows {
             n1: [0; MATVEC_BLOCK],
             clamp: false,
         };
-        let rows = r.bc.iter_mut().zip(&mut r.m).zip(&mut r.n1);
-        for (j, ((bc, m), n1)) in rows.enumerate().take(n) {
-            let shift = pairs[2 * j + 1].get();
-            *bc = bias[j].get().wrapping_sub(corr[j]);
-            *m = pairs[2 * j].get();
-            *n1 = 30 + shift.clamp(-30, 31);
-            r.clamp |= shift <= 0;
-        }
+        // SAFETY: AVX-512 VNNI is the active level (the caller's dispatch: AVX-512F); lengths
+        // checked above.
+        r.clamp = unsafe { rq_rows_fill(&mut r, bias, pairs, corr) };
         Some(r)
     }
+}
+
+/// [`RqRows::new`]'s rows, sixteen at a time: the pairs de-interleaved by two `vpermt2d`.
+/// Returns whether any shift is ≤ 0.
+///
+/// # Safety
+/// AVX-512F; `corr.len() ≤ MATVEC_BLOCK`, `bias.len() ≥ corr.len()`, `pairs.len() ≥ 2 ·
+/// corr.len()`.
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f")]
+unsafe fn rq_rows_fill(r: &mut RqRows, bias: &[I32], pairs: &[I32], corr: &[i32]) -> bool {
+    let n = corr.len();
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    let (lo, hi, base) = (
+        _mm512_set1_epi32(-30),
+        _mm512_set1_epi32(31),
+        _mm512_set1_epi32(30),
+    );
+    let mut nonpos = 0u16;
+    for j in (0..n).step_by(16) {
+        let mask: __mmask16 = if n - j >= 16 {
+            0xffff
+        } else {
+            (1 << (n - j)) - 1
+        };
+        // SAFETY: the masks keep every access inside rows `j..n`: of `bias` and `corr`, of
+        // `pairs` (two dwords a row, the halves' masks taken from `mask`), and of the
+        // `MATVEC_BLOCK`-long arrays of `r`.
+        unsafe {
+            let pp = pairs.as_ptr().add(2 * j);
+            let p0 = _mm512_maskz_loadu_epi64(mask as __mmask8, pp.cast());
+            let p1 = _mm512_maskz_loadu_epi64((mask >> 8) as __mmask8, pp.add(16).cast());
+            let m = _mm512_permutex2var_epi32(p0, even, p1);
+            let sh = _mm512_permutex2var_epi32(p0, odd, p1);
+            nonpos |= _mm512_mask_cmple_epi32_mask(mask, sh, _mm512_setzero_si512());
+            let n1 = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(sh, lo), hi), base);
+            let b = _mm512_maskz_loadu_epi32(mask, bias.as_ptr().add(j).cast());
+            let c = _mm512_maskz_loadu_epi32(mask, corr.as_ptr().add(j).cast());
+            _mm512_mask_storeu_epi32(
+                r.bc.as_mut_ptr().add(j).cast(),
+                mask,
+                _mm512_sub_epi32(b, c),
+            );
+            _mm512_mask_storeu_epi32(r.m.as_mut_ptr().add(j).cast(), mask, m);
+            _mm512_mask_storeu_epi32(r.n1.as_mut_ptr().add(j).cast(), mask, n1);
+        }
+    }
+    nonpos != 0
 }
 
 /// `rq(acc + bc, m, shift)` ([`fixed::rq`](super::reference::fixed::rq)) for sixteen i32 lanes,
