@@ -27,10 +27,10 @@
 //! (`vpmulhrsw` is `((d · F >> 14) + 1) >> 1`, and `|d · F| < 2^31`, no saturation), and the
 //! sum `a + r` lies between `a` and `b`, so the 16-bit add cannot overflow. The one
 //! precondition is that `d` is int16: every step `tab[j + 1] − tab[j]` within
-//! `[−32768, 32767]`; [`lut16_prep`] refuses other tables (the caller keeps its gather path).
+//! `[−32768, 32767]`; [`lut16_prep_avx512`] refuses other tables (the caller keeps its gather path).
 //! Sigmoid and tanh tables step by at most about 1024.
 //!
-//! **Cost** per 64 lookups ([`lut16_x64`], as compiled by rustc 1.95): 64 vector and mask
+//! **Cost** per 64 lookups (`lut16_x64`, a test-only entry point now, as compiled by rustc 1.95): 64 vector and mask
 //! instructions, 26 of them permutes (16 `vpermi2b`, 6 `vpermt2b`, 4 `vpmultishiftqb`), about 5
 //! register moves, and 17 loads (the 16 plane registers and the `tab[512]` broadcast) when the
 //! caller has not hoisted them: 86 in all. [`lut16_x32`] does `a` and `b` in one 64-lane
@@ -40,8 +40,6 @@
 //! 17.0 ns for four 16-lane `vpgatherdd` lookups (`x86::lut16x16`).
 
 #![allow(unsafe_code)]
-// The recurrent-cell kernels that will call this are being rewritten separately.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use super::reference::ActTable;
 use core::arch::x86_64::*;
@@ -60,6 +58,7 @@ pub(crate) struct Lut16Prep {
 /// Prepares `tab`, or `None` when some step `tab[j + 1] − tab[j]` is outside int16 (the
 /// interpolation would not be exact; see the module doc). The sigmoid and tanh tables of a
 /// model are always accepted.
+#[cfg(test)]
 pub(crate) fn lut16_prep(tab: &ActTable) -> Option<Lut16Prep> {
     let steps_fit = tab.windows(2).all(|w| {
         let d = w[1].get() as i32 - w[0].get() as i32;
@@ -78,6 +77,47 @@ pub(crate) fn lut16_prep(tab: &ActTable) -> Option<Lut16Prep> {
         planes,
         last: tab[512].get(),
     })
+}
+
+/// [`lut16_prep`] sixty-four entries at a time: the steps checked by comparing the wrapping and
+/// the saturating differences of neighbouring entries (equal exactly when the step fits int16),
+/// the byte planes narrowed out of the words by `vpmovwb`. The same result as [`lut16_prep`].
+///
+/// # Safety
+/// AVX-512F/BW.
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(crate) unsafe fn lut16_prep_avx512(tab: &ActTable) -> Option<Lut16Prep> {
+    let mut p = Lut16Prep {
+        planes: [[0u8; 64]; 16],
+        last: tab[512].get(),
+    };
+    let t = tab.as_ptr();
+    let mut bad = 0u32;
+    for r in 0..8 {
+        let mut half = [_mm256_setzero_si256(); 4];
+        for q in 0..2 {
+            let j = 64 * r + 32 * q;
+            // SAFETY: entries `j .. j + 33 ≤ 513` of the table (`I16` is two bytes, alignment 1).
+            let (a, b) = unsafe {
+                (
+                    _mm512_loadu_si512(t.add(j).cast()),
+                    _mm512_loadu_si512(t.add(j + 1).cast()),
+                )
+            };
+            bad |= _mm512_cmpneq_epi16_mask(_mm512_sub_epi16(b, a), _mm512_subs_epi16(b, a));
+            half[q] = _mm512_cvtepi16_epi8(a);
+            half[2 + q] = _mm512_cvtepi16_epi8(_mm512_srli_epi16::<8>(a));
+        }
+        let lo = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(half[0]), half[1]);
+        let hi = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(half[2]), half[3]);
+        // SAFETY: planes `r` and `8 + r` (`r < 8`) are 64 bytes each.
+        unsafe {
+            _mm512_storeu_si512(p.planes[r].as_mut_ptr().cast(), lo);
+            _mm512_storeu_si512(p.planes[8 + r].as_mut_ptr().cast(), hi);
+        }
+    }
+    (bad == 0).then_some(p)
 }
 
 /// Eight little-endian qwords of a 64-byte vector constant.
@@ -203,6 +243,7 @@ fn interpolate(x: __m512i, a: __m512i, b: __m512i, last: __m512i) -> __m512i {
 /// # Safety
 /// The CPU must support AVX-512F, AVX-512BW and AVX-512VBMI.
 #[allow(clippy::incompatible_msrv)]
+#[cfg(test)]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 pub(crate) unsafe fn lut16_x64(p: &Lut16Prep, x0: __m512i, x1: __m512i) -> (__m512i, __m512i) {
@@ -345,6 +386,31 @@ mod tests {
             assert_eq!(v as i16, e.get(), "entry {j}");
         }
         assert_eq!(p.last, t[512].get());
+    }
+
+    /// The vector preparation equals the scalar one, for accepted and refused tables (a step
+    /// just outside int16 at every position of a vector).
+    #[test]
+    fn prep_avx512_equals_prep() {
+        if !crate::kernels::matvec::has_vbmi() {
+            std::eprintln!("x86_lut: avx512vbmi not on this CPU, skipped");
+            return;
+        }
+        let same = |t: &ActTable| {
+            let (a, b) = (lut16_prep(t), unsafe { lut16_prep_avx512(t) });
+            match (a, b) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.planes == b.planes && a.last == b.last,
+                _ => false,
+            }
+        };
+        assert!(same(&sigmoid_table()) && same(&tanh_table()));
+        for j in 0..512 {
+            let mut t = tanh_table();
+            t[j] = I16::new(-20000);
+            t[j + 1] = I16::new(if j % 2 == 0 { 12768 } else { 12767 });
+            assert!(same(&t), "step at {j}");
+        }
     }
 
     /// `lut16_prep` refuses exactly the tables with a step outside int16, anywhere.
