@@ -11,6 +11,7 @@ pub mod kws;
 pub mod npy;
 pub mod oracle;
 pub mod plan;
+pub mod prune;
 pub mod quantize;
 pub mod table;
 pub mod validate;
@@ -127,6 +128,20 @@ pub fn quantize_model_layout(
     method: calibrate::Method,
     lstm_unit16: bool,
 ) -> Result<Quantized> {
+    quantize_model_rows(onnx, calib, input_shape, method, lstm_unit16, false)
+}
+
+/// [`quantize_model_layout`], and with `keep_dead_rows` without dead-row elimination
+/// ([`prune`]): every op then computes all its rows even where only some are read (a CLS
+/// token). The outputs are the same either way; this is for comparisons.
+pub fn quantize_model_rows(
+    onnx: &Path,
+    calib: &npy::ArrayF32,
+    input_shape: Option<&[usize]>,
+    method: calibrate::Method,
+    lstm_unit16: bool,
+    keep_dead_rows: bool,
+) -> Result<Quantized> {
     let imported = import::import(onnx, input_shape)
         .with_context(|| format!("importing {}", onnx.display()))?;
     let ranges = calibrate::calibrate_with(&imported.graph, calib, method)?;
@@ -143,6 +158,7 @@ pub fn quantize_model_layout(
         })
         .to_string(),
         lstm_unit16,
+        keep_dead_rows,
     };
     let mut program = quantize::quantize(&imported.graph, &ranges, &opts)?;
     check_runtime_limits(&program)?;

@@ -47,6 +47,11 @@ enum Cmd {
         /// Cortex-M4, the same results; x86 and aarch64 narrow it back to int8 per call).
         #[arg(long, default_value = "int8", value_parser = ["int8", "unit16"])]
         lstm_layout: String,
+        /// Skip dead-row elimination: by default, when the output reads only some rows (a
+        /// CLS token), the row-wise ops before that selection run on those rows only (the
+        /// same output bytes, less work). This flag keeps every op on all rows, for comparison.
+        #[arg(long)]
+        keep_dead_rows: bool,
     },
     /// Compare the int8 file (Kinglet) with the float ONNX (tract) on the same inputs.
     Validate {
@@ -178,14 +183,16 @@ fn real_main(cli: Cli) -> Result<()> {
             json,
             calibration,
             lstm_layout,
+            keep_dead_rows,
         } => {
             let calib = npy::read_f32(&calib)?;
-            let q = kinglet_quantizer::quantize_model_layout(
+            let q = kinglet_quantizer::quantize_model_rows(
                 &model,
                 &calib,
                 input_shape.as_deref(),
                 calibration,
                 lstm_layout == "unit16",
+                keep_dead_rows,
             )?;
             write_atomic(&output, &q.bytes)?;
             let parsed = kinglet::Model::parse(&q.bytes)

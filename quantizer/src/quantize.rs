@@ -99,6 +99,9 @@ pub struct Options {
     /// Write every LSTM's gate operands in the unit16 layout (`format::OP_FLAG_UNIT16`): the
     /// Cortex-M DSP sequence kernel's, twice the weight bytes, the same results.
     pub lstm_unit16: bool,
+    /// Skip dead-row elimination ([`crate::prune`]): every op computes all its rows even when
+    /// only some are read (a CLS token). For comparisons; the results are the same.
+    pub keep_dead_rows: bool,
 }
 
 /// Name of the constant tensor that records how the file was made (JSON text).
@@ -429,9 +432,19 @@ impl Builder<'_> {
     }
 }
 
-/// Quantizes `g` with the calibrated `ranges`.
+/// Quantizes `g` with the calibrated `ranges`, after dead-row elimination ([`crate::prune`])
+/// unless `opts.keep_dead_rows`.
 pub fn quantize(g: &Graph, ranges: &Ranges, opts: &Options) -> Result<QModel> {
     crate::check_weights(g)?;
+    if !opts.keep_dead_rows {
+        if let Some((pg, pr, _)) = crate::prune::prune_rows(g, ranges) {
+            return quantize_graph(&pg, &pr, opts);
+        }
+    }
+    quantize_graph(g, ranges, opts)
+}
+
+fn quantize_graph(g: &Graph, ranges: &Ranges, opts: &Options) -> Result<QModel> {
     let nv = g.values.len();
     // Values that must share a quantization.
     let mut groups = Groups {
