@@ -129,6 +129,9 @@ pub struct LayerSqnr {
 /// (`float_eval`, the interpreter calibration uses; its outputs agree with tract's to float
 /// rounding, which `validate` checks end to end). In op order, so the first big drop shows
 /// where error enters. Tensors with no float counterpart (internal to a fused op) are skipped.
+/// A file whose ops run on selected rows only (dead-row elimination, [`crate::prune`]) is
+/// compared with the float graph pruned the same way: its tensors keep their names and hold
+/// the rows of the whole values that the pruned graph computes.
 pub fn layer_sqnr(
     onnx: &std::path::Path,
     kgl_bytes: &[u8],
@@ -136,36 +139,56 @@ pub fn layer_sqnr(
     samples: usize,
 ) -> Result<Vec<LayerSqnr>> {
     let (imported, _) = import_for(onnx, data)?;
-    let g = &imported.graph;
+    // The float graphs: as imported, and with dead rows pruned when that applies (the pass
+    // needs ranges only to carry them over, so any will do here).
+    let unused = crate::calibrate::Ranges {
+        values: vec![(0.0, 0.0); imported.graph.values.len()],
+        cell_max: Default::default(),
+        gate_max: Default::default(),
+        samples: 0,
+    };
+    let pruned = crate::prune::prune_rows(&imported.graph, &unused).map(|(g, _, _)| g);
+    let graphs: Vec<&crate::ir::Graph> = std::iter::once(&imported.graph)
+        .chain(pruned.as_ref())
+        .collect();
     let mut host = HostModel::new(kgl_bytes)?;
     let kinds: Vec<&'static str> = (0..host.model().n_ops())
         .map(|i| host.model().op(i).map_or("?", |o| o.name()))
         .collect();
-    let by_name: std::collections::HashMap<&str, usize> = g
-        .values
+    let by_name: Vec<std::collections::HashMap<&str, usize>> = graphs
         .iter()
-        .enumerate()
-        .map(|(i, v)| (v.name.as_str(), i))
+        .map(|g| {
+            g.values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.name.as_str(), i))
+                .collect()
+        })
         .collect();
     // tensor index -> (op, kind, name, Σ f², Σ (f − q)², elements)
     let mut acc: std::collections::BTreeMap<usize, (usize, &'static str, String, f64, f64, usize)> =
         Default::default();
     for s in 0..samples.min(data.samples()) {
         let x = data.sample(s);
-        let mut float: Vec<Option<Vec<f32>>> = vec![None; g.values.len()];
-        crate::float_eval::eval(g, &[x], &mut |ev| {
-            if let crate::float_eval::Event::Value { id, data } = ev {
-                float[id] = Some(data.to_vec());
-            }
-        })?;
+        let mut float: Vec<Vec<Option<Vec<f32>>>> = Vec::new();
+        for g in &graphs {
+            let mut values: Vec<Option<Vec<f32>>> = vec![None; g.values.len()];
+            crate::float_eval::eval(g, &[x], &mut |ev| {
+                if let crate::float_eval::Event::Value { id, data } = ev {
+                    values[id] = Some(data.to_vec());
+                }
+            })?;
+            float.push(values);
+        }
         let mut err = None;
         host.run_observed(x, &mut |op, info, q| {
-            let Some(f) = by_name.get(info.name()).and_then(|&v| float[v].as_ref()) else {
+            // The same-named float value with as many elements (whole, or the pruned rows).
+            let Some(f) = by_name.iter().zip(&float).find_map(|(names, values)| {
+                let f = names.get(info.name()).and_then(|&v| values[v].as_ref())?;
+                (f.len() == q.len()).then_some(f)
+            }) else {
                 return;
             };
-            if f.len() != q.len() {
-                return;
-            }
             let mut deq = vec![0f32; q.len()];
             info.dequantize(q, &mut deq);
             let kind = kinds.get(op).copied().unwrap_or("?");

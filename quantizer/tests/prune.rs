@@ -185,6 +185,42 @@ fn cls_token_encoder_runs_its_last_layer_on_one_row() {
 }
 
 #[test]
+fn per_layer_sqnr_covers_the_pruned_rows() {
+    // `validate`'s per-layer table compares a pruned tensor with the same rows of the float
+    // value (the float graph pruned alike), not skip it for its size.
+    let dir = fixture("enc_pre_gelu_dynamo_o18");
+    let test = npy::read_f32(&dir.join("test.npy")).unwrap();
+    let onnx = dir.join("model.onnx");
+    let layers = |keep: bool| {
+        let q = quantize(&dir, Method::MinMax, keep);
+        validate::layer_sqnr(&onnx, &q.bytes, &test, 20).unwrap()
+    };
+    let (full, pruned) = (layers(true), layers(false));
+    let find = |ls: &[validate::LayerSqnr], name: &str| {
+        ls.iter()
+            .find(|l| l.tensor == name)
+            .map(|l| (l.elements, l.sqnr_db))
+    };
+    // The final LayerNorm, the MLP's GELU: 17 rows before, the CLS row after.
+    for (name, width) in [("layer_norm_2", 40), ("gelu", 64)] {
+        let (n_full, db_full) = find(&full, name).unwrap_or_else(|| panic!("{name} (full)"));
+        let (n_pruned, db_pruned) =
+            find(&pruned, name).unwrap_or_else(|| panic!("{name} missing from the pruned table"));
+        assert_eq!((n_full, n_pruned), (17 * width, width), "{name}");
+        assert!(
+            db_full > 15.0 && db_pruned > 15.0,
+            "{name}: {db_full} / {db_pruned} dB"
+        );
+    }
+    assert!(
+        pruned.len() >= full.len(),
+        "{} layers matched, {} before",
+        pruned.len(),
+        full.len()
+    );
+}
+
+#[test]
 fn cls_token_vit_prunes_the_last_of_two_layers() {
     // MSE calibration (as kws_transformer and vit_mnist use): the CLS slice then has a range
     // of its own, not inside its input's, and the quantization they share must carry over.
