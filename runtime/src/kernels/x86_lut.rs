@@ -30,7 +30,7 @@
 //! `[−32768, 32767]`; [`lut16_prep_avx512`] refuses other tables (the caller keeps its gather path).
 //! Sigmoid and tanh tables step by at most about 1024.
 //!
-//! **Cost** per 64 lookups (`lut16_x64`, a test-only entry point now, as compiled by rustc 1.95): 64 vector and mask
+//! **Cost** per 64 lookups ([`lut16_x64`], as compiled by rustc 1.95): 64 vector and mask
 //! instructions, 26 of them permutes (16 `vpermi2b`, 6 `vpermt2b`, 4 `vpmultishiftqb`), about 5
 //! register moves, and 17 loads (the 16 plane registers and the `tab[512]` broadcast) when the
 //! caller has not hoisted them: 86 in all. [`lut16_x32`] does `a` and `b` in one 64-lane
@@ -243,7 +243,6 @@ fn interpolate(x: __m512i, a: __m512i, b: __m512i, last: __m512i) -> __m512i {
 /// # Safety
 /// The CPU must support AVX-512F, AVX-512BW and AVX-512VBMI.
 #[allow(clippy::incompatible_msrv)]
-#[cfg(test)]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 pub(crate) unsafe fn lut16_x64(p: &Lut16Prep, x0: __m512i, x1: __m512i) -> (__m512i, __m512i) {

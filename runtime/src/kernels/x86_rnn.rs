@@ -34,7 +34,7 @@ use super::reference::{
     gru::GruParams, lstm::LstmParams, step_index, ActTable, ActTables, GateWeights,
 };
 use super::x86::{avx512_gru_cell, avx512_lstm_cell, avx512_pack_strided};
-use super::x86_lut::{lut16_prep_avx512, lut16_x32, Lut16Prep};
+use super::x86_lut::{lut16_prep_avx512, lut16_x32, lut16_x64, Lut16Prep};
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 use zerocopy::little_endian::I32;
@@ -378,7 +378,13 @@ pub(crate) fn avx512_lstm_seq(
                 // and VBMI where the VBMI tables exist (`VbmiLuts::new` checked it); lengths
                 // checked.
                 ok && {
-                    unsafe { $cell(p, $luts, ax, ah, c, h, yt) };
+                    unsafe {
+                        if nh <= 32 {
+                            $cell::<1>(p, $luts, ax, ah, c, h, yt)
+                        } else {
+                            $cell::<2>(p, $luts, ax, ah, c, h, yt)
+                        }
+                    };
                     true
                 }
             })
@@ -507,52 +513,97 @@ impl VbmiLuts {
     }
 }
 
-/// The sigmoid of 32 int16 lanes, gathered.
+/// The sigmoid of two vectors of 32 int16 lanes (of the first only, the second returned as it
+/// is, unless `both`), gathered.
 ///
 /// # Safety
 /// AVX-512F/BW.
 #[allow(clippy::incompatible_msrv)]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn sig_gather(l: &ActTables<'_>, x: __m512i) -> __m512i {
+unsafe fn sig_gather(
+    l: &ActTables<'_>,
+    x0: __m512i,
+    x1: __m512i,
+    both: bool,
+) -> (__m512i, __m512i) {
     // SAFETY: the caller's features.
-    unsafe { lut16_gather_w32(l.sig, x) }
+    unsafe {
+        let y1 = if both {
+            lut16_gather_w32(l.sig, x1)
+        } else {
+            x1
+        };
+        (lut16_gather_w32(l.sig, x0), y1)
+    }
 }
 
-/// The tanh of 32 int16 lanes, gathered.
+/// The tanh of two vectors of 32 int16 lanes (the first only unless `both`), gathered.
 ///
 /// # Safety
 /// AVX-512F/BW.
 #[allow(clippy::incompatible_msrv)]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn tanh_gather(l: &ActTables<'_>, x: __m512i) -> __m512i {
+unsafe fn tanh_gather(
+    l: &ActTables<'_>,
+    x0: __m512i,
+    x1: __m512i,
+    both: bool,
+) -> (__m512i, __m512i) {
     // SAFETY: the caller's features.
-    unsafe { lut16_gather_w32(l.tanh, x) }
+    unsafe {
+        let y1 = if both {
+            lut16_gather_w32(l.tanh, x1)
+        } else {
+            x1
+        };
+        (lut16_gather_w32(l.tanh, x0), y1)
+    }
 }
 
-/// The sigmoid of 32 int16 lanes by permutes.
+/// The sigmoid of two vectors of 32 int16 lanes by permutes, one 64-lane lookup (the table's
+/// planes loaded once for both); of the first only (one 32-lane lookup) unless `both`.
 ///
 /// # Safety
 /// AVX-512F/BW/VBMI.
 #[allow(clippy::incompatible_msrv)]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-unsafe fn sig_vbmi(l: &VbmiLuts, x: __m512i) -> __m512i {
+unsafe fn sig_vbmi(l: &VbmiLuts, x0: __m512i, x1: __m512i, both: bool) -> (__m512i, __m512i) {
     // SAFETY: the caller's features.
-    unsafe { lut16_x32(&l.sig, x) }
+    unsafe {
+        // The planes are read where they are used: a pointer the optimiser cannot see
+        // through keeps it from copying both tables' 32 planes to the stack at every call.
+        let t = &core::hint::black_box(l).sig;
+        if both {
+            lut16_x64(t, x0, x1)
+        } else {
+            (lut16_x32(t, x0), x1)
+        }
+    }
 }
 
-/// The tanh of 32 int16 lanes by permutes.
+/// The tanh of two vectors of 32 int16 lanes by permutes, as [`sig_vbmi`] (the first only
+/// unless `both`).
 ///
 /// # Safety
 /// AVX-512F/BW/VBMI.
 #[allow(clippy::incompatible_msrv)]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-unsafe fn tanh_vbmi(l: &VbmiLuts, x: __m512i) -> __m512i {
+unsafe fn tanh_vbmi(l: &VbmiLuts, x0: __m512i, x1: __m512i, both: bool) -> (__m512i, __m512i) {
     // SAFETY: the caller's features.
-    unsafe { lut16_x32(&l.tanh, x) }
+    unsafe {
+        // The planes are read where they are used: a pointer the optimiser cannot see
+        // through keeps it from copying both tables' 32 planes to the stack at every call.
+        let t = &core::hint::black_box(l).tanh;
+        if both {
+            lut16_x64(t, x0, x1)
+        } else {
+            (lut16_x32(t, x0), x1)
+        }
+    }
 }
 
 /// Defines a word-lane LSTM cell ([`lstm_cell_w32`]'s doc) with the given target features and
@@ -562,7 +613,7 @@ macro_rules! lstm_cell_w32_fn {
         $(#[$doc])*
         #[allow(clippy::incompatible_msrv)]
         #[target_feature(enable = $feat)]
-        unsafe fn $name(
+        unsafe fn $name<const NV: usize>(
             p: &LstmParams,
             luts: &$luts,
             ax: &[i32],
@@ -578,72 +629,94 @@ macro_rules! lstm_cell_w32_fn {
             let zp = _mm512_set1_epi64(p.h_zp as i64);
             let mut u = 0;
             while u < nh {
+                // Two vectors of 32 units, the lanes past `nh` masked off (their addresses
+                // formed with `wrapping_add`, nothing read or written there).
                 let left = nh - u;
-                let m32: __mmask32 = if left >= 32 { !0 } else { (1u32 << left) - 1 };
-                let (mlo, mhi) = (m32 as __mmask16, (m32 >> 16) as __mmask16);
-                // SAFETY: the masks select units `u..min(u + 32, nh)`: inside gate block `k` of `ax`
-                // and `ah` (`4·nh` long) at `k·nh + u`, and inside `c`, `h`, `y` (`nh` long) at `u`.
+                let m64: u64 = if left >= 32 * NV { !0 >> (64 - 32 * NV) } else { (1u64 << left) - 1 };
+                let mq = [m64 as __mmask32, (m64 >> 32) as __mmask32];
+                let both = NV == 2 && left > 32;
+                // SAFETY: the masks select units `u..min(u + 64, nh)`: inside gate block `k` of
+                // `ax` and `ah` (`4·nh` long) at `k·nh + u`, and inside `c`, `h`, `y` (`nh`
+                // long) at `u`.
                 unsafe {
-                    let gate = |k: usize| {
-                        let (a, b) = (ax.as_ptr().add(k * nh + u), ah.as_ptr().add(k * nh + u));
-                        join16(gate_sum16(a, b, mlo), gate_sum16(a.add(16), b.add(16), mhi))
-                    };
-                    let (gi, go, gf, gz) = (gate(0), gate(1), gate(2), gate(3));
-                    let i = $sig(luts, gi);
-                    let o = $sig(luts, go);
-                    let f = $sig(luts, gf);
-                    let z = $tanh(luts, gz);
-                    let cp = c.as_mut_ptr().add(u);
-                    let cc = _mm512_maskz_loadu_epi16(m32, cp.cast());
-                    let t1 = _mm512_mulhrs_epi16(f, cc);
-                    let t2 = match e {
-                        0 => _mm512_mulhrs_epi16(i, z),
-                        1 => _mm512_add_epi16(
-                            _mm512_mulhi_epi16(i, z),
-                            _mm512_srli_epi16::<15>(_mm512_mullo_epi16(i, z)),
-                        ),
-                        _ => _mm512_srai_epi16::<1>(_mm512_add_epi16(
-                            _mm512_sra_epi16(_mm512_mulhi_epi16(i, z), _mm_cvtsi32_si128(e as i32 - 2)),
-                            _mm512_set1_epi16(1),
-                        )),
-                    };
-                    let cu = _mm512_adds_epi16(t1, t2);
-                    _mm512_mask_storeu_epi16(cp.cast(), m32, cu);
-                    let tc = if e >= 3 {
-                        let k = e as i32 - 3;
-                        let sh = _mm512_sll_epi16(cu, _mm_cvtsi32_si128(k));
-                        let over = _mm512_cmpgt_epi16_mask(cu, _mm512_set1_epi16(i16::MAX >> k));
-                        let under = _mm512_cmplt_epi16_mask(cu, _mm512_set1_epi16(i16::MIN >> k));
-                        let sh = _mm512_mask_mov_epi16(sh, over, _mm512_set1_epi16(i16::MAX));
-                        _mm512_mask_mov_epi16(sh, under, _mm512_set1_epi16(i16::MIN))
-                    } else {
-                        let n = 3 - e as i32;
-                        _mm512_add_epi16(
-                            _mm512_sra_epi16(cu, _mm_cvtsi32_si128(n)),
-                            _mm512_and_si512(
-                                _mm512_sra_epi16(cu, _mm_cvtsi32_si128(n - 1)),
-                                _mm512_set1_epi16(1),
-                            ),
+                    let nv = if both { 2 } else { 1 };
+                    let gate = |k: usize, v: usize| {
+                        if v >= nv {
+                            return _mm512_setzero_si512();
+                        }
+                        let off = k * nh + u + 32 * v;
+                        let (a, b) = (ax.as_ptr().wrapping_add(off), ah.as_ptr().wrapping_add(off));
+                        let mv = mq[v];
+                        join16(
+                            gate_sum16(a, b, mv as __mmask16),
+                            gate_sum16(a.wrapping_add(16), b.wrapping_add(16), (mv >> 16) as __mmask16),
                         )
                     };
-                    let t = $tanh(luts, tc);
-                    let (lo, hi) = (_mm512_mullo_epi16(o, t), _mm512_mulhi_epi16(o, t));
-                    let qa = rq_clamp8(_mm512_unpacklo_epi16(lo, hi), m, n1, zp);
-                    let qb = rq_clamp8(_mm512_unpackhi_epi16(lo, hi), m, n1, zp);
-                    let hq = _mm512_cvtepi16_epi8(_mm512_packs_epi32(qa, qb));
-                    let (hq, m64) = (_mm512_castsi256_si512(hq), m32 as __mmask64);
-                    _mm512_mask_storeu_epi8(h.as_mut_ptr().add(u).cast(), m64, hq);
-                    _mm512_mask_storeu_epi8(y.as_mut_ptr().add(u).cast(), m64, hq);
+                    let (i0, i1) = $sig(luts, gate(0, 0), gate(0, 1), both);
+                    let (o0, o1) = $sig(luts, gate(1, 0), gate(1, 1), both);
+                    let (f0, f1) = $sig(luts, gate(2, 0), gate(2, 1), both);
+                    let (z0, z1) = $tanh(luts, gate(3, 0), gate(3, 1), both);
+                    let mut tc = [_mm512_setzero_si512(); 2];
+                    let ifz = [(i0, f0, z0), (i1, f1, z1)];
+                    for (v, (i, f, z)) in ifz.into_iter().enumerate().take(nv) {
+                        let cp = c.as_mut_ptr().wrapping_add(u + 32 * v);
+                        let cc = _mm512_maskz_loadu_epi16(mq[v], cp.cast());
+                        let t1 = _mm512_mulhrs_epi16(f, cc);
+                        let t2 = match e {
+                            0 => _mm512_mulhrs_epi16(i, z),
+                            1 => _mm512_add_epi16(
+                                _mm512_mulhi_epi16(i, z),
+                                _mm512_srli_epi16::<15>(_mm512_mullo_epi16(i, z)),
+                            ),
+                            _ => _mm512_srai_epi16::<1>(_mm512_add_epi16(
+                                _mm512_sra_epi16(
+                                    _mm512_mulhi_epi16(i, z),
+                                    _mm_cvtsi32_si128(e as i32 - 2),
+                                ),
+                                _mm512_set1_epi16(1),
+                            )),
+                        };
+                        let cu = _mm512_adds_epi16(t1, t2);
+                        _mm512_mask_storeu_epi16(cp.cast(), mq[v], cu);
+                        tc[v] = if e >= 3 {
+                            let k = e as i32 - 3;
+                            let sh = _mm512_sll_epi16(cu, _mm_cvtsi32_si128(k));
+                            let over = _mm512_cmpgt_epi16_mask(cu, _mm512_set1_epi16(i16::MAX >> k));
+                            let under = _mm512_cmplt_epi16_mask(cu, _mm512_set1_epi16(i16::MIN >> k));
+                            let sh = _mm512_mask_mov_epi16(sh, over, _mm512_set1_epi16(i16::MAX));
+                            _mm512_mask_mov_epi16(sh, under, _mm512_set1_epi16(i16::MIN))
+                        } else {
+                            let n = 3 - e as i32;
+                            _mm512_add_epi16(
+                                _mm512_sra_epi16(cu, _mm_cvtsi32_si128(n)),
+                                _mm512_and_si512(
+                                    _mm512_sra_epi16(cu, _mm_cvtsi32_si128(n - 1)),
+                                    _mm512_set1_epi16(1),
+                                ),
+                            )
+                        };
+                    }
+                    let (t0, t1) = $tanh(luts, tc[0], tc[1], both);
+                    for (v, (o, t)) in [(o0, t0), (o1, t1)].into_iter().enumerate().take(nv) {
+                        let (lo, hi) = (_mm512_mullo_epi16(o, t), _mm512_mulhi_epi16(o, t));
+                        let qa = rq_clamp8(_mm512_unpacklo_epi16(lo, hi), m, n1, zp);
+                        let qb = rq_clamp8(_mm512_unpackhi_epi16(lo, hi), m, n1, zp);
+                        let hq = _mm512_cvtepi16_epi8(_mm512_packs_epi32(qa, qb));
+                        let (hq, mb) = (_mm512_castsi256_si512(hq), mq[v] as __mmask64);
+                        let at = u + 32 * v;
+                        _mm512_mask_storeu_epi8(h.as_mut_ptr().wrapping_add(at).cast(), mb, hq);
+                        _mm512_mask_storeu_epi8(y.as_mut_ptr().wrapping_add(at).cast(), mb, hq);
+                    }
                 }
-                u += 32;
+                u += 32 * NV;
             }
         }
     };
 }
 
 lstm_cell_w32_fn!(
-    /// One LSTM step's cell (`reference::lstm`, module doc) in int16 lanes, 32 units per pass (the
-    /// last masked), bit-identical with the scalar `cell` when [`lstm_cell_w32_exact`]: `ax`, `ah`
+    /// One LSTM step's cell (`reference::lstm`, module doc) in int16 lanes, 64 units per pass (two
+    /// vectors, the last lanes masked), bit-identical with the scalar `cell` when [`lstm_cell_w32_exact`]: `ax`, `ah`
     /// the step's requantized products (`4H` each), `c` (int16), `h` and `y` (int8) updated.
     /// Per unit, with `e = min(cell_exp, 15)` and int16 operands:
     ///
@@ -726,7 +799,7 @@ macro_rules! gru_cell_w32_fn {
         $(#[$doc])*
         #[allow(clippy::incompatible_msrv)]
         #[target_feature(enable = $feat)]
-        unsafe fn $name(
+        unsafe fn $name<const NV: usize>(
             p: &GruParams,
             luts: &$luts,
             ax: &[i32],
@@ -742,49 +815,66 @@ macro_rules! gru_cell_w32_fn {
             let round = _mm512_set1_epi32(1 << 14);
             let mut u = 0;
             while u < nh {
+                // Two vectors of 32 units, as in the LSTM cell.
                 let left = nh - u;
-                let m32: __mmask32 = if left >= 32 { !0 } else { (1u32 << left) - 1 };
-                let (mlo, mhi) = (m32 as __mmask16, (m32 >> 16) as __mmask16);
-                // SAFETY: the masks select units `u..min(u + 32, nh)`: inside gate block `k` of `ax`
-                // and `ah` (`3·nh` long) at `k·nh + u`, and inside `h16`, `h`, `y` (`nh` long) at `u`.
+                let m64: u64 = if left >= 32 * NV { !0 >> (64 - 32 * NV) } else { (1u64 << left) - 1 };
+                let mq = [m64 as __mmask32, (m64 >> 32) as __mmask32];
+                let both = NV == 2 && left > 32;
+                // SAFETY: the masks select units `u..min(u + 64, nh)`: inside gate block `k` of
+                // `ax` and `ah` (`3·nh` long) at `k·nh + u`, and inside `h16`, `h`, `y` (`nh`
+                // long) at `u`.
                 unsafe {
-                    let g = |v: &[i32], k: usize| {
-                        let a = v.as_ptr().add(k * nh + u);
-                        join16(sat16_load(a, mlo), sat16_load(a.add(16), mhi))
+                    let nv = if both { 2 } else { 1 };
+                    let g = |src: &[i32], k: usize, v: usize| {
+                        if v >= nv {
+                            return _mm512_setzero_si512();
+                        }
+                        let a = src.as_ptr().wrapping_add(k * nh + u + 32 * v);
+                        let mv = mq[v];
+                        join16(
+                            sat16_load(a, mv as __mmask16),
+                            sat16_load(a.wrapping_add(16), (mv >> 16) as __mmask16),
+                        )
                     };
-                    let z = $sig(luts, _mm512_adds_epi16(g(ax, 0), g(ah, 0)));
-                    let r = $sig(luts, _mm512_adds_epi16(g(ax, 1), g(ah, 1)));
-                    let n_in = _mm512_adds_epi16(g(ax, 2), _mm512_mulhrs_epi16(r, g(ah, 2)));
-                    let n = $tanh(luts, n_in);
-                    let hp = h16.as_mut_ptr().add(u);
-                    let hs = _mm512_maskz_loadu_epi16(m32, hp.cast());
-                    let (zh_a, zh_b) = mul_unpacked(z, hs);
-                    let (zn_a, zn_b) = mul_unpacked(z, n);
-                    let (n_a, n_b) = widen_unpacked(n);
-                    let mix = |zh: __m512i, zn: __m512i, n: __m512i| {
-                        let d = _mm512_sub_epi32(zh, zn);
-                        _mm512_add_epi32(n, _mm512_srai_epi32::<15>(_mm512_add_epi32(d, round)))
+                    let sum = |k: usize, v: usize| _mm512_adds_epi16(g(ax, k, v), g(ah, k, v));
+                    let (z0, z1) = $sig(luts, sum(0, 0), sum(0, 1), both);
+                    let (r0, r1) = $sig(luts, sum(1, 0), sum(1, 1), both);
+                    let n_in = |r: __m512i, v: usize| {
+                        _mm512_adds_epi16(g(ax, 2, v), _mm512_mulhrs_epi16(r, g(ah, 2, v)))
                     };
-                    let (mix_a, mix_b) = (mix(zh_a, zn_a, n_a), mix(zh_b, zn_b, n_b));
-                    let mixw = _mm512_packs_epi32(mix_a, mix_b);
-                    _mm512_mask_storeu_epi16(hp.cast(), m32, mixw);
-                    let (wa, wb) = widen_unpacked(mixw);
-                    let qa = rq_clamp8(wa, m, n1, zp);
-                    let qb = rq_clamp8(wb, m, n1, zp);
-                    let hq = _mm512_cvtepi16_epi8(_mm512_packs_epi32(qa, qb));
-                    let (hq, m64) = (_mm512_castsi256_si512(hq), m32 as __mmask64);
-                    _mm512_mask_storeu_epi8(h.as_mut_ptr().add(u).cast(), m64, hq);
-                    _mm512_mask_storeu_epi8(y.as_mut_ptr().add(u).cast(), m64, hq);
+                    let (n0, n1v) = $tanh(luts, n_in(r0, 0), n_in(r1, 1), both);
+                    for (v, (z, n)) in [(z0, n0), (z1, n1v)].into_iter().enumerate().take(nv) {
+                        let hp = h16.as_mut_ptr().wrapping_add(u + 32 * v);
+                        let hs = _mm512_maskz_loadu_epi16(mq[v], hp.cast());
+                        let (zh_a, zh_b) = mul_unpacked(z, hs);
+                        let (zn_a, zn_b) = mul_unpacked(z, n);
+                        let (n_a, n_b) = widen_unpacked(n);
+                        let mix = |zh: __m512i, zn: __m512i, n: __m512i| {
+                            let d = _mm512_sub_epi32(zh, zn);
+                            _mm512_add_epi32(n, _mm512_srai_epi32::<15>(_mm512_add_epi32(d, round)))
+                        };
+                        let (mix_a, mix_b) = (mix(zh_a, zn_a, n_a), mix(zh_b, zn_b, n_b));
+                        let mixw = _mm512_packs_epi32(mix_a, mix_b);
+                        _mm512_mask_storeu_epi16(hp.cast(), mq[v], mixw);
+                        let (wa, wb) = widen_unpacked(mixw);
+                        let qa = rq_clamp8(wa, m, n1, zp);
+                        let qb = rq_clamp8(wb, m, n1, zp);
+                        let hq = _mm512_cvtepi16_epi8(_mm512_packs_epi32(qa, qb));
+                        let (hq, mb) = (_mm512_castsi256_si512(hq), mq[v] as __mmask64);
+                        let at = u + 32 * v;
+                        _mm512_mask_storeu_epi8(h.as_mut_ptr().wrapping_add(at).cast(), mb, hq);
+                        _mm512_mask_storeu_epi8(y.as_mut_ptr().wrapping_add(at).cast(), mb, hq);
+                    }
                 }
-                u += 32;
+                u += 32 * NV;
             }
         }
     };
 }
 
 gru_cell_w32_fn!(
-    /// One GRU step's cell (`reference::gru`, module doc) in int16 lanes, 32 units per pass (the
-    /// last masked), bit-identical with the scalar loop when [`gru_cell_w32_exact`]: `ax`, `ah` the
+    /// One GRU step's cell (`reference::gru`, module doc) in int16 lanes, 64 units per pass (two
+    /// vectors, the last lanes masked), bit-identical with the scalar loop when [`gru_cell_w32_exact`]: `ax`, `ah` the
     /// step's requantized products (`3H` each), `h16` (Q0.15), `h` and `y` (int8) updated. Per
     /// unit: `gx`, `gh` saturated to int16; `z`, `r` the sigmoid of `vpaddsw` sums;
     /// `n = tanh(sat16(gx + vpmulhrsw(r, gh)))`; `h16 = sat16(n + rsr(z·h16 − z·n, 15))` in i32
@@ -843,7 +933,13 @@ pub(crate) fn avx512_gru_seq(
                     ax.len() == 3 * nh && ah.len() == 3 * nh && h.len() == nh && yt.len() == nh;
                 // SAFETY: as in `avx512_lstm_seq`.
                 ok && {
-                    unsafe { $cell(p, $luts, ax, ah, h16, h, yt) };
+                    unsafe {
+                        if nh <= 32 {
+                            $cell::<1>(p, $luts, ax, ah, h16, h, yt)
+                        } else {
+                            $cell::<2>(p, $luts, ax, ah, h16, h, yt)
+                        }
+                    };
                     true
                 }
             })
@@ -1227,13 +1323,28 @@ mod tests {
                     .collect();
                 let (mut c, mut h, mut y) = (c0.clone(), std::vec![0i8; nh], std::vec![0i8; nh]);
                 // SAFETY: AVX-512 present (checked above); lengths as the contract asks.
-                unsafe { lstm_cell_w32(&p, &tabs, &ax, &ah, &mut c, &mut h, &mut y) };
+                unsafe { lstm_cell_w32::<2>(&p, &tabs, &ax, &ah, &mut c, &mut h, &mut y) };
+                // One vector per pass: the same bits.
+                let (mut c1, mut h1, mut y1) = (c0.clone(), std::vec![0i8; nh], std::vec![0i8; nh]);
+                // SAFETY: as above.
+                unsafe { lstm_cell_w32::<1>(&p, &tabs, &ax, &ah, &mut c1, &mut h1, &mut y1) };
+                assert_eq!(
+                    (&c1, &h1, &y1),
+                    (&c, &h, &y),
+                    "one vector: cell_exp {cell_exp} H {nh}"
+                );
                 // The VBMI lookups, where this CPU and the tables allow them: the same bits.
                 if let Some(l) = VbmiLuts::new(&tabs) {
                     let (mut c2, mut h2, mut y2) =
                         (c0.clone(), std::vec![0i8; nh], std::vec![0i8; nh]);
                     // SAFETY: as above, and VBMI (`VbmiLuts::new` checked it).
-                    unsafe { lstm_cell_w32_vbmi(&p, &l, &ax, &ah, &mut c2, &mut h2, &mut y2) };
+                    unsafe {
+                        if nh <= 32 {
+                            lstm_cell_w32_vbmi::<1>(&p, &l, &ax, &ah, &mut c2, &mut h2, &mut y2)
+                        } else {
+                            lstm_cell_w32_vbmi::<2>(&p, &l, &ax, &ah, &mut c2, &mut h2, &mut y2)
+                        }
+                    };
                     assert_eq!(
                         (&c2, &h2, &y2),
                         (&c, &h, &y),
@@ -1295,7 +1406,7 @@ mod tests {
         let (wsig, wtanh) = (walk_table(&mut rng), walk_table(&mut rng));
         let (mut units, mut vbmi_units) = (0, 0);
         for round in 0..12 {
-            for nh in [1usize, 5, 16, 20, 31, 32, 33, 48, 64] {
+            for nh in [1usize, 5, 16, 20, 31, 32, 33, 48, 64, 80] {
                 let tabs = match (round + nh) % 3 {
                     0 => ActTables {
                         sig: &tsig,
@@ -1344,12 +1455,28 @@ mod tests {
                     .collect();
                 let (mut hs, mut h, mut y) = (s0.clone(), std::vec![0i8; nh], std::vec![0i8; nh]);
                 // SAFETY: AVX-512 present (checked above); lengths as the contract asks.
-                unsafe { gru_cell_w32(&p, &tabs, &ax, &ah, &mut hs, &mut h, &mut y) };
+                unsafe { gru_cell_w32::<2>(&p, &tabs, &ax, &ah, &mut hs, &mut h, &mut y) };
+                // One vector per pass: the same bits.
+                let (mut hs1, mut h1, mut y1) =
+                    (s0.clone(), std::vec![0i8; nh], std::vec![0i8; nh]);
+                // SAFETY: as above.
+                unsafe { gru_cell_w32::<1>(&p, &tabs, &ax, &ah, &mut hs1, &mut h1, &mut y1) };
+                assert_eq!(
+                    (&hs1, &h1, &y1),
+                    (&hs, &h, &y),
+                    "one vector: round {round} H {nh}"
+                );
                 if let Some(l) = VbmiLuts::new(&tabs) {
                     let (mut hs2, mut h2, mut y2) =
                         (s0.clone(), std::vec![0i8; nh], std::vec![0i8; nh]);
                     // SAFETY: as above, and VBMI (`VbmiLuts::new` checked it).
-                    unsafe { gru_cell_w32_vbmi(&p, &l, &ax, &ah, &mut hs2, &mut h2, &mut y2) };
+                    unsafe {
+                        if nh <= 32 {
+                            gru_cell_w32_vbmi::<1>(&p, &l, &ax, &ah, &mut hs2, &mut h2, &mut y2)
+                        } else {
+                            gru_cell_w32_vbmi::<2>(&p, &l, &ax, &ah, &mut hs2, &mut h2, &mut y2)
+                        }
+                    };
                     assert_eq!(
                         (&hs2, &h2, &y2),
                         (&hs, &h, &y),
