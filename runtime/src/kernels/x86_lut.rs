@@ -79,19 +79,18 @@ pub(crate) fn lut16_prep(tab: &ActTable) -> Option<Lut16Prep> {
     })
 }
 
-/// [`lut16_prep`] sixty-four entries at a time: the steps checked by comparing the wrapping and
-/// the saturating differences of neighbouring entries (equal exactly when the step fits int16),
-/// the byte planes narrowed out of the words by `vpmovwb`. The same result as [`lut16_prep`].
+/// [`lut16_prep`] sixty-four entries at a time, written in place at `out`: the steps checked by
+/// comparing the wrapping and the saturating differences of neighbouring entries (equal exactly
+/// when the step fits int16), the byte planes narrowed out of the words by `vpmovwb`. Returns
+/// whether the table is accepted; then every field of `*out` is written, with the same values
+/// as [`lut16_prep`]'s (in place: the caller keeps the 1,088 bytes where they are used, no
+/// moves).
 ///
 /// # Safety
-/// AVX-512F/BW.
+/// AVX-512F/BW; `out` valid for writes of a `Lut16Prep`.
 #[allow(clippy::incompatible_msrv)]
 #[target_feature(enable = "avx512f,avx512bw")]
-pub(crate) unsafe fn lut16_prep_avx512(tab: &ActTable) -> Option<Lut16Prep> {
-    let mut p = Lut16Prep {
-        planes: [[0u8; 64]; 16],
-        last: tab[512].get(),
-    };
+pub(crate) unsafe fn lut16_prep_avx512(tab: &ActTable, out: *mut Lut16Prep) -> bool {
     let t = tab.as_ptr();
     let mut bad = 0u32;
     for r in 0..8 {
@@ -111,13 +110,16 @@ pub(crate) unsafe fn lut16_prep_avx512(tab: &ActTable) -> Option<Lut16Prep> {
         }
         let lo = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(half[0]), half[1]);
         let hi = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(half[2]), half[3]);
-        // SAFETY: planes `r` and `8 + r` (`r < 8`) are 64 bytes each.
+        // SAFETY: planes `r` and `8 + r` (`r < 8`) of `*out`, 64 bytes each (the contract).
         unsafe {
-            _mm512_storeu_si512(p.planes[r].as_mut_ptr().cast(), lo);
-            _mm512_storeu_si512(p.planes[8 + r].as_mut_ptr().cast(), hi);
+            let planes = &raw mut (*out).planes;
+            _mm512_storeu_si512((*planes)[r].as_mut_ptr().cast(), lo);
+            _mm512_storeu_si512((*planes)[8 + r].as_mut_ptr().cast(), hi);
         }
     }
-    (bad == 0).then_some(p)
+    // SAFETY: as above.
+    unsafe { (&raw mut (*out).last).write(tab[512].get()) };
+    bad == 0
 }
 
 /// Eight little-endian qwords of a 64-byte vector constant.
@@ -396,11 +398,18 @@ mod tests {
             return;
         }
         let same = |t: &ActTable| {
-            let (a, b) = (lut16_prep(t), unsafe { lut16_prep_avx512(t) });
-            match (a, b) {
-                (None, None) => true,
-                (Some(a), Some(b)) => a.planes == b.planes && a.last == b.last,
-                _ => false,
+            let mut out = core::mem::MaybeUninit::<Lut16Prep>::uninit();
+            // SAFETY: the CPU has VBMI, hence AVX-512F/BW; `out` is a `Lut16Prep`.
+            let ok = unsafe { lut16_prep_avx512(t, out.as_mut_ptr()) };
+            match lut16_prep(t) {
+                None => !ok,
+                // SAFETY: accepted, so every field was written.
+                Some(a) => {
+                    ok && {
+                        let b = unsafe { out.assume_init_ref() };
+                        a.planes == b.planes && a.last == b.last
+                    }
+                }
             }
         };
         assert!(same(&sigmoid_table()) && same(&tanh_table()));

@@ -391,8 +391,9 @@ pub(crate) fn avx512_lstm_seq(
         };
     }
     if lstm_cell_w32_exact(tabs) {
-        return match VbmiLuts::new(tabs) {
-            Some(l) => word_cell!(lstm_cell_w32_vbmi, &l),
+        let mut slot = MaybeUninit::uninit();
+        return match VbmiLuts::new(tabs, &mut slot) {
+            Some(l) => word_cell!(lstm_cell_w32_vbmi, l),
             None => word_cell!(lstm_cell_w32, tabs),
         };
     }
@@ -498,18 +499,22 @@ struct VbmiLuts {
 }
 
 impl VbmiLuts {
-    /// Both tables prepared, when this CPU has AVX-512 VBMI and both tables' steps fit int16
-    /// ([`lut16_prep`]); otherwise `None` (the cells gather).
-    fn new(tabs: &ActTables<'_>) -> Option<Self> {
+    /// Both tables prepared in `slot`, when this CPU has AVX-512 VBMI and both tables' steps
+    /// fit int16 ([`lut16_prep_avx512`]); otherwise `None` (the cells gather). In place: the
+    /// 2,176 bytes are written once, where the cells read them.
+    fn new<'a>(tabs: &ActTables<'_>, slot: &'a mut MaybeUninit<VbmiLuts>) -> Option<&'a VbmiLuts> {
         if !has_vbmi() {
             return None;
         }
-        Some(VbmiLuts {
-            // SAFETY: VBMI (checked above) comes with AVX-512F/BW on every CPU that has it, and
-            // the caller's level is AVX-512 VNNI (F, BW).
-            sig: unsafe { lut16_prep_avx512(tabs.sig) }?,
-            tanh: unsafe { lut16_prep_avx512(tabs.tanh) }?,
-        })
+        let p = slot.as_mut_ptr();
+        // SAFETY: VBMI (checked above) comes with AVX-512F/BW on every CPU that has it, and the
+        // caller's level is AVX-512 VNNI (F, BW); both field pointers are valid for writes.
+        let ok = unsafe {
+            lut16_prep_avx512(tabs.sig, &raw mut (*p).sig)
+                && lut16_prep_avx512(tabs.tanh, &raw mut (*p).tanh)
+        };
+        // SAFETY: both accepted, so every field of both tables was written.
+        ok.then(|| unsafe { slot.assume_init_ref() })
     }
 }
 
@@ -946,8 +951,9 @@ pub(crate) fn avx512_gru_seq(
         };
     }
     if gru_cell_w32_exact(tabs) {
-        return match VbmiLuts::new(tabs) {
-            Some(l) => word_cell!(gru_cell_w32_vbmi, &l),
+        let mut slot = MaybeUninit::uninit();
+        return match VbmiLuts::new(tabs, &mut slot) {
+            Some(l) => word_cell!(gru_cell_w32_vbmi, l),
             None => word_cell!(gru_cell_w32, tabs),
         };
     }
@@ -1334,15 +1340,16 @@ mod tests {
                     "one vector: cell_exp {cell_exp} H {nh}"
                 );
                 // The VBMI lookups, where this CPU and the tables allow them: the same bits.
-                if let Some(l) = VbmiLuts::new(&tabs) {
+                let mut slot = MaybeUninit::uninit();
+                if let Some(l) = VbmiLuts::new(&tabs, &mut slot) {
                     let (mut c2, mut h2, mut y2) =
                         (c0.clone(), std::vec![0i8; nh], std::vec![0i8; nh]);
                     // SAFETY: as above, and VBMI (`VbmiLuts::new` checked it).
                     unsafe {
                         if nh <= 32 {
-                            lstm_cell_w32_vbmi::<1>(&p, &l, &ax, &ah, &mut c2, &mut h2, &mut y2)
+                            lstm_cell_w32_vbmi::<1>(&p, l, &ax, &ah, &mut c2, &mut h2, &mut y2)
                         } else {
-                            lstm_cell_w32_vbmi::<2>(&p, &l, &ax, &ah, &mut c2, &mut h2, &mut y2)
+                            lstm_cell_w32_vbmi::<2>(&p, l, &ax, &ah, &mut c2, &mut h2, &mut y2)
                         }
                     };
                     assert_eq!(
@@ -1466,15 +1473,16 @@ mod tests {
                     (&hs, &h, &y),
                     "one vector: round {round} H {nh}"
                 );
-                if let Some(l) = VbmiLuts::new(&tabs) {
+                let mut slot = MaybeUninit::uninit();
+                if let Some(l) = VbmiLuts::new(&tabs, &mut slot) {
                     let (mut hs2, mut h2, mut y2) =
                         (s0.clone(), std::vec![0i8; nh], std::vec![0i8; nh]);
                     // SAFETY: as above, and VBMI (`VbmiLuts::new` checked it).
                     unsafe {
                         if nh <= 32 {
-                            gru_cell_w32_vbmi::<1>(&p, &l, &ax, &ah, &mut hs2, &mut h2, &mut y2)
+                            gru_cell_w32_vbmi::<1>(&p, l, &ax, &ah, &mut hs2, &mut h2, &mut y2)
                         } else {
-                            gru_cell_w32_vbmi::<2>(&p, &l, &ax, &ah, &mut hs2, &mut h2, &mut y2)
+                            gru_cell_w32_vbmi::<2>(&p, l, &ax, &ah, &mut hs2, &mut h2, &mut y2)
                         }
                     };
                     assert_eq!(
