@@ -175,8 +175,23 @@ fn rq16(acc: __m512i, bc: __m512i, m: __m512i, n1: __m512i, clamp: bool) -> __m5
     _mm512_permutex2var_epi32(ve, pick, vo)
 }
 
-/// Requantizes the sixteen sums `acc` of rows `r..r + 16` by `rq` ([`rq16`]) and stores the
-/// lanes of `mask` at `out`.
+/// The sixteen sums `acc` of rows `r..r + 16` requantized by `rq` ([`rq16`]).
+///
+/// # Safety
+/// AVX-512F; `mask` selects only rows `< MATVEC_BLOCK`.
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn rq_rows(rq: &RqRows, r: usize, mask: __mmask16, acc: __m512i) -> __m512i {
+    // SAFETY: the caller's bounds: the masked loads read rows `r..` of the three
+    // `MATVEC_BLOCK`-long arrays.
+    unsafe {
+        let ld = |a: &[i32; MATVEC_BLOCK]| _mm512_maskz_loadu_epi32(mask, a.as_ptr().add(r).cast());
+        rq16(acc, ld(&rq.bc), ld(&rq.m), ld(&rq.n1), rq.clamp)
+    }
+}
+
+/// [`rq_rows`], the lanes of `mask` stored at `out`.
 ///
 /// # Safety
 /// AVX-512F; `mask` selects only rows `< MATVEC_BLOCK` and only elements inside the slice `out`
@@ -185,12 +200,48 @@ fn rq16(acc: __m512i, bc: __m512i, m: __m512i, n1: __m512i, clamp: bool) -> __m5
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn rq_store(rq: &RqRows, r: usize, mask: __mmask16, acc: __m512i, out: *mut i32) {
-    // SAFETY: the caller's bounds: the masked loads read rows `r..` of the three
-    // `MATVEC_BLOCK`-long arrays, the masked store writes inside `out`'s slice.
+    // SAFETY: the caller's bounds.
+    unsafe { _mm512_mask_storeu_epi32(out.cast(), mask, rq_rows(rq, r, mask, acc)) };
+}
+
+/// `sat32(a + b)` of sixteen i32 lanes: the wrapping sum, except where it overflowed
+/// (`(a ^ s) & (b ^ s)` negative), where it is the int32 bound of `a`'s sign (`a` and `b` then
+/// share it).
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn adds_epi32(a: __m512i, b: __m512i) -> __m512i {
+    let s = _mm512_add_epi32(a, b);
+    let ovf = _mm512_cmplt_epi32_mask(
+        _mm512_ternarylogic_epi32::<0x42>(a, b, s),
+        _mm512_setzero_si512(),
+    );
+    let bound = _mm512_xor_si512(_mm512_srai_epi32::<31>(a), _mm512_set1_epi32(i32::MAX));
+    _mm512_mask_blend_epi32(ovf, s, bound)
+}
+
+/// The LSTM gates of rows `r..r + 16` from their recurrent sums: `sat16(sat32(ax + rq(acc)))`
+/// (the scalar loop's int16 scratch) stored at `gates` for the lanes of `mask`.
+///
+/// # Safety
+/// AVX-512F; `mask` selects only rows `< MATVEC_BLOCK` and only elements inside the slices `ax`
+/// and `gates` point into.
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn gate_store(
+    rq: &RqRows,
+    r: usize,
+    mask: __mmask16,
+    acc: __m512i,
+    ax: *const i32,
+    gates: *mut i16,
+) {
+    // SAFETY: the caller's bounds; masked-out lanes are neither read nor written.
     unsafe {
-        let ld = |a: &[i32; MATVEC_BLOCK]| _mm512_maskz_loadu_epi32(mask, a.as_ptr().add(r).cast());
-        let v = rq16(acc, ld(&rq.bc), ld(&rq.m), ld(&rq.n1), rq.clamp);
-        _mm512_mask_storeu_epi32(out.cast(), mask, v);
+        let a = _mm512_maskz_loadu_epi32(mask, ax.cast());
+        let v = adds_epi32(a, rq_rows(rq, r, mask, acc));
+        _mm512_mask_cvtsepi32_storeu_epi16(gates.cast(), mask, v);
     }
 }
 
@@ -250,7 +301,7 @@ unsafe fn packed_matvec_avx512(m: &Packed<'_>, x: &[i8], out: &mut [i32], rq: Op
     // SAFETY: the contract (`x.len() = m.k ≤ KMAX`, the packed and output lengths), passed on.
     unsafe {
         unsigned_dwords(x, &mut xb);
-        packed_blocks(m, &xb, 0..out.len().div_ceil(16), out, rq);
+        packed_blocks(m, &xb, 0..out.len().div_ceil(16), out, rq, None);
     }
 }
 
@@ -259,7 +310,8 @@ unsafe fn packed_matvec_avx512(m: &Packed<'_>, x: &[i8], out: &mut [i32], rq: Op
 /// made unsigned by [`unsigned_dwords`].
 ///
 /// # Safety
-/// As [`packed_matvec_avx512`], with `blocks.end ≤ ⌈out.len()/16⌉`.
+/// As [`packed_matvec_avx512`], with `blocks.end ≤ ⌈out.len()/16⌉`; `gates`' slices at least
+/// `out.len()` long.
 #[allow(clippy::incompatible_msrv)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn packed_blocks(
@@ -268,8 +320,12 @@ unsafe fn packed_blocks(
     blocks: core::ops::Range<usize>,
     out: &mut [i32],
     rq: Option<&RqRows>,
+    gates: Option<(&[i32], &mut [i16])>,
 ) {
     let (k, n) = (m.k, out.len());
+    // With `gates = Some((ax, g))` (and `rq`), the LSTM's gates instead of `out`
+    // ([`gate_store`]; `ax`, `g` at least `n` long, the contract).
+    let fuse = gates.map(|(ax, g)| (ax.as_ptr(), g.as_mut_ptr()));
     let k4 = k.div_ceil(4);
     let xb = &xb[..k4];
     let pk = m.pack.as_ptr();
@@ -297,11 +353,14 @@ unsafe fn packed_blocks(
             } else {
                 (1u16 << (n - r)) - 1
             };
-            // SAFETY: the mask keeps every access inside rows `r..n` of `corr` and `out`, and
-            // of `rq`'s arrays (`n ≤` each of their row counts, the contract).
+            // SAFETY: the mask keeps every access inside rows `r..n` of `corr`, `out`, the
+            // fused `ax` and gates, and `rq`'s arrays (`n ≤` each of their lengths, the
+            // contract).
             unsafe {
                 let o = out.as_mut_ptr().add(r);
-                if let Some(rq) = rq {
+                if let (Some(rq), Some((ax, g))) = (rq, fuse) {
+                    gate_store(rq, r, mask, $acc, ax.add(r), g.add(r));
+                } else if let Some(rq) = rq {
                     rq_store(rq, r, mask, $acc, o);
                 } else {
                     let corr = _mm512_maskz_loadu_epi32(mask, m.corr.as_ptr().add(r).cast());
@@ -359,6 +418,7 @@ pub(crate) fn avx512_lstm_seq(
     y: &mut [i8],
 ) -> bool {
     let shape = Seq {
+        fuse: lstm_cell_w32_exact(tabs),
         gates: 4,
         input: p.input,
         hidden: p.hidden,
@@ -371,18 +431,17 @@ pub(crate) fn avx512_lstm_seq(
     let nh = p.hidden;
     macro_rules! word_cell {
         ($cell:ident, $luts:expr) => {
-            run_seq(&shape, wt, x, h, y, |ax, ah, h, yt| {
-                let ok =
-                    ax.len() == 4 * nh && ah.len() == 4 * nh && h.len() == nh && yt.len() == nh;
+            run_seq(&shape, wt, x, h, y, |_ax, _ah, g16, h, yt| {
+                let ok = g16.len() == 4 * nh && h.len() == nh && yt.len() == nh;
                 // SAFETY: AVX-512 VNNI is the active level (the caller's dispatch: F and BW),
                 // and VBMI where the VBMI tables exist (`VbmiLuts::new` checked it); lengths
                 // checked.
                 ok && {
                     unsafe {
                         if nh <= 32 {
-                            $cell::<1>(p, $luts, ax, ah, c, h, yt)
+                            $cell::<1>(p, $luts, g16, c, h, yt)
                         } else {
-                            $cell::<2>(p, $luts, ax, ah, c, h, yt)
+                            $cell::<2>(p, $luts, g16, c, h, yt)
                         }
                     };
                     true
@@ -397,7 +456,7 @@ pub(crate) fn avx512_lstm_seq(
             None => word_cell!(lstm_cell_w32, tabs),
         };
     }
-    run_seq(&shape, wt, x, h, y, |ax, ah, h, yt| {
+    run_seq(&shape, wt, x, h, y, |ax, ah, _g16, h, yt| {
         avx512_lstm_cell(p, tabs, CellGates::I32(ax, ah), c, h, yt)
     })
 }
@@ -429,33 +488,6 @@ unsafe fn lut16_gather_w32(tab: &ActTable, x: __m512i) -> __m512i {
         *o = _mm512_cvtepi32_epi16(_mm512_add_epi32(a, _mm512_srai_epi32::<7>(d)));
     }
     _mm512_inserti64x4::<1>(_mm512_castsi256_si512(out[0]), out[1])
-}
-
-/// `sat16(sat32(ax + ah))` of sixteen rows (the LSTM gate, as the scalar loop fills its
-/// scratch) as int16: the wrapping sum, narrowed with saturation, except where it overflowed
-/// (`(ax ^ s) & (ah ^ s)` negative), where the saturated sum is the int32 bound of `ax`'s sign
-/// (`ax` and `ah` then share it).
-///
-/// # Safety
-/// AVX-512F/BW; `mask` selects only elements inside the slices `ax` and `ah` point into.
-#[allow(clippy::incompatible_msrv)]
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn gate_sum16(ax: *const i32, ah: *const i32, mask: __mmask16) -> __m256i {
-    // SAFETY: the caller's bounds; masked-out lanes are neither read nor faulted on.
-    let (a, b) = unsafe {
-        (
-            _mm512_maskz_loadu_epi32(mask, ax.cast()),
-            _mm512_maskz_loadu_epi32(mask, ah.cast()),
-        )
-    };
-    let s = _mm512_add_epi32(a, b);
-    let ovf = _mm512_cmplt_epi32_mask(
-        _mm512_ternarylogic_epi32::<0x42>(a, b, s),
-        _mm512_setzero_si512(),
-    );
-    let bound = _mm512_xor_si512(_mm512_srai_epi32::<31>(a), _mm512_set1_epi32(i32::MAX));
-    _mm512_cvtsepi32_epi16(_mm512_mask_blend_epi32(ovf, s, bound))
 }
 
 /// 32 int16 lanes from two halves of sixteen.
@@ -621,8 +653,7 @@ macro_rules! lstm_cell_w32_fn {
         unsafe fn $name<const NV: usize>(
             p: &LstmParams,
             luts: &$luts,
-            ax: &[i32],
-            ah: &[i32],
+            gates: &[i16],
             c: &mut [i16],
             h: &mut [i8],
             y: &mut [i8],
@@ -641,21 +672,16 @@ macro_rules! lstm_cell_w32_fn {
                 let mq = [m64 as __mmask32, (m64 >> 32) as __mmask32];
                 let both = NV == 2 && left > 32;
                 // SAFETY: the masks select units `u..min(u + 64, nh)`: inside gate block `k` of
-                // `ax` and `ah` (`4·nh` long) at `k·nh + u`, and inside `c`, `h`, `y` (`nh`
-                // long) at `u`.
+                // `gates` (`4·nh` long) at `k·nh + u`, and inside `c`, `h`, `y` (`nh` long) at
+                // `u`.
                 unsafe {
                     let nv = if both { 2 } else { 1 };
                     let gate = |k: usize, v: usize| {
                         if v >= nv {
                             return _mm512_setzero_si512();
                         }
-                        let off = k * nh + u + 32 * v;
-                        let (a, b) = (ax.as_ptr().wrapping_add(off), ah.as_ptr().wrapping_add(off));
-                        let mv = mq[v];
-                        join16(
-                            gate_sum16(a, b, mv as __mmask16),
-                            gate_sum16(a.wrapping_add(16), b.wrapping_add(16), (mv >> 16) as __mmask16),
-                        )
+                        let g = gates.as_ptr().wrapping_add(k * nh + u + 32 * v);
+                        _mm512_maskz_loadu_epi16(mq[v], g.cast())
                     };
                     let (i0, i1) = $sig(luts, gate(0, 0), gate(0, 1), both);
                     let (o0, o1) = $sig(luts, gate(1, 0), gate(1, 1), both);
@@ -725,7 +751,8 @@ lstm_cell_w32_fn!(
     /// the step's requantized products (`4H` each), `c` (int16), `h` and `y` (int8) updated.
     /// Per unit, with `e = min(cell_exp, 15)` and int16 operands:
     ///
-    /// - gates `sat16(sat32(ax + ah))` ([`gate_sum16`]); the four lookups;
+    /// - `gates`: `sat16(sat32(ax + ah))` as int16, formed by the recurrent product's epilogue
+    ///   ([`gate_store`]); the four lookups;
     /// - `rsr(f · c, 15) = vpmulhrsw(f, c)`;
     /// - `rsr(i · z, 15 + e)` from the high and low words of `p = i · z`: `vpmulhrsw` for `e = 0`,
     ///   `hi + (lo >> 15)` (logical) for `e = 1`, `((hi >> (e − 2)) + 1) >> 1` for `e ≥ 2` (the
@@ -920,6 +947,7 @@ pub(crate) fn avx512_gru_seq(
     y: &mut [i8],
 ) -> bool {
     let shape = Seq {
+        fuse: false,
         gates: 3,
         input: p.input,
         hidden: p.hidden,
@@ -933,7 +961,7 @@ pub(crate) fn avx512_gru_seq(
     // As in `avx512_lstm_seq`.
     macro_rules! word_cell {
         ($cell:ident, $luts:expr) => {
-            run_seq(&shape, wt, x, h, y, |ax, ah, h, yt| {
+            run_seq(&shape, wt, x, h, y, |ax, ah, _g16, h, yt| {
                 let ok =
                     ax.len() == 3 * nh && ah.len() == 3 * nh && h.len() == nh && yt.len() == nh;
                 // SAFETY: as in `avx512_lstm_seq`.
@@ -957,13 +985,16 @@ pub(crate) fn avx512_gru_seq(
             None => word_cell!(gru_cell_w32, tabs),
         };
     }
-    run_seq(&shape, wt, x, h, y, |ax, ah, h, yt| {
+    run_seq(&shape, wt, x, h, y, |ax, ah, _g16, h, yt| {
         avx512_gru_cell(p, tabs, CellGates::I32(ax, ah), h16, h, yt)
     })
 }
 
 /// The shape of a recurrent op: `gates · hidden` gate rows.
 struct Seq {
+    /// Whether the recurrent product forms the LSTM gates `sat16(sat32(ax + ah))` itself
+    /// ([`gate_store`]) for a cell that reads them as int16.
+    fuse: bool,
     gates: usize,
     input: usize,
     hidden: usize,
@@ -1094,7 +1125,7 @@ fn run_seq(
     x: &[i8],
     h: &mut [i8],
     y: &mut [i8],
-    mut cell: impl FnMut(&[i32], &[i32], &mut [i8], &mut [i8]) -> bool,
+    mut cell: impl FnMut(&[i32], &[i32], &[i16], &mut [i8], &mut [i8]) -> bool,
 ) -> bool {
     let (ni, nh, steps) = (s.input, s.hidden, s.steps);
     let g = s.gates * nh;
@@ -1124,6 +1155,8 @@ fn run_seq(
     let mut hb = [0u32; KMAX / 4];
     let mut ah = [0i32; MATVEC_BLOCK];
     let ah = &mut ah[..g];
+    let mut g16 = [0i16; MATVEC_BLOCK];
+    let g16 = &mut g16[..if s.fuse { g } else { 0 }];
     let mut it = 0;
     while it < steps {
         let chunk = (steps - it).min(XSTEPS);
@@ -1150,9 +1183,10 @@ fn run_seq(
             // SAFETY: as above; `rp` packs the `g` rows of `ah` with `nh ≤ KMAX` columns.
             unsafe {
                 unsigned_dwords(h, &mut hb);
-                packed_blocks(&rp, &hb, 0..g.div_ceil(16), ah, Some(&rqh));
+                let fused = s.fuse.then_some((&axi[..g], &mut *g16));
+                packed_blocks(&rp, &hb, 0..g.div_ceil(16), ah, Some(&rqh), fused);
             }
-            if !cell(&axi[..g], ah, h, yt) {
+            if !cell(&axi[..g], ah, g16, h, yt) {
                 return true;
             }
         }
@@ -1185,15 +1219,16 @@ mod tests {
         t
     }
 
-    /// The word cell's pieces against their scalar definitions lane by lane: the gate sum
-    /// (`sat16_add`, sums that overflow int32 among them) and the gathered lookup (`lut16`,
+    /// The word cell's pieces against their scalar definitions lane by lane: the saturating
+    /// sum of the LSTM gates (`saturating_add`, then `sat16_add`; sums that overflow int32
+    /// among them) and the gathered lookup (`lut16`,
     /// every lane, random inputs and the int16 bounds).
     #[test]
     fn gate_sum_and_lookup_match_scalar() {
         use crate::kernels::reference::fixed::{lut16, sat16_add};
         use crate::kernels::testutil::tanh_table;
         if best_isa() != Isa::Avx512Vnni {
-            std::eprintln!("gate_sum16: skipped, AVX-512 not on this CPU");
+            std::eprintln!("adds_epi32: skipped, AVX-512 not on this CPU");
             return;
         }
         let mut rng = Rng::new(0x6A7E);
@@ -1206,20 +1241,24 @@ mod tests {
             };
             let a: Vec<i32> = (0..16).map(|_| val(&mut rng)).collect();
             let b: Vec<i32> = (0..16).map(|_| val(&mut rng)).collect();
-            let mut got = [0i16; 16];
+            let mut got = [0i32; 16];
             // SAFETY: AVX-512 present (checked above); 16 elements behind each pointer.
             unsafe {
-                let v = gate_sum16(a.as_ptr(), b.as_ptr(), 0xffff);
-                _mm256_storeu_si256(got.as_mut_ptr().cast(), v);
+                let (va, vb) = (
+                    _mm512_loadu_si512(a.as_ptr().cast()),
+                    _mm512_loadu_si512(b.as_ptr().cast()),
+                );
+                _mm512_storeu_si512(got.as_mut_ptr().cast(), adds_epi32(va, vb));
             }
             for l in 0..16 {
                 assert_eq!(
                     got[l],
-                    sat16_add(a[l], b[l]),
+                    a[l].saturating_add(b[l]),
                     "trial {trial}: {} + {}",
                     a[l],
                     b[l]
                 );
+                assert_eq!(got[l].clamp(-32768, 32767) as i16, sat16_add(a[l], b[l]));
             }
         }
         let (tanh, tame) = (tanh_table(), tame_table(&mut rng));
@@ -1320,6 +1359,8 @@ mod tests {
                 };
                 let ax: Vec<i32> = (0..4 * nh).map(|_| prod(&mut rng)).collect();
                 let ah: Vec<i32> = (0..4 * nh).map(|_| prod(&mut rng)).collect();
+                // The gates as the recurrent product's epilogue forms them.
+                let g16: Vec<i16> = ax.iter().zip(&ah).map(|(&a, &b)| sat16_add(a, b)).collect();
                 let c0: Vec<i16> = (0..nh)
                     .map(|u| match u % 7 {
                         0 => i16::MIN,
@@ -1329,11 +1370,11 @@ mod tests {
                     .collect();
                 let (mut c, mut h, mut y) = (c0.clone(), std::vec![0i8; nh], std::vec![0i8; nh]);
                 // SAFETY: AVX-512 present (checked above); lengths as the contract asks.
-                unsafe { lstm_cell_w32::<2>(&p, &tabs, &ax, &ah, &mut c, &mut h, &mut y) };
+                unsafe { lstm_cell_w32::<2>(&p, &tabs, &g16, &mut c, &mut h, &mut y) };
                 // One vector per pass: the same bits.
                 let (mut c1, mut h1, mut y1) = (c0.clone(), std::vec![0i8; nh], std::vec![0i8; nh]);
                 // SAFETY: as above.
-                unsafe { lstm_cell_w32::<1>(&p, &tabs, &ax, &ah, &mut c1, &mut h1, &mut y1) };
+                unsafe { lstm_cell_w32::<1>(&p, &tabs, &g16, &mut c1, &mut h1, &mut y1) };
                 assert_eq!(
                     (&c1, &h1, &y1),
                     (&c, &h, &y),
@@ -1347,9 +1388,9 @@ mod tests {
                     // SAFETY: as above, and VBMI (`VbmiLuts::new` checked it).
                     unsafe {
                         if nh <= 32 {
-                            lstm_cell_w32_vbmi::<1>(&p, l, &ax, &ah, &mut c2, &mut h2, &mut y2)
+                            lstm_cell_w32_vbmi::<1>(&p, l, &g16, &mut c2, &mut h2, &mut y2)
                         } else {
-                            lstm_cell_w32_vbmi::<2>(&p, l, &ax, &ah, &mut c2, &mut h2, &mut y2)
+                            lstm_cell_w32_vbmi::<2>(&p, l, &g16, &mut c2, &mut h2, &mut y2)
                         }
                     };
                     assert_eq!(
@@ -1639,6 +1680,7 @@ mod tests {
     /// random and extreme values.
     #[test]
     fn packed_matvec_matches_the_reference() {
+        use crate::kernels::reference::fixed::sat16_add;
         if best_isa() != Isa::Avx512Vnni {
             std::eprintln!("packed_matvec: skipped, AVX-512 VNNI not on this CPU");
             return;
@@ -1695,6 +1737,28 @@ mod tests {
                     assert!(packed_matvec(&m, &x, &mut got, Some(&rq)));
                     for (j, &g) in got.iter().enumerate() {
                         assert_eq!(g, matvec_rq_row(&w, &bias, &pairs, &x, j), "rq row {j}");
+                    }
+                    // The LSTM gates formed in the same pass: `sat16(sat32(ax + rq(..)))`, with
+                    // `ax` at the int32 bounds in some rows (the sum overflows).
+                    let ax: Vec<i32> = (0..rows)
+                        .map(|j| match j % 4 {
+                            0 => i32::MAX - 5,
+                            1 => i32::MIN + 5,
+                            _ => rng.next_u64() as i32 >> (j % 24),
+                        })
+                        .collect();
+                    let mut g16 = std::vec![0x5A5Ai16; rows];
+                    let mut xb = [0u32; KMAX / 4];
+                    // SAFETY: AVX-512 VNNI present (checked above); `k ≤ KMAX`, the pack holds
+                    // `rows` rows, `ax` and `g16` are `rows` long.
+                    unsafe {
+                        unsigned_dwords(&x, &mut xb);
+                        let nb = rows.div_ceil(16);
+                        packed_blocks(&m, &xb, 0..nb, &mut got, Some(&rq), Some((&ax, &mut g16)));
+                    }
+                    for (j, &g) in g16.iter().enumerate() {
+                        let want = sat16_add(ax[j], matvec_rq_row(&w, &bias, &pairs, &x, j));
+                        assert_eq!(g, want, "gate row {j}");
                     }
                     // Four to eight steps in one pass over the weights: each step's row as the
                     // one-step product gives it (the same `x` in every other step, so a step
