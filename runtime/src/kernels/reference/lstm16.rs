@@ -25,7 +25,9 @@
 use super::fixed::{rq_at, sat16_add};
 use super::lstm::{cells, self_test_compare, self_test_params, LstmParams};
 use super::{step_index, ActTables};
-use crate::format::{unit16_index, unit16_kp, unit16_row, UNIT16_SCRATCH_PER_UNIT};
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+use crate::format::unit16_row;
+use crate::format::{unit16_index, unit16_kp, UNIT16_SCRATCH_PER_UNIT};
 use crate::kernels::matvec::lstm16_seq_simd;
 use zerocopy::little_endian::{I16, I32};
 
