@@ -148,7 +148,7 @@ unsafe fn rq_rows_fill(
 /// `rq(acc + bc, m, shift)` ([`fixed::rq`](super::reference::fixed::rq)) for sixteen i32 lanes,
 /// every shift on one path: the 64-bit products of the even and odd lanes (`vpmuldq`),
 /// `((v >> n1) + 1) >> 1 = (v + 2^(n1)) >> (n1 + 1)` (the added power of two is a multiple of
-/// `2^n1`, so flooring first changes nothing), the low dwords interleaved back; with `clamp`,
+/// `2^n1`, so flooring first changes nothing), the low dwords blended back; with `clamp`,
 /// saturated to int32 first. Equal to `rq` for every shift: `rq`'s 32-bit paths are this
 /// formula's value (its doc), and its general path is this formula.
 #[allow(clippy::incompatible_msrv)]
@@ -171,8 +171,9 @@ fn rq16(acc: __m512i, bc: __m512i, m: __m512i, n1: __m512i, clamp: bool) -> __m5
         ve = _mm512_min_epi64(_mm512_max_epi64(ve, lo), hi);
         vo = _mm512_min_epi64(_mm512_max_epi64(vo, lo), hi);
     }
-    let pick = _mm512_setr_epi32(0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
-    _mm512_permutex2var_epi32(ve, pick, vo)
+    // The odd lanes' low dwords into the high halves of their qwords (a shift and a blend, no
+    // shuffle: the permute unit is the cells' bottleneck).
+    _mm512_mask_blend_epi32(0xAAAA, ve, _mm512_slli_epi64::<32>(vo))
 }
 
 /// The sixteen sums `acc` of rows `r..r + 16` requantized by `rq` ([`rq16`]).
@@ -512,8 +513,7 @@ fn rq_clamp8(p: __m512i, m: __m512i, n1: __m512i, zp: __m512i) -> __m512i {
         let r = _mm512_srai_epi64::<1>(_mm512_add_epi64(_mm512_srav_epi64(v, n1), one));
         _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(r, zp), lo), hi)
     };
-    let pick = _mm512_setr_epi32(0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
-    _mm512_permutex2var_epi32(fin(pe), pick, fin(po))
+    _mm512_mask_blend_epi32(0xAAAA, fin(pe), _mm512_slli_epi64::<32>(fin(po)))
 }
 
 /// Whether [`lstm_cell_w32`] is exact for these parameters: it computes `rsr(f · c, 15)` (and,
