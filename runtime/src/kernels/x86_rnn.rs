@@ -419,6 +419,7 @@ pub(crate) fn avx512_lstm_seq(
     y: &mut [i8],
 ) -> bool {
     let shape = Seq {
+        cell_hb: lstm_cell_w32_exact(tabs),
         fuse: lstm_cell_w32_exact(tabs),
         gates: 4,
         input: p.input,
@@ -432,7 +433,7 @@ pub(crate) fn avx512_lstm_seq(
     let nh = p.hidden;
     macro_rules! word_cell {
         ($cell:ident, $luts:expr) => {
-            run_seq(&shape, wt, x, h, y, |_ax, _ah, g16, h, yt| {
+            run_seq(&shape, wt, x, h, y, |_ax, _ah, g16, h, yt, hb| {
                 let ok = g16.len() == 4 * nh && h.len() == nh && yt.len() == nh;
                 // SAFETY: AVX-512 VNNI is the active level (the caller's dispatch: F and BW),
                 // and VBMI where the VBMI tables exist (`VbmiLuts::new` checked it); lengths
@@ -440,9 +441,9 @@ pub(crate) fn avx512_lstm_seq(
                 ok && {
                     unsafe {
                         if nh <= 32 {
-                            $cell::<1>(p, $luts, g16, c, h, yt)
+                            $cell::<1>(p, $luts, g16, c, h, yt, hb.as_mut_ptr().cast())
                         } else {
-                            $cell::<2>(p, $luts, g16, c, h, yt)
+                            $cell::<2>(p, $luts, g16, c, h, yt, hb.as_mut_ptr().cast())
                         }
                     };
                     true
@@ -457,7 +458,7 @@ pub(crate) fn avx512_lstm_seq(
             None => word_cell!(lstm_cell_w32, tabs),
         };
     }
-    run_seq(&shape, wt, x, h, y, |ax, ah, _g16, h, yt| {
+    run_seq(&shape, wt, x, h, y, |ax, ah, _g16, h, yt, _hb| {
         avx512_lstm_cell(p, tabs, CellGates::I32(ax, ah), c, h, yt)
     })
 }
@@ -657,6 +658,7 @@ macro_rules! lstm_cell_w32_fn {
             c: &mut [i16],
             h: &mut [i8],
             y: &mut [i8],
+            hb: *mut u8,
         ) {
             let nh = c.len();
             let e = p.cell_exp.min(15);
@@ -672,8 +674,8 @@ macro_rules! lstm_cell_w32_fn {
                 let mq = [m64 as __mmask32, (m64 >> 32) as __mmask32];
                 let both = NV == 2 && left > 32;
                 // SAFETY: the masks select units `u..min(u + 64, nh)`: inside gate block `k` of
-                // `gates` (`4·nh` long) at `k·nh + u`, and inside `c`, `h`, `y` (`nh` long) at
-                // `u`.
+                // `gates` (`4·nh` long) at `k·nh + u`, and inside `c`, `h`, `y`, `hb` (`nh`
+                // long) at `u`.
                 unsafe {
                     let nv = if both { 2 } else { 1 };
                     let gate = |k: usize, v: usize| {
@@ -737,6 +739,9 @@ macro_rules! lstm_cell_w32_fn {
                         let at = u + 32 * v;
                         _mm512_mask_storeu_epi8(h.as_mut_ptr().wrapping_add(at).cast(), mb, hq);
                         _mm512_mask_storeu_epi8(y.as_mut_ptr().wrapping_add(at).cast(), mb, hq);
+                        // The next step's recurrent input, made unsigned (`unsigned_dwords`).
+                        let flipped = _mm512_xor_si512(hq, _mm512_set1_epi8(i8::MIN));
+                        _mm512_mask_storeu_epi8(hb.wrapping_add(at).cast(), mb, flipped);
                     }
                 }
                 u += 32 * NV;
@@ -761,10 +766,12 @@ lstm_cell_w32_fn!(
     /// - `tc = sat16(c << (e − 3))` (shifted, then the lanes beyond `±2^(15 − (e − 3))` set to the
     ///   bounds) or `rsr(c, 3 − e) = (c >> n) + ((c >> (n − 1)) & 1)`;
     /// - `h = clamp8(h_zp + rq(o · tanh(tc)))` in i64 lanes from the products' 32-bit halves
-    ///   interleaved per 128-bit lane, packed back in order by `vpackssdw`.
+    ///   interleaved per 128-bit lane, packed back in order by `vpackssdw`; `h ^ 0x80` also at
+    ///   `hb` (the next step's recurrent input, as `unsigned_dwords` makes it).
     ///
     /// # Safety
-    /// AVX-512F/BW; `ax.len() = ah.len() = 4 · c.len()`, `h.len() = y.len() = c.len()`.
+    /// AVX-512F/BW; `gates.len() = 4 · c.len()`, `h.len() = y.len() = c.len()`, `hb` valid for
+    /// writes of `c.len()` bytes.
     lstm_cell_w32,
     "avx512f,avx512bw",
     ActTables<'_>,
@@ -829,7 +836,7 @@ fn gru_cell_w32_exact(tabs: &ActTables<'_>) -> bool {
 macro_rules! gru_cell_w32_fn {
     ($(#[$doc:meta])* $name:ident, $feat:literal, $luts:ty, $sig:ident, $tanh:ident) => {
         $(#[$doc])*
-        #[allow(clippy::incompatible_msrv)]
+        #[allow(clippy::incompatible_msrv, clippy::too_many_arguments)]
         #[target_feature(enable = $feat)]
         unsafe fn $name<const NV: usize>(
             p: &GruParams,
@@ -839,6 +846,7 @@ macro_rules! gru_cell_w32_fn {
             h16: &mut [i16],
             h: &mut [i8],
             y: &mut [i8],
+            hb: *mut u8,
         ) {
             let nh = h16.len();
             let m = _mm512_set1_epi64(p.hq_mult as i64);
@@ -853,8 +861,8 @@ macro_rules! gru_cell_w32_fn {
                 let mq = [m64 as __mmask32, (m64 >> 32) as __mmask32];
                 let both = NV == 2 && left > 32;
                 // SAFETY: the masks select units `u..min(u + 64, nh)`: inside gate block `k` of
-                // `ax` and `ah` (`3·nh` long) at `k·nh + u`, and inside `h16`, `h`, `y` (`nh`
-                // long) at `u`.
+                // `ax` and `ah` (`3·nh` long) at `k·nh + u`, and inside `h16`, `h`, `y`, `hb`
+                // (`nh` long) at `u`.
                 unsafe {
                     let nv = if both { 2 } else { 1 };
                     let g = |src: &[i32], k: usize, v: usize| {
@@ -896,6 +904,9 @@ macro_rules! gru_cell_w32_fn {
                         let at = u + 32 * v;
                         _mm512_mask_storeu_epi8(h.as_mut_ptr().wrapping_add(at).cast(), mb, hq);
                         _mm512_mask_storeu_epi8(y.as_mut_ptr().wrapping_add(at).cast(), mb, hq);
+                        // The next step's recurrent input, made unsigned (`unsigned_dwords`).
+                        let flipped = _mm512_xor_si512(hq, _mm512_set1_epi8(i8::MIN));
+                        _mm512_mask_storeu_epi8(hb.wrapping_add(at).cast(), mb, flipped);
                     }
                 }
                 u += 32 * NV;
@@ -914,7 +925,8 @@ gru_cell_w32_fn!(
     /// `h = clamp8(h_zp + rq(h16))` in i64 lanes.
     ///
     /// # Safety
-    /// AVX-512F/BW; `ax.len() = ah.len() = 3 · h16.len()`, `h.len() = y.len() = h16.len()`.
+    /// AVX-512F/BW; `ax.len() = ah.len() = 3 · h16.len()`, `h.len() = y.len() = h16.len()`,
+    /// `hb` valid for writes of `h16.len()` bytes (`h ^ 0x80`, as in [`lstm_cell_w32`]).
     gru_cell_w32,
     "avx512f,avx512bw",
     ActTables<'_>,
@@ -947,6 +959,7 @@ pub(crate) fn avx512_gru_seq(
     y: &mut [i8],
 ) -> bool {
     let shape = Seq {
+        cell_hb: gru_cell_w32_exact(tabs),
         fuse: false,
         gates: 3,
         input: p.input,
@@ -961,16 +974,16 @@ pub(crate) fn avx512_gru_seq(
     // As in `avx512_lstm_seq`.
     macro_rules! word_cell {
         ($cell:ident, $luts:expr) => {
-            run_seq(&shape, wt, x, h, y, |ax, ah, _g16, h, yt| {
+            run_seq(&shape, wt, x, h, y, |ax, ah, _g16, h, yt, hb| {
                 let ok =
                     ax.len() == 3 * nh && ah.len() == 3 * nh && h.len() == nh && yt.len() == nh;
                 // SAFETY: as in `avx512_lstm_seq`.
                 ok && {
                     unsafe {
                         if nh <= 32 {
-                            $cell::<1>(p, $luts, ax, ah, h16, h, yt)
+                            $cell::<1>(p, $luts, ax, ah, h16, h, yt, hb.as_mut_ptr().cast())
                         } else {
-                            $cell::<2>(p, $luts, ax, ah, h16, h, yt)
+                            $cell::<2>(p, $luts, ax, ah, h16, h, yt, hb.as_mut_ptr().cast())
                         }
                     };
                     true
@@ -985,13 +998,16 @@ pub(crate) fn avx512_gru_seq(
             None => word_cell!(gru_cell_w32, tabs),
         };
     }
-    run_seq(&shape, wt, x, h, y, |ax, ah, _g16, h, yt| {
+    run_seq(&shape, wt, x, h, y, |ax, ah, _g16, h, yt, _hb| {
         avx512_gru_cell(p, tabs, CellGates::I32(ax, ah), h16, h, yt)
     })
 }
 
 /// The shape of a recurrent op: `gates · hidden` gate rows.
 struct Seq {
+    /// Whether the cell also writes the next step's unsigned recurrent input (`hb`, from `h`):
+    /// then `run_seq` makes it from `h` before the first step only.
+    cell_hb: bool,
     /// Whether the recurrent product forms the LSTM gates `sat16(sat32(ax + ah))` itself
     /// ([`gate_store`]) for a cell that reads them as int16.
     fuse: bool,
@@ -1125,7 +1141,7 @@ fn run_seq(
     x: &[i8],
     h: &mut [i8],
     y: &mut [i8],
-    mut cell: impl FnMut(&[i32], &[i32], &[i16], &mut [i8], &mut [i8]) -> bool,
+    mut cell: impl FnMut(&[i32], &[i32], &[i16], &mut [i8], &mut [i8], &mut [u32; KMAX / 4]) -> bool,
 ) -> bool {
     let (ni, nh, steps) = (s.input, s.hidden, s.steps);
     let g = s.gates * nh;
@@ -1182,11 +1198,13 @@ fn run_seq(
             };
             // SAFETY: as above; `rp` packs the `g` rows of `ah` with `nh ≤ KMAX` columns.
             unsafe {
-                unsigned_dwords(h, &mut hb);
+                if !s.cell_hb || it + i == 0 {
+                    unsigned_dwords(h, &mut hb);
+                }
                 let fused = s.fuse.then_some((&axi[..g], &mut *g16));
                 packed_blocks(&rp, &hb, 0..g.div_ceil(16), ah, Some(&rqh), fused);
             }
-            if !cell(&axi[..g], ah, g16, h, yt) {
+            if !cell(&axi[..g], ah, g16, h, yt, &mut hb) {
                 return true;
             }
         }
@@ -1369,12 +1387,17 @@ mod tests {
                     })
                     .collect();
                 let (mut c, mut h, mut y) = (c0.clone(), std::vec![0i8; nh], std::vec![0i8; nh]);
+                let (mut hb, mut hb1, mut hb2) = ([0u8; 64], [0u8; 64], [0u8; 64]);
                 // SAFETY: AVX-512 present (checked above); lengths as the contract asks.
-                unsafe { lstm_cell_w32::<2>(&p, &tabs, &g16, &mut c, &mut h, &mut y) };
+                unsafe {
+                    lstm_cell_w32::<2>(&p, &tabs, &g16, &mut c, &mut h, &mut y, hb.as_mut_ptr())
+                };
                 // One vector per pass: the same bits.
                 let (mut c1, mut h1, mut y1) = (c0.clone(), std::vec![0i8; nh], std::vec![0i8; nh]);
                 // SAFETY: as above.
-                unsafe { lstm_cell_w32::<1>(&p, &tabs, &g16, &mut c1, &mut h1, &mut y1) };
+                unsafe {
+                    lstm_cell_w32::<1>(&p, &tabs, &g16, &mut c1, &mut h1, &mut y1, hb1.as_mut_ptr())
+                };
                 assert_eq!(
                     (&c1, &h1, &y1),
                     (&c, &h, &y),
@@ -1388,9 +1411,25 @@ mod tests {
                     // SAFETY: as above, and VBMI (`VbmiLuts::new` checked it).
                     unsafe {
                         if nh <= 32 {
-                            lstm_cell_w32_vbmi::<1>(&p, l, &g16, &mut c2, &mut h2, &mut y2)
+                            lstm_cell_w32_vbmi::<1>(
+                                &p,
+                                l,
+                                &g16,
+                                &mut c2,
+                                &mut h2,
+                                &mut y2,
+                                hb2.as_mut_ptr(),
+                            )
                         } else {
-                            lstm_cell_w32_vbmi::<2>(&p, l, &g16, &mut c2, &mut h2, &mut y2)
+                            lstm_cell_w32_vbmi::<2>(
+                                &p,
+                                l,
+                                &g16,
+                                &mut c2,
+                                &mut h2,
+                                &mut y2,
+                                hb2.as_mut_ptr(),
+                            )
                         }
                     };
                     assert_eq!(
@@ -1421,6 +1460,8 @@ mod tests {
                     let at = std::format!("cell_exp {cell_exp} H {nh} unit {u}");
                     assert_eq!(c[u] as i32, cu, "c: {at}");
                     assert_eq!((h[u], y[u]), (hq, hq), "h: {at}");
+                    assert_eq!(hb[u], hq as u8 ^ 0x80, "unsigned h: {at}");
+                    assert_eq!(hb1[u], hb[u], "unsigned h, one vector: {at}");
                     units += 1;
                 }
             }
@@ -1502,13 +1543,36 @@ mod tests {
                     })
                     .collect();
                 let (mut hs, mut h, mut y) = (s0.clone(), std::vec![0i8; nh], std::vec![0i8; nh]);
+                let (mut hb, mut hb1, mut hb2) = ([0u8; 80], [0u8; 80], [0u8; 80]);
                 // SAFETY: AVX-512 present (checked above); lengths as the contract asks.
-                unsafe { gru_cell_w32::<2>(&p, &tabs, &ax, &ah, &mut hs, &mut h, &mut y) };
+                unsafe {
+                    gru_cell_w32::<2>(
+                        &p,
+                        &tabs,
+                        &ax,
+                        &ah,
+                        &mut hs,
+                        &mut h,
+                        &mut y,
+                        hb.as_mut_ptr(),
+                    )
+                };
                 // One vector per pass: the same bits.
                 let (mut hs1, mut h1, mut y1) =
                     (s0.clone(), std::vec![0i8; nh], std::vec![0i8; nh]);
                 // SAFETY: as above.
-                unsafe { gru_cell_w32::<1>(&p, &tabs, &ax, &ah, &mut hs1, &mut h1, &mut y1) };
+                unsafe {
+                    gru_cell_w32::<1>(
+                        &p,
+                        &tabs,
+                        &ax,
+                        &ah,
+                        &mut hs1,
+                        &mut h1,
+                        &mut y1,
+                        hb1.as_mut_ptr(),
+                    )
+                };
                 assert_eq!(
                     (&hs1, &h1, &y1),
                     (&hs, &h, &y),
@@ -1521,9 +1585,27 @@ mod tests {
                     // SAFETY: as above, and VBMI (`VbmiLuts::new` checked it).
                     unsafe {
                         if nh <= 32 {
-                            gru_cell_w32_vbmi::<1>(&p, l, &ax, &ah, &mut hs2, &mut h2, &mut y2)
+                            gru_cell_w32_vbmi::<1>(
+                                &p,
+                                l,
+                                &ax,
+                                &ah,
+                                &mut hs2,
+                                &mut h2,
+                                &mut y2,
+                                hb2.as_mut_ptr(),
+                            )
                         } else {
-                            gru_cell_w32_vbmi::<2>(&p, l, &ax, &ah, &mut hs2, &mut h2, &mut y2)
+                            gru_cell_w32_vbmi::<2>(
+                                &p,
+                                l,
+                                &ax,
+                                &ah,
+                                &mut hs2,
+                                &mut h2,
+                                &mut y2,
+                                hb2.as_mut_ptr(),
+                            )
                         }
                     };
                     assert_eq!(
@@ -1544,6 +1626,8 @@ mod tests {
                     let at = std::format!("round {round} H {nh} unit {u}");
                     assert_eq!(hs[u], mix, "h16: {at}");
                     assert_eq!((h[u], y[u]), (hq, hq), "h: {at}");
+                    assert_eq!(hb[u], hq as u8 ^ 0x80, "unsigned h: {at}");
+                    assert_eq!(hb1[u], hb[u], "unsigned h, one vector: {at}");
                     units += 1;
                 }
             }
