@@ -866,13 +866,17 @@ fn pair_i16(lo: i32, hi: i32) -> u32 {
     (lo as u16 as u32) | ((hi as u16 as u32) << 16)
 }
 
-/// Dwords of each of the attention kernel's two packed stack operands (keys transposed, values
-/// in pairs of rows); shapes that need more take the scalar loop.
+/// Dwords of each of the attention kernel's packed stack operands (keys transposed, their
+/// biases, values in quads of rows); shapes that need more take the scalar loop.
 #[cfg(kinglet_avx512)]
 pub(crate) const ATT_PACK: usize = 4096;
 /// Largest key count of the AVX-512 attention (its score and weight rows live on the stack).
 #[cfg(kinglet_avx512)]
 pub(crate) const ATT_MAX_TK: usize = 512;
+/// Query rows of one pass of the AVX-512 attention: every packed key and value vector loaded
+/// serves this many rows.
+#[cfg(kinglet_avx512)]
+const ATT_ROWS: usize = 4;
 
 /// Whether the `exp2` table is one the AVX-512 attention's exactness argument covers: what
 /// parse accepts (`exp2[0] = 65536`, every entry in `[0, 65536]`).
@@ -894,22 +898,126 @@ unsafe fn exp2_table_ok(exp2: &[I32; EXP2_LEN]) -> bool {
     exp2[0].get() == 65536 && bad == 0
 }
 
-/// ATTENTION ([`attention_i8`](super::reference::attention::attention_i8)) on AVX-512 VNNI,
-/// bit-identical with the scalar loop. Per block of `steps`, the keys minus `k_zp` are packed
-/// once as int16 column pairs transposed to `[head][pair][key]`, and the values minus `v_zp`
-/// as int16 pairs of consecutive rows `[row pair][column]`; then per query row and head:
+/// `round(2^(−a/32) · 2^31)`, `a < 32`: the high factor of [`exp2_q16_x16`].
+#[cfg(kinglet_avx512)]
+const EXP2_HI: [u32; 32] = [
+    2147483648, 2101467502, 2056437387, 2012372174, 1969251188, 1927054196, 1885761398, 1845353420,
+    1805811301, 1767116489, 1729250827, 1692196547, 1655936265, 1620452965, 1585730000, 1551751076,
+    1518500250, 1485961921, 1454120821, 1422962010, 1392470869, 1362633090, 1333434672, 1304861917,
+    1276901417, 1249540052, 1222764986, 1196563654, 1170923762, 1145833280, 1121280436, 1097253708,
+];
+/// `round(2^(−b/1024) · 2^31)`, `b < 32`: the low factor of [`exp2_q16_x16`].
+#[cfg(kinglet_avx512)]
+const EXP2_LO: [u32; 32] = [
+    2147483648, 2146030505, 2144578345, 2143127168, 2141676973, 2140227759, 2138779525, 2137332272,
+    2135885998, 2134440703, 2132996386, 2131553046, 2130110682, 2128669295, 2127228883, 2125789446,
+    2124350982, 2122913493, 2121476975, 2120041430, 2118606857, 2117173254, 2115740621, 2114308957,
+    2112878262, 2111448536, 2110019777, 2108591984, 2107165158, 2105739297, 2104314402, 2102890470,
+];
+
+/// [`EXP2_HI`] and [`EXP2_LO`] in registers (each as its two halves), for [`exp2_q16_x16`].
+#[cfg(kinglet_avx512)]
+#[derive(Clone, Copy)]
+struct Exp2Factors([__m512i; 4]);
+
+impl Exp2Factors {
+    /// Loads the two factor tables.
+    ///
+    /// # Safety
+    /// AVX-512F.
+    #[cfg(kinglet_avx512)]
+    #[allow(clippy::incompatible_msrv)]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load() -> Exp2Factors {
+        // SAFETY: 64-byte loads at offsets 0 and 16 of the two 32-entry tables.
+        unsafe {
+            Exp2Factors([
+                _mm512_loadu_si512(EXP2_HI.as_ptr().cast()),
+                _mm512_loadu_si512(EXP2_HI.as_ptr().add(16).cast()),
+                _mm512_loadu_si512(EXP2_LO.as_ptr().cast()),
+                _mm512_loadu_si512(EXP2_LO.as_ptr().add(16).cast()),
+            ])
+        }
+    }
+}
+
+/// `⌊(H[i >> 5 & 31] · L[i & 31] + 2^45) / 2^46⌋` for sixteen lanes `i` ([`EXP2_HI`] `H`,
+/// [`EXP2_LO`] `L`, by `vpermi2d`, which reads the low five bits of each index; the product by
+/// `vpmuludq`, exact below 2^62): `round(2^(16 − i/1024))` for `i < 1024` to within `2^-14` of
+/// the exact value, which no entry comes closer than 0.002 to a half: the quantizer's `exp2`
+/// table, as [`exp2_is_product`] checks entry by entry. Lanes hold `i mod 1024` in bits 0..10
+/// (higher bits are ignored).
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn exp2_q16_x16(i: __m512i, f: Exp2Factors) -> __m512i {
+    let [h0, h1, l0, l1] = f.0;
+    let h = _mm512_permutex2var_epi32(h0, _mm512_srli_epi32::<5>(i), h1);
+    let l = _mm512_permutex2var_epi32(l0, i, l1);
+    let round = _mm512_set1_epi64(1 << 45);
+    let even = _mm512_add_epi64(_mm512_mul_epu32(h, l), round);
+    let odd = _mm512_add_epi64(
+        _mm512_mul_epu32(_mm512_srli_epi64::<32>(h), _mm512_srli_epi64::<32>(l)),
+        round,
+    );
+    // (Below 2^17: the even lanes' quotients in their low dwords, the odd lanes' in the high.)
+    _mm512_mask_blend_epi32(
+        0xAAAA,
+        _mm512_srli_epi64::<46>(even),
+        _mm512_srli_epi64::<14>(odd),
+    )
+}
+
+/// Whether every entry of `exp2` is what [`exp2_q16_x16`] computes (the quantizer's table,
+/// `round(2^(−i/1024) · 2^16)`): then the attention computes its entries instead of gathering
+/// them, and any other table parse accepts takes the gathers.
 ///
-/// - scores, sixteen keys per vector: `vpdpwssd` of the packed keys with the query's column
-///   pair broadcast (exact: `|s_j| < 2^24`);
+/// # Safety
+/// AVX-512F.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f")]
+unsafe fn exp2_is_product(exp2: &[I32; EXP2_LEN]) -> bool {
+    // SAFETY: AVX-512F, the caller's contract.
+    let f = unsafe { Exp2Factors::load() };
+    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let mut bad = 0u16;
+    for c in (0..EXP2_LEN).step_by(16) {
+        // SAFETY: entries `c..c + 16 ≤ EXP2_LEN` of the table.
+        let e = unsafe { _mm512_loadu_si512(exp2.as_ptr().add(c).cast()) };
+        let i = _mm512_add_epi32(_mm512_set1_epi32(c as i32), lanes);
+        bad |= _mm512_cmpneq_epi32_mask(exp2_q16_x16(i, f), e);
+    }
+    bad == 0
+}
+
+/// ATTENTION ([`attention_i8`](super::reference::attention::attention_i8)) on AVX-512 VNNI,
+/// bit-identical with the scalar loop. Per block of `steps`, the keys are packed once as
+/// unsigned bytes `k + 128`, four columns per dword, transposed to `[head][quad][key]`, with
+/// each key's `−q_zp · Σ_c k_c` per head beside them, and the values as raw bytes of four
+/// consecutive rows per dword, `[row quad][column]`; then [`ATT_ROWS`] query rows at a time,
+/// head by head (each key and value vector loaded serves every row of the pass):
+///
+/// - scores, sixteen keys per vector: `vpdpbusd` of the packed keys with four of the query's
+///   raw bytes broadcast, started from the key's bias: `u_j = Σ_c (k_jc + 128) q_c − q_zp Σ_c
+///   k_jc`, which is `s_j` plus a constant of the row (`Σ (q − q_zp)(k − k_zp)` expanded; the
+///   terms that do not depend on `j` cancel in `m − s_j`), `|u_j| < 2^26`, exact in i32;
 /// - the weights `p_j`: `rq` of `m − s_j` in i64 lanes (the definition, which the scalar `rq`
-///   equals), the `exp2` entry by gather, `rsr` as `(e >> n) + ((e >> (n − 1)) & 1)`; `l = Σ p_j
-///   ≤ 2^28` in i32;
-/// - `P·V` sixteen columns per vector: `p_j = 256 · ph_j + pl_j` with `ph ≤ 256`, `pl ≤ 255`,
-///   both int16, so `vpdpwssd` with a pair of rows' weights broadcast sums `Σ ph_j (v − v_zp)`
-///   and `Σ pl_j (v − v_zp)` exactly in i32 (each `< 2^28`); `a = 256 · A_h + A_l` in i64;
-/// - `div_round(a · 2^16, l)` in f64: the numerator `|a| · 2^16 + ⌊l/2⌋ < 2^52` and `l` are
+///   equals), the `exp2` entry computed by [`exp2_q16_x16`] when the table is the quantizer's
+///   (checked once per call, [`exp2_is_product`]), else by gather, `rsr` as `(e >> n) + ((e >>
+///   (n − 1)) & 1)`; `l = Σ p_j ≤ 2^25` in i32;
+/// - `P·V` sixteen columns per vector: `p_j = 256 · ph_j + pl_j` with the bytes `pl = p & 255`
+///   and `ph = min(p >> 8, 255)` (so a weight of exactly `2^16` is short by 256), four keys' bytes
+///   broadcast against the packed values: `vpdpbusd` sums `A_h = Σ ph_j v_j` and `A_l = Σ pl_j
+///   v_j` exactly in i32 (each `< 512 · 255 · 128 < 2^24`); the keys with `p_j = 2^16` (at least
+///   the maximum; a bit mask per sixteen keys) add their `v_j` to `A_h` once more, one
+///   sign-extended load each; `a = Σ p_j (v_j − v_zp) = 256 · A_h + A_l − v_zp · l` in f64
+///   (exact: `|v_zp · l| ≤ 2^32`, `|a| ≤ 255 · l < 2^33`);
+/// - `div_round(a · 2^16, l)` in f64: the numerator `|a| · 2^16 + ⌊l/2⌋ < 2^50` and `l` are
 ///   exact, the truncated quotient of `N · (1/l)` is off by at most one (relative error
-///   `< 2^-51` on a quotient `< 2^37`), and the exact remainder `N − q·l` (one FMA, exact below
+///   `< 2^-51` on a quotient `< 2^24`), and the exact remainder `N − q·l` (one FMA, exact below
 ///   2^53) corrects it; then `rq` and the clamp as in the scalar loop.
 ///
 /// Returns `false`, writing nothing, for shapes beyond the stack buffers ([`ATT_PACK`],
@@ -946,9 +1054,10 @@ pub(crate) fn avx512_attention(
     if !ok {
         return false;
     }
-    // Small shapes get small buffers (a quarter or half of `ATT_PACK`): zeroing 100 KB would
-    // cost as much as their whole op.
-    let need = (heads * dp * tkp).max(tk.div_ceil(2) * w);
+    // Small shapes get small buffers (a quarter or half of `ATT_PACK`): zeroing 48 KB would
+    // cost as much as their whole op. (`heads · tkp ≤ heads · ⌈dh/4⌉ · tkp`: the key biases
+    // fit too.)
+    let need = (heads * dh.div_ceil(4) * tkp).max(tk.div_ceil(4) * w);
     if need <= ATT_PACK / 4 {
         attention_packed::<{ ATT_PACK / 4 }>(p, exp2, q, k, v, y);
     } else if need <= ATT_PACK / 2 {
@@ -959,10 +1068,41 @@ pub(crate) fn avx512_attention(
     true
 }
 
+/// One block's packed operands of [`avx512_attention`].
+#[cfg(kinglet_avx512)]
+struct AttOperands<'a> {
+    /// Keys as bytes `k + 128`, four columns per dword (`0x80` past `dh`),
+    /// `kq[(h·dq + c)·tkp + j]` for head `h`, quad `c < dq = ⌈dh/4⌉`, key `j < tkp`.
+    kq: &'a [u32],
+    /// `kbias[h·tkp + j] = −q_zp · Σ_c k[j, h·dh + c]`.
+    kbias: &'a [i32],
+    /// `vq[r·w + c]`: the bytes `v[4r + i, c]`, `i < 4` (0 past the last row).
+    vq: &'a [u32],
+    /// The block's values as stored (`tk · w` bytes), for the keys of weight `2^16`.
+    vb: &'a [i8],
+    /// The `exp2` table is [`exp2_q16_x16`]'s: its entries are computed, not gathered.
+    product: bool,
+}
+
+/// The stack scratch of one pass of [`ATT_ROWS`] query rows of [`avx512_attention`].
+#[cfg(kinglet_avx512)]
+struct AttScratch {
+    /// Scores of one head, `tkp` per row.
+    sc: [i32; ATT_ROWS * ATT_MAX_TK],
+    /// Weight bytes of one head, four keys per dword: `pb[r]` the low bytes `p & 255` of row
+    /// `r`, `pb[ATT_ROWS + r]` the high bytes `min(p >> 8, 255)` (0 past the row's keys).
+    pb: [[u32; ATT_MAX_TK / 4]; 2 * ATT_ROWS],
+    /// The query rows as raw bytes, four columns per dword, each head's last dword padded with
+    /// 0 (`heads · ⌈dh/4⌉ ≤ 256`).
+    qq: [[u32; 256]; ATT_ROWS],
+    /// Per row and block of sixteen keys, the keys whose weight is `2^16`.
+    em: [[u16; ATT_MAX_TK / 16]; ATT_ROWS],
+}
+
 /// The body of [`avx512_attention`] with stack buffers of `N` dwords.
 ///
-/// `p` and the slices accepted by [`avx512_attention`], with `heads · ⌈dh/2⌉ · ⌈tk/16⌉·16 ≤ N`
-/// and `⌈tk/2⌉ · heads · dh ≤ N`; runs only where `Isa::Avx512Vnni` is the active level.
+/// `p` and the slices accepted by [`avx512_attention`], with `heads · ⌈dh/4⌉ · ⌈tk/16⌉·16 ≤ N`
+/// and `⌈tk/4⌉ · heads · dh ≤ N`; runs only where `Isa::Avx512Vnni` is the active level.
 #[cfg(kinglet_avx512)]
 fn attention_packed<const N: usize>(
     p: &AttentionParams,
@@ -974,169 +1114,224 @@ fn attention_packed<const N: usize>(
 ) {
     let w = p.heads * p.dh;
     let (tq, tk, dh) = (p.tq, p.tk, p.dh);
-    let dp = dh.div_ceil(2);
+    let dq = dh.div_ceil(4);
     let tkp = tk.next_multiple_of(16);
-    let mut kt = [0u32; N];
-    let mut vp = [0u32; N];
-    let mut scratch = AttRowScratch::<N> {
-        sc: [0; N],
-        ph: [0; N],
-        pl: [0; N],
-        qp: [0; 256],
-        maxima: [0; 256],
-        sums: [0; 256],
+    let mut kq = [0u32; N];
+    let mut kbias = [0i32; N];
+    let mut vq = [0u32; N];
+    // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f).
+    let product = unsafe { exp2_is_product(exp2) };
+    let mut scratch = AttScratch {
+        sc: [0; ATT_ROWS * ATT_MAX_TK],
+        pb: [[0; ATT_MAX_TK / 4]; 2 * ATT_ROWS],
+        qq: [[0; 256]; ATT_ROWS],
+        em: [[0; ATT_MAX_TK / 16]; ATT_ROWS],
     };
     for s in 0..p.steps {
         let kb = &k[s * tk * w..(s + 1) * tk * w];
         let vb = &v[s * tk * w..(s + 1) * tk * w];
-        // Keys transposed: `kt[(h·dp + c)·tkp + j]` holds columns `2c, 2c + 1` of head `h`
-        // (the second 0 past an odd `dh`); keys `tk..tkp` stay 0.
-        if dh % 2 == 0 {
-            // SAFETY: as below; `kt` holds `heads · dp · tkp ≤ N` dwords, `kb` `tk · w` bytes.
-            unsafe { avx512_pack_keys_even(kb, w, tk, p.k_zp, &mut kt) };
+        if dh % 4 == 0 {
+            // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f,
+            // avx512bw); `kq` holds `heads · dq · tkp = (w / 4) · tkp ≤ N` dwords, `kb` `tk · w`
+            // bytes.
+            unsafe { avx512_pack_key_quads(kb, w, tk, &mut kq) };
         } else {
             for (j, kr) in kb.chunks_exact(w).enumerate() {
                 for (h, kh) in kr.chunks_exact(dh).enumerate() {
-                    for (c, two) in kh.chunks(2).enumerate() {
-                        let lo = two[0] as i32 - p.k_zp;
-                        let hi = two.get(1).map_or(0, |&x| x as i32 - p.k_zp);
-                        kt[(h * dp + c) * tkp + j] = pair_i16(lo, hi);
+                    for (c, four) in kh.chunks(4).enumerate() {
+                        let mut b = [0x80u8; 4];
+                        for (o, &x) in b.iter_mut().zip(four) {
+                            *o = x as u8 ^ 0x80;
+                        }
+                        kq[(h * dq + c) * tkp + j] = u32::from_le_bytes(b);
                     }
                 }
             }
         }
-        // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f, avx512bw,
-        // avx512vnni); `vp` holds `⌈tk/2⌉ · w ≤ N` dwords (the caller's contract) and `vb`
-        // `tk · w` bytes.
-        unsafe { avx512_pack_value_pairs(vb, w, p.v_zp, &mut vp) };
+        // SAFETY: as above (and avx512vnni); `kq` packed for `heads · dq` quads of `tkp` keys,
+        // `kbias` holds `heads · tkp ≤ N`, `vq` `⌈tk/4⌉ · w ≤ N` dwords, `vb` `tk · w` bytes.
+        unsafe {
+            avx512_key_bias(&kq, p.heads, dq, tkp, p.q_zp, &mut kbias);
+            avx512_pack_value_quads(vb, w, &mut vq);
+        }
+        let ops = AttOperands {
+            kq: &kq,
+            kbias: &kbias,
+            vq: &vq,
+            vb,
+            product,
+        };
         let qb = &q[s * tq * w..(s + 1) * tq * w];
         let yb = &mut y[s * tq * w..(s + 1) * tq * w];
-        for (i, (qr, yr)) in qb.chunks_exact(w).zip(yb.chunks_exact_mut(w)).enumerate() {
-            let n = if p.causal { (i + 1).min(tk) } else { tk };
-            // SAFETY: as above; `n ≤ tk`, the packed operands cover `tk` keys, `qr` and `yr`
-            // hold `w = heads · dh` bytes.
-            unsafe { avx512_attention_row(p, exp2, qr, yr, n, &kt, &vp, &mut scratch) };
+        let mut i0 = 0;
+        while i0 < tq {
+            let rows = (tq - i0).min(ATT_ROWS);
+            // SAFETY: as above; rows `i0..i0 + rows ≤ tq` of this block, `ops` packed for it.
+            unsafe {
+                match rows {
+                    4 => att_rows::<4>(p, exp2, qb, yb, i0, &ops, &mut scratch),
+                    3 => att_rows::<3>(p, exp2, qb, yb, i0, &ops, &mut scratch),
+                    2 => att_rows::<2>(p, exp2, qb, yb, i0, &ops, &mut scratch),
+                    _ => att_rows::<1>(p, exp2, qb, yb, i0, &ops, &mut scratch),
+                }
+            }
+            i0 += rows;
         }
     }
 }
 
-/// The key packing of [`avx512_attention`] for an even `dh`: a key row minus `k_zp` as int16
-/// is its `w / 2` column pairs in `[head][pair]` order, so `kt[d·tkp + j]` (`tkp = ⌈tk/16⌉·16`)
-/// is dword `d` of row `j`: sixteen keys × sixteen dwords at a time, a 16 × 16 dword transpose
-/// (`vpunpck*`, then 128-bit lane shuffles); keys `tk..tkp` are 0.
+/// The 16 × 16 dword transpose: `out[d]` lane `i` is `r[i]` lane `d` (`vpunpck*`, then 128-bit
+/// lane shuffles).
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn transpose_16x16_epi32(r: &[__m512i; 16]) -> [__m512i; 16] {
+    // Per 128-bit lane `L`: `a[g][m]` holds rows `4g .. 4g + 4` of dword `4L + m`.
+    let mut a = [[_mm512_setzero_si512(); 4]; 4];
+    for (g, ag) in a.iter_mut().enumerate() {
+        let (l0, h0) = (
+            _mm512_unpacklo_epi32(r[4 * g], r[4 * g + 1]),
+            _mm512_unpackhi_epi32(r[4 * g], r[4 * g + 1]),
+        );
+        let (l1, h1) = (
+            _mm512_unpacklo_epi32(r[4 * g + 2], r[4 * g + 3]),
+            _mm512_unpackhi_epi32(r[4 * g + 2], r[4 * g + 3]),
+        );
+        *ag = [
+            _mm512_unpacklo_epi64(l0, l1),
+            _mm512_unpackhi_epi64(l0, l1),
+            _mm512_unpacklo_epi64(h0, h1),
+            _mm512_unpackhi_epi64(h0, h1),
+        ];
+    }
+    let mut out = [_mm512_setzero_si512(); 16];
+    #[allow(clippy::needless_range_loop)] // `m` indexes the inner arrays of `a`
+    for m in 0..4 {
+        let ab_lo = _mm512_shuffle_i32x4::<0b01_00_01_00>(a[0][m], a[1][m]);
+        let ab_hi = _mm512_shuffle_i32x4::<0b11_10_11_10>(a[0][m], a[1][m]);
+        let cd_lo = _mm512_shuffle_i32x4::<0b01_00_01_00>(a[2][m], a[3][m]);
+        let cd_hi = _mm512_shuffle_i32x4::<0b11_10_11_10>(a[2][m], a[3][m]);
+        out[m] = _mm512_shuffle_i32x4::<0b10_00_10_00>(ab_lo, cd_lo);
+        out[4 + m] = _mm512_shuffle_i32x4::<0b11_01_11_01>(ab_lo, cd_lo);
+        out[8 + m] = _mm512_shuffle_i32x4::<0b10_00_10_00>(ab_hi, cd_hi);
+        out[12 + m] = _mm512_shuffle_i32x4::<0b11_01_11_01>(ab_hi, cd_hi);
+    }
+    out
+}
+
+/// The key packing of [`avx512_attention`] for `dh` a multiple of 4: a key row as bytes
+/// `k + 128` is its `w / 4` quads in `[head][quad]` order, so `kq[d·tkp + j]` (`tkp =
+/// ⌈tk/16⌉·16`) is dword `d` of row `j`: sixteen keys × sixteen dwords at a time, a 16 × 16
+/// dword transpose; keys `tk..tkp` are `0x80` bytes.
 ///
 /// # Safety
-/// AVX-512F/BW; `w` even, `k.len() = tk · w`, `kt.len() ≥ (w / 2) · tkp`.
+/// AVX-512F/BW; `w` a multiple of 4, `k.len() = tk · w`, `kq.len() ≥ (w / 4) · tkp`.
 #[cfg(kinglet_avx512)]
 #[allow(clippy::incompatible_msrv)]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn avx512_pack_keys_even(k: &[i8], w: usize, tk: usize, k_zp: i32, kt: &mut [u32]) {
+unsafe fn avx512_pack_key_quads(k: &[i8], w: usize, tk: usize, kq: &mut [u32]) {
     let tkp = tk.next_multiple_of(16);
-    let dwords = w / 2;
-    let zp = _mm512_set1_epi16(k_zp as i16);
+    let dwords = w / 4;
+    let flip = _mm512_set1_epi8(i8::MIN);
     for j0 in (0..tkp).step_by(16) {
         for d0 in (0..dwords).step_by(16) {
-            // Bytes `2·d0 .. 2·d0 + 32` of each of the sixteen keys (zero keys past `tk`).
-            let bytes = w - 2 * d0;
-            let mask: __mmask32 = if bytes >= 32 { !0 } else { (1u32 << bytes) - 1 };
+            // Bytes `4·d0 .. 4·d0 + 64` of each of the sixteen keys.
+            let bytes = w - 4 * d0;
+            let mask: __mmask64 = if bytes >= 64 { !0 } else { (1u64 << bytes) - 1 };
             let mut r = [_mm512_setzero_si512(); 16];
             // All sixteen, keys past `tk` with empty masks (a fixed count keeps `r` in
             // registers).
             for (i, v) in r.iter_mut().enumerate() {
                 let m = if j0 + i < tk { mask } else { 0 };
-                // SAFETY: masked to bytes `2·d0 .. min(2·d0 + 32, w)` of key `j0 + i < tk`;
+                // SAFETY: masked to bytes `4·d0 .. min(4·d0 + 64, w)` of key `j0 + i < tk`;
                 // nothing is read past `tk` (the address formed with `wrapping_add`).
                 let x = unsafe {
                     _mm512_maskz_loadu_epi8(
-                        m.into(),
-                        k.as_ptr().wrapping_add((j0 + i) * w + 2 * d0).cast(),
+                        m,
+                        k.as_ptr().wrapping_add((j0 + i) * w + 4 * d0).cast(),
                     )
                 };
-                // (Lanes past `w` become `-k_zp`: dwords past `w / 2`, never stored; keys past
-                // `tk` stay 0.)
-                *v = _mm512_maskz_sub_epi16(m, _mm512_cvtepi8_epi16(_mm512_castsi512_si256(x)), zp);
+                *v = _mm512_xor_si512(x, flip);
             }
-            macro_rules! lo32 {
-                ($i:expr) => {
-                    _mm512_unpacklo_epi32(r[$i], r[$i + 1])
-                };
-            }
-            macro_rules! hi32 {
-                ($i:expr) => {
-                    _mm512_unpackhi_epi32(r[$i], r[$i + 1])
-                };
-            }
-            // Per 128-bit lane `L`: `a[g][m]` holds keys `4g .. 4g + 4` of dword `4L + m`.
-            let mut a = [[_mm512_setzero_si512(); 4]; 4];
-            for (g, ag) in a.iter_mut().enumerate() {
-                let (l0, h0) = (lo32!(4 * g), hi32!(4 * g));
-                let (l1, h1) = (lo32!(4 * g + 2), hi32!(4 * g + 2));
-                *ag = [
-                    _mm512_unpacklo_epi64(l0, l1),
-                    _mm512_unpackhi_epi64(l0, l1),
-                    _mm512_unpacklo_epi64(h0, h1),
-                    _mm512_unpackhi_epi64(h0, h1),
-                ];
-            }
-            #[allow(clippy::needless_range_loop)] // `m` indexes the inner arrays of `a`
-            for m in 0..4 {
-                let ab_lo = _mm512_shuffle_i32x4::<0b01_00_01_00>(a[0][m], a[1][m]);
-                let ab_hi = _mm512_shuffle_i32x4::<0b11_10_11_10>(a[0][m], a[1][m]);
-                let cd_lo = _mm512_shuffle_i32x4::<0b01_00_01_00>(a[2][m], a[3][m]);
-                let cd_hi = _mm512_shuffle_i32x4::<0b11_10_11_10>(a[2][m], a[3][m]);
-                let cols = [
-                    _mm512_shuffle_i32x4::<0b10_00_10_00>(ab_lo, cd_lo),
-                    _mm512_shuffle_i32x4::<0b11_01_11_01>(ab_lo, cd_lo),
-                    _mm512_shuffle_i32x4::<0b10_00_10_00>(ab_hi, cd_hi),
-                    _mm512_shuffle_i32x4::<0b11_01_11_01>(ab_hi, cd_hi),
-                ];
-                // `cols[L]` is dword `d0 + 4L + m` of the sixteen keys.
-                for (l, &v) in cols.iter().enumerate() {
-                    let d = d0 + 4 * l + m;
-                    if d < dwords {
-                        // SAFETY: `d·tkp + j0 + 16 ≤ (w / 2) · tkp ≤ kt.len()`.
-                        unsafe { _mm512_storeu_si512(kt.as_mut_ptr().add(d * tkp + j0).cast(), v) };
-                    }
+            for (dd, &v) in transpose_16x16_epi32(&r).iter().enumerate() {
+                let d = d0 + dd;
+                if d < dwords {
+                    // SAFETY: `d·tkp + j0 + 16 ≤ (w / 4) · tkp ≤ kq.len()`.
+                    unsafe { _mm512_storeu_si512(kq.as_mut_ptr().add(d * tkp + j0).cast(), v) };
                 }
             }
         }
     }
 }
 
-/// `vp[r·w + c] = pair_i16(v[2r, c] − v_zp, v[2r + 1, c] − v_zp)` (the second 0 past the last
-/// row), sixteen columns per step.
+/// `kbias[h·tkp + j] = −q_zp · Σ_c k[j, h·dh + c]` from the packed keys: the head's bytes
+/// (`k + 128`, the padding `0x80`) summed by `vpdpbusd` against ones, less `4 · 128` per quad.
+/// Wrapping i32, exact (`|Σ k| ≤ 2^15`).
 ///
 /// # Safety
-/// AVX-512F/BW; `v.len()` a multiple of `w ≥ 1`, `vp.len() ≥ ⌈v.len() / w / 2⌉ · w`.
+/// AVX-512F/BW/VNNI; `kq` holds `heads · dq` quad rows of `tkp` keys (a multiple of 16),
+/// `kbias.len() ≥ heads · tkp`.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn avx512_key_bias(
+    kq: &[u32],
+    heads: usize,
+    dq: usize,
+    tkp: usize,
+    q_zp: i32,
+    kbias: &mut [i32],
+) {
+    let ones = _mm512_set1_epi8(1);
+    let off = _mm512_set1_epi32(512 * dq as i32);
+    let nzp = _mm512_set1_epi32(q_zp.wrapping_neg());
+    for h in 0..heads {
+        for j in (0..tkp).step_by(16) {
+            let mut s = _mm512_setzero_si512();
+            for c in 0..dq {
+                // SAFETY: quad row `h·dq + c < heads · dq`, keys `j..j + 16 ≤ tkp`.
+                let kv =
+                    unsafe { _mm512_loadu_si512(kq.as_ptr().add((h * dq + c) * tkp + j).cast()) };
+                s = _mm512_dpbusd_epi32(s, kv, ones);
+            }
+            let b = _mm512_mullo_epi32(_mm512_sub_epi32(s, off), nzp);
+            // SAFETY: `h·tkp + j + 16 ≤ heads · tkp ≤ kbias.len()`.
+            unsafe { _mm512_storeu_si512(kbias.as_mut_ptr().add(h * tkp + j).cast(), b) };
+        }
+    }
+}
+
+/// `vq[r·w + c]` = the bytes `v[4r + i, c]`, `i < 4` (0 past the last row): sixteen columns per
+/// step, each row zero-extended to dwords and shifted into its byte.
+///
+/// # Safety
+/// AVX-512F/BW; `v.len()` a multiple of `w ≥ 1`, `vq.len() ≥ ⌈v.len() / w / 4⌉ · w`.
 #[cfg(kinglet_avx512)]
 #[allow(clippy::incompatible_msrv)]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn avx512_pack_value_pairs(v: &[i8], w: usize, v_zp: i32, vp: &mut [u32]) {
+unsafe fn avx512_pack_value_quads(v: &[i8], w: usize, vq: &mut [u32]) {
     let rows = v.len() / w;
-    let zp = _mm512_set1_epi32(v_zp);
-    let low = _mm512_set1_epi32(0xffff);
-    for r in 0..rows.div_ceil(2) {
+    for r in 0..rows.div_ceil(4) {
         let mut c = 0;
         while c < w {
             let mask = lanes_mask16(w - c);
-            // SAFETY: the masked loads read columns `c..min(c + 16, w)` of rows `2r` and (when
-            // it exists) `2r + 1`, the masked store writes the same columns of pair row `r`:
-            // in bounds by the contract.
-            unsafe {
-                let a = _mm512_maskz_loadu_epi8(mask.into(), v.as_ptr().add(2 * r * w + c).cast());
-                let a = _mm512_sub_epi32(_mm512_cvtepi8_epi32(_mm512_castsi512_si128(a)), zp);
-                let b = if 2 * r + 1 < rows {
-                    let b = _mm512_maskz_loadu_epi8(
-                        mask.into(),
-                        v.as_ptr().add((2 * r + 1) * w + c).cast(),
-                    );
-                    _mm512_sub_epi32(_mm512_cvtepi8_epi32(_mm512_castsi512_si128(b)), zp)
-                } else {
-                    _mm512_setzero_si512()
-                };
-                let d = _mm512_or_si512(_mm512_and_si512(a, low), _mm512_slli_epi32::<16>(b));
-                _mm512_mask_storeu_epi32(vp.as_mut_ptr().add(r * w + c).cast(), mask, d);
+            let mut d = _mm512_setzero_si512();
+            for i in 0..4 {
+                if 4 * r + i < rows {
+                    // SAFETY: masked to columns `c..min(c + 16, w)` of row `4r + i < rows`.
+                    let x = unsafe {
+                        _mm512_maskz_loadu_epi8(
+                            mask.into(),
+                            v.as_ptr().add((4 * r + i) * w + c).cast(),
+                        )
+                    };
+                    let x = _mm512_cvtepu8_epi32(_mm512_castsi512_si128(x));
+                    d = _mm512_or_si512(d, _mm512_sllv_epi32(x, _mm512_set1_epi32(8 * i as i32)));
+                }
             }
+            // SAFETY: the same columns of quad row `r < ⌈rows/4⌉`: in bounds by the contract.
+            unsafe { _mm512_mask_storeu_epi32(vq.as_mut_ptr().add(r * w + c).cast(), mask, d) };
             c += 16;
         }
     }
@@ -1170,296 +1365,326 @@ fn floor_div_f64(num: __m512d, den: __m512d, inv: __m512d) -> __m512d {
     )
 }
 
-/// The per-row stack scratch of [`avx512_attention_row`], every head at once (`heads · tkp ≤
-/// heads · dp · tkp ≤ N`).
-#[cfg(kinglet_avx512)]
-struct AttRowScratch<const N: usize> {
-    /// Scores, `tkp` per head.
-    sc: [i32; N],
-    /// Weights split `p = 256 · ph + pl`, as int16 pairs of consecutive keys (0 past `n`),
-    /// `tkp / 2` per head (the second half unused).
-    ph: [u32; N],
-    /// See `ph`.
-    pl: [u32; N],
-    /// The query row minus `q_zp` as int16 column pairs, `dp` per head (`heads · dp ≤ 256`).
-    qp: [u32; 256],
-    /// Each head's maximum score.
-    maxima: [i32; 256],
-    /// Each head's sum of weights `l`.
-    sums: [i64; 256],
-}
-
-/// Scores of `NB` blocks of sixteen keys from block `b0`, for one head: `kh` its packed keys
-/// (`dp` pair rows of `tkp`), `qp` its query pairs. Separate accumulators, so the `vpdpwssd`
-/// chains overlap.
+/// Scores of `R` query rows × `NB` blocks of sixteen keys from block `b0`, for one head, from
+/// the keys' biases; stored to `sc` (row `r` at `r·tkp`), and each row's maximum over its
+/// visible keys (`ns[r]`) taken into `mx[r]`. `kq_h` the head's packed keys (`dq` quad rows of
+/// `tkp`), `kb_h` its key biases, `qq[r]` row `r`'s quads of this head. Separate accumulators,
+/// so the `vpdpbusd` chains overlap, and each key vector serves `R` rows.
 ///
 /// # Safety
-/// AVX-512F/BW/VNNI; `(b0 + NB) · 16 ≤ tkp`, `kh.len() ≥ qp.len() · tkp`.
+/// AVX-512F/BW/VNNI; `(b0 + NB) · 16 ≤ tkp`, `kq_h` valid for `dq · tkp` dwords, `kb_h` for
+/// `tkp`, each `qq[r]` for `dq`, `sc` for `R · tkp` i32.
 #[cfg(kinglet_avx512)]
-#[allow(clippy::incompatible_msrv)]
+#[allow(clippy::incompatible_msrv, clippy::too_many_arguments)]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn att_scores<const NB: usize>(
-    kh: &[u32],
-    qp: &[u32],
-    tkp: usize,
-    b0: usize,
-) -> [__m512i; NB] {
-    let mut acc = [_mm512_setzero_si512(); NB];
-    for (c, &qc) in qp.iter().enumerate() {
-        let qv = _mm512_set1_epi32(qc as i32);
-        for (b, a) in acc.iter_mut().enumerate() {
-            // SAFETY: `(b0 + b)·16 + 16 ≤ tkp`, inside pair row `c < dp` of this head.
-            let kv = unsafe { _mm512_loadu_si512(kh.as_ptr().add(c * tkp + (b0 + b) * 16).cast()) };
-            *a = _mm512_dpwssd_epi32(*a, kv, qv);
+unsafe fn att_score_tile<const R: usize, const NB: usize>(
+    kq_h: *const u32,
+    kb_h: *const i32,
+    qq: [*const u32; R],
+    (dq, tkp, b0): (usize, usize, usize),
+    ns: &[usize; R],
+    sc: *mut i32,
+    mx: &mut [__m512i; R],
+) {
+    let mut acc = [[_mm512_setzero_si512(); NB]; R];
+    for b in 0..NB {
+        // SAFETY: keys `(b0 + b)·16 .. + 16 ≤ tkp` of the biases.
+        let kb = unsafe { _mm512_loadu_si512(kb_h.add((b0 + b) * 16).cast()) };
+        for a in acc.iter_mut() {
+            a[b] = kb;
         }
     }
-    acc
+    for c in 0..dq {
+        let mut kv = [_mm512_setzero_si512(); NB];
+        for (b, x) in kv.iter_mut().enumerate() {
+            // SAFETY: quad row `c < dq`, keys `(b0 + b)·16 .. + 16 ≤ tkp`.
+            *x = unsafe { _mm512_loadu_si512(kq_h.add(c * tkp + (b0 + b) * 16).cast()) };
+        }
+        for (a, &qr) in acc.iter_mut().zip(&qq) {
+            // SAFETY: quad `c < dq` of the row.
+            let qv = _mm512_set1_epi32(unsafe { qr.add(c).read() } as i32);
+            for (ab, &x) in a.iter_mut().zip(&kv) {
+                *ab = _mm512_dpbusd_epi32(*ab, x, qv);
+            }
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        for (b, &s) in a.iter().enumerate() {
+            let j = (b0 + b) * 16;
+            mx[r] = _mm512_mask_max_epi32(mx[r], lanes_mask16(ns[r].saturating_sub(j)), mx[r], s);
+            // SAFETY: `r·tkp + j + 16 ≤ R · tkp`.
+            unsafe { _mm512_storeu_si512(sc.add(r * tkp + j).cast(), s) };
+        }
+    }
 }
 
-/// One query row of [`avx512_attention`], every head, in three passes over the heads (scores
-/// and maxima; weights; `P·V` and the output), so the heads' independent work overlaps: `n`
-/// visible keys of the packed `kt` (`[head][pair][key]`, `tkp` keys per pair row) and `vp`
-/// (`[row pair][column]`).
+/// `R` query rows from `i0` of one block of [`avx512_attention`], head by head: scores and
+/// maxima ([`att_score_tile`]), the weights of each row, then `P·V` (each value vector serving
+/// the `R` rows) and the outputs.
 ///
 /// # Safety
-/// AVX-512F/BW/VNNI; `p` accepted by [`avx512_attention`], `1 ≤ n ≤ tk`, `qr.len() = yr.len()
-/// = heads · dh`, `kt` and `vp` packed by it for this block.
+/// AVX-512F/BW/VNNI; `p` accepted by [`avx512_attention`], `1 ≤ R ≤ ATT_ROWS`, `i0 + R ≤ tq`,
+/// `qb` and `yb` the block's `tq · w` query and output bytes, `ops` packed by it for this block.
 #[cfg(kinglet_avx512)]
 #[allow(clippy::incompatible_msrv, clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
-unsafe fn avx512_attention_row<const N: usize>(
+unsafe fn att_rows<const R: usize>(
     p: &AttentionParams,
     exp2: &[I32; EXP2_LEN],
-    qr: &[i8],
-    yr: &mut [i8],
-    n: usize,
-    kt: &[u32; N],
-    vp: &[u32; N],
-    scratch: &mut AttRowScratch<N>,
+    qb: &[i8],
+    yb: &mut [i8],
+    i0: usize,
+    ops: &AttOperands<'_>,
+    scratch: &mut AttScratch,
 ) {
-    let (dh, heads, w) = (p.dh, p.heads, qr.len());
-    let dp = dh.div_ceil(2);
-    let tkp = p.tk.next_multiple_of(16);
-    let blocks = n.div_ceil(16);
-    let AttRowScratch {
-        sc,
-        ph,
-        pl,
-        qp,
-        maxima,
-        sums,
-    } = scratch;
-    // Query pairs: for an even `dh` the row as int16 is already `[head][pair]`.
-    if dh % 2 == 0 {
-        let zp = _mm512_set1_epi16(p.q_zp as i16);
-        let mut c = 0;
-        while c < w {
-            let mask: __mmask32 = if w - c >= 32 {
-                !0
-            } else {
-                (1u32 << (w - c)) - 1
-            };
-            // SAFETY: masked to bytes `c..min(c + 32, w)` of `qr` and int16 `c..` of `qp`
-            // (`w / 2 ≤ 256` dwords).
-            unsafe {
-                let x = _mm512_maskz_loadu_epi8(mask.into(), qr.as_ptr().add(c).cast());
-                let x = _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm512_castsi512_si256(x)), zp);
-                _mm512_mask_storeu_epi16(qp.as_mut_ptr().cast::<i16>().add(c), mask, x);
+    let (dh, heads, tk) = (p.dh, p.heads, p.tk);
+    let w = heads * dh;
+    let dq = dh.div_ceil(4);
+    let tkp = tk.next_multiple_of(16);
+    // Visible keys per row (with `causal`, later rows see more).
+    let ns: [usize; R] = core::array::from_fn(|r| if p.causal { (i0 + r + 1).min(tk) } else { tk });
+    let nmax = ns[R - 1];
+    let blocks = nmax.div_ceil(16);
+    let quads = nmax.div_ceil(4);
+    let AttScratch { sc, pb, qq, em } = scratch;
+    // The query rows as raw bytes, four columns per dword, each head's last quad padded with 0
+    // (it meets the keys' `0x80` padding: adds nothing).
+    for (r, qd) in qq.iter_mut().enumerate().take(R) {
+        let qr = &qb[(i0 + r) * w..(i0 + r + 1) * w];
+        if dh % 4 == 0 {
+            for (d, four) in qd.iter_mut().zip(qr.chunks_exact(4)) {
+                *d = u32::from_le_bytes([
+                    four[0] as u8,
+                    four[1] as u8,
+                    four[2] as u8,
+                    four[3] as u8,
+                ]);
             }
-            c += 32;
-        }
-    } else {
-        for (h, qh) in qr.chunks_exact(dh).enumerate() {
-            for (c, two) in qh.chunks(2).enumerate() {
-                let lo = two[0] as i32 - p.q_zp;
-                let hi = two.get(1).map_or(0, |&x| x as i32 - p.q_zp);
-                qp[h * dp + c] = pair_i16(lo, hi);
+        } else {
+            for (h, qh) in qr.chunks_exact(dh).enumerate() {
+                for (c, four) in qh.chunks(4).enumerate() {
+                    let mut b = [0u8; 4];
+                    for (o, &x) in b.iter_mut().zip(four) {
+                        *o = x as u8;
+                    }
+                    qd[h * dq + c] = u32::from_le_bytes(b);
+                }
             }
         }
     }
-    // Pass 1: scores, and each head's maximum over the visible keys.
-    for h in 0..heads {
-        let kh = &kt[h * dp * tkp..(h + 1) * dp * tkp];
-        let qh = &qp[h * dp..(h + 1) * dp];
-        let mut mx = _mm512_set1_epi32(i32::MIN);
-        let mut b0 = 0;
-        while b0 < blocks {
-            let mut keep = |b: usize, a: __m512i| {
-                let j = (b0 + b) * 16;
-                mx = _mm512_mask_max_epi32(mx, lanes_mask16(n - j), mx, a);
-                // SAFETY: `h·tkp + j + 16 ≤ heads · tkp ≤ N`.
-                unsafe { _mm512_storeu_si512(sc.as_mut_ptr().add(h * tkp + j).cast(), a) };
-            };
-            // SAFETY: `(b0 + NB)·16 ≤ blocks · 16 ≤ tkp`; `kh` holds `dp` pair rows.
-            let nb = match blocks - b0 {
-                1 => {
-                    let [a] = unsafe { att_scores::<1>(kh, qh, tkp, b0) };
-                    keep(0, a);
-                    1
-                }
-                2 => {
-                    let acc = unsafe { att_scores::<2>(kh, qh, tkp, b0) };
-                    acc.into_iter().enumerate().for_each(|(b, a)| keep(b, a));
-                    2
-                }
-                3 => {
-                    let acc = unsafe { att_scores::<3>(kh, qh, tkp, b0) };
-                    acc.into_iter().enumerate().for_each(|(b, a)| keep(b, a));
-                    3
-                }
-                _ => {
-                    let acc = unsafe { att_scores::<4>(kh, qh, tkp, b0) };
-                    acc.into_iter().enumerate().for_each(|(b, a)| keep(b, a));
-                    4
-                }
-            };
-            b0 += nb;
-        }
-        maxima[h] = _mm512_reduce_max_epi32(mx);
-    }
-    // Pass 2: weights `p_j = pow2(rq(m − s_j))` (0 past `n`), their sums, their int16 halves.
-    // `rq` for `acc ≥ 0`, `mult ∈ [0, 2^31)`: the product and rounding term are below 2^62 as
-    // u64, the result non-negative, clamped to `i32::MAX`; even and odd lanes in turn.
+    // `rq` of the score gaps for `acc ≥ 0`, `mult ∈ [0, 2^31)`: the product and rounding term
+    // are below 2^62 as u64, the result non-negative, clamped to `i32::MAX`; even and odd lanes
+    // in turn.
     let s = p.score_shift.clamp(-30, 31);
     let mult = _mm512_set1_epi64(p.score_mult as i64);
     let round = _mm512_set1_epi64(1i64 << (30 + s));
     let shift = _mm512_set1_epi64((31 + s) as i64);
     let imax = _mm512_set1_epi64(i32::MAX as i64);
     let shift_hi = _mm512_set1_epi32((s - 1).max(0));
-    let (one, low8) = (_mm512_set1_epi32(1), _mm512_set1_epi32(255));
-    for h in 0..heads {
-        let m = _mm512_set1_epi32(maxima[h]);
-        let mut l = _mm512_setzero_si512();
-        for b in 0..blocks {
-            let j = h * tkp + b * 16;
-            // SAFETY: as in pass 1.
-            let d = _mm512_sub_epi32(m, unsafe { _mm512_loadu_si512(sc.as_ptr().add(j).cast()) });
-            let even = _mm512_add_epi64(_mm512_mul_epu32(d, mult), round);
-            let odd = _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64::<32>(d), mult), round);
-            let t = if s >= 1 {
-                // `⌊v / 2^(31 + s)⌋ = ⌊⌊v / 2^32⌋ / 2^(s − 1)⌋`: the products' high dwords
-                // (below 2^24), shifted; no clamp needed.
-                let hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64::<32>(even), odd);
-                _mm512_srlv_epi32(hi, shift_hi)
-            } else {
-                let fin = |v: __m512i| _mm512_min_epu64(_mm512_srlv_epi64(v, shift), imax);
-                _mm512_or_si512(fin(even), _mm512_slli_epi64::<32>(fin(odd)))
-            };
-            let sh = _mm512_srli_epi32::<10>(t);
-            let idx = _mm512_and_si512(t, _mm512_set1_epi32(1023));
-            // Lanes whose weight is not 0: visible keys with `sh < 31`. Only they are looked up
-            // (a gather is slow; many lanes of a sharp softmax are dead).
-            let live =
-                lanes_mask16(n - b * 16) & _mm512_cmplt_epu32_mask(sh, _mm512_set1_epi32(31));
-            let pj = if live == 0 {
-                _mm512_setzero_si512()
-            } else {
-                // SAFETY: every index is in `0..1024`, inside the 1024-entry table; lanes
-                // outside `live` are not read.
-                let e = unsafe {
-                    _mm512_mask_i32gather_epi32::<4>(
-                        _mm512_setzero_si512(),
-                        live,
-                        idx,
-                        exp2.as_ptr().cast(),
-                    )
-                };
-                // `rsr(e, sh)` for `e ∈ [0, 2^16]`: at `sh = 0` the second shift count is all
-                // ones (≥ 32), which shifts the non-negative `e` to 0.
-                _mm512_add_epi32(
-                    _mm512_srlv_epi32(e, sh),
-                    _mm512_and_si512(_mm512_srlv_epi32(e, _mm512_sub_epi32(sh, one)), one),
-                )
-            };
-            l = _mm512_add_epi32(l, pj);
-            let hi = _mm512_cvtepi32_epi16(_mm512_srli_epi32::<8>(pj));
-            let lo = _mm512_cvtepi32_epi16(_mm512_and_si512(pj, low8));
-            // SAFETY: eight pairs at `j / 2 + 8 ≤ heads · tkp / 2 ≤ N / 2`.
-            unsafe {
-                _mm256_storeu_si256(ph.as_mut_ptr().add(j / 2).cast(), hi);
-                _mm256_storeu_si256(pl.as_mut_ptr().add(j / 2).cast(), lo);
-            }
-        }
-        sums[h] = _mm512_reduce_add_epi32(l) as i64; // [2^16, 2^25]
-    }
-    // Pass 3: P·V per head, sixteen columns per step, then the output.
+    let one = _mm512_set1_epi32(1);
+    let full = _mm512_set1_epi32(65536);
+    // SAFETY: AVX-512F, enabled here.
+    let factors = unsafe { Exp2Factors::load() };
+    // The output's constants.
     let out_pair = _mm512_set1_epi64(((p.out_shift as i64) << 32) | p.out_mult as u32 as i64);
     let out_fast = (2..=31).contains(&p.out_shift);
     let small_zp = (-(1 << 29)..=1 << 29).contains(&p.y_zp);
     let y_zp = _mm512_set1_epi32(p.y_zp);
     let (lo8, hi8) = (_mm512_set1_epi32(-128), _mm512_set1_epi32(127));
-    let pairs = n.div_ceil(2);
-    for (h, yh) in yr.chunks_exact_mut(dh).enumerate() {
-        let l = sums[h];
-        let lf = _mm512_set1_pd(l as f64);
-        let inv = _mm512_set1_pd(recip_low(l as f64));
-        let half_l = _mm512_set1_pd((l >> 1) as f64);
-        let (phh, plh) = (&ph[h * tkp / 2..], &pl[h * tkp / 2..]);
+    let scp = sc.as_mut_ptr();
+    for h in 0..heads {
+        // Pass 1: scores and each row's maximum.
+        let kq_h = ops.kq.as_ptr().wrapping_add(h * dq * tkp);
+        let kb_h = ops.kbias.as_ptr().wrapping_add(h * tkp);
+        let qh: [*const u32; R] = core::array::from_fn(|r| qq[r].as_ptr().wrapping_add(h * dq));
+        let mut mx = [_mm512_set1_epi32(i32::MIN); R];
+        let mut b0 = 0;
+        while b0 < blocks {
+            let nb = (blocks - b0).min(4);
+            let g = (dq, tkp, b0);
+            // SAFETY: `(b0 + nb)·16 ≤ blocks · 16 ≤ tkp`; head `h < heads` of the packed keys
+            // (`heads · dq` quad rows of `tkp`) and biases (`heads · tkp`); quads `h·dq ..
+            // (h + 1)·dq ≤ 256` of each row; `sc` holds `ATT_ROWS · ATT_MAX_TK ≥ R · tkp`.
+            unsafe {
+                match nb {
+                    1 => att_score_tile::<R, 1>(kq_h, kb_h, qh, g, &ns, scp, &mut mx),
+                    2 => att_score_tile::<R, 2>(kq_h, kb_h, qh, g, &ns, scp, &mut mx),
+                    3 => att_score_tile::<R, 3>(kq_h, kb_h, qh, g, &ns, scp, &mut mx),
+                    _ => att_score_tile::<R, 4>(kq_h, kb_h, qh, g, &ns, scp, &mut mx),
+                }
+            }
+            b0 += nb;
+        }
+        // Pass 2: weights `p_j = pow2(rq(m − s_j))` (0 past the row's keys), their sums, their
+        // bytes, the keys of weight 2^16.
+        let mut sums = [0i64; R];
+        for r in 0..R {
+            let m = _mm512_set1_epi32(_mm512_reduce_max_epi32(mx[r]));
+            let mut l = _mm512_setzero_si512();
+            for (b, emb) in em[r].iter_mut().enumerate().take(blocks) {
+                let j = b * 16;
+                // SAFETY: `r·tkp + j + 16 ≤ R · tkp`, written in pass 1.
+                let d = _mm512_sub_epi32(m, unsafe {
+                    _mm512_loadu_si512(scp.add(r * tkp + j).cast())
+                });
+                let even = _mm512_add_epi64(_mm512_mul_epu32(d, mult), round);
+                let odd =
+                    _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64::<32>(d), mult), round);
+                let t = if s >= 1 {
+                    // `⌊v / 2^(31 + s)⌋ = ⌊⌊v / 2^32⌋ / 2^(s − 1)⌋`: the products' high dwords
+                    // (below 2^25), shifted; no clamp needed.
+                    let hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64::<32>(even), odd);
+                    _mm512_srlv_epi32(hi, shift_hi)
+                } else {
+                    let fin = |v: __m512i| _mm512_min_epu64(_mm512_srlv_epi64(v, shift), imax);
+                    _mm512_or_si512(fin(even), _mm512_slli_epi64::<32>(fin(odd)))
+                };
+                let sh = _mm512_srli_epi32::<10>(t);
+                // Lanes whose weight is not 0: visible keys with `sh < 31`. Only they are looked
+                // up (a gather is slow; many lanes of a sharp softmax are dead).
+                let live = lanes_mask16(ns[r].saturating_sub(j))
+                    & _mm512_cmplt_epu32_mask(sh, _mm512_set1_epi32(31));
+                let pj = if ops.product {
+                    // The entry computed from `t`'s low ten bits, then `rsr` as below, the
+                    // lanes outside `live` 0 (past the row's keys; `sh ≥ 31` gives 0 anyway).
+                    let e = exp2_q16_x16(t, factors);
+                    _mm512_maskz_add_epi32(
+                        live,
+                        _mm512_srlv_epi32(e, sh),
+                        _mm512_and_si512(_mm512_srlv_epi32(e, _mm512_sub_epi32(sh, one)), one),
+                    )
+                } else if live == 0 {
+                    _mm512_setzero_si512()
+                } else {
+                    // SAFETY: every index is in `0..1024`, inside the 1024-entry table; lanes
+                    // outside `live` are not read.
+                    let idx = _mm512_and_si512(t, _mm512_set1_epi32(1023));
+                    let e = unsafe {
+                        _mm512_mask_i32gather_epi32::<4>(
+                            _mm512_setzero_si512(),
+                            live,
+                            idx,
+                            exp2.as_ptr().cast(),
+                        )
+                    };
+                    // `rsr(e, sh)` for `e ∈ [0, 2^16]`: at `sh = 0` the second shift count is
+                    // all ones (≥ 32), which shifts the non-negative `e` to 0.
+                    _mm512_add_epi32(
+                        _mm512_srlv_epi32(e, sh),
+                        _mm512_and_si512(_mm512_srlv_epi32(e, _mm512_sub_epi32(sh, one)), one),
+                    )
+                };
+                l = _mm512_add_epi32(l, pj);
+                *emb = _mm512_cmpeq_epi32_mask(pj, full);
+                // SAFETY: four dwords at `j / 4 + 4 ≤ tkp / 4 ≤ ATT_MAX_TK / 4` of each row.
+                unsafe {
+                    _mm_storeu_si128(
+                        pb[r].as_mut_ptr().add(j / 4).cast(),
+                        _mm512_cvtepi32_epi8(pj),
+                    );
+                    _mm_storeu_si128(
+                        pb[ATT_ROWS + r].as_mut_ptr().add(j / 4).cast(),
+                        _mm512_cvtusepi32_epi8(_mm512_srli_epi32::<8>(pj)),
+                    );
+                }
+            }
+            sums[r] = _mm512_reduce_add_epi32(l) as i64; // [2^16, 2^25]
+        }
+        // Pass 3: P·V sixteen columns per step, every row at once, then the outputs.
         let col0 = h * dh;
         let mut c = 0;
         while c < dh {
             let mask = lanes_mask16(dh - c);
-            // Two accumulators per half (even and odd pairs of rows): shorter chains.
-            let mut acc = [_mm512_setzero_si512(); 4];
-            let vcol = vp.as_ptr().wrapping_add(col0 + c);
-            let mut r = 0;
-            while r + 2 <= pairs {
-                for u in 0..2 {
-                    // SAFETY: columns `col0 + c .. col0 + min(c + 16, dh) ≤ w` of pair row
-                    // `r + u < ⌈tk/2⌉`, masked.
-                    let x = unsafe { _mm512_maskz_loadu_epi32(mask, vcol.add((r + u) * w).cast()) };
-                    acc[u] = _mm512_dpwssd_epi32(acc[u], x, _mm512_set1_epi32(phh[r + u] as i32));
-                    acc[2 + u] =
-                        _mm512_dpwssd_epi32(acc[2 + u], x, _mm512_set1_epi32(plh[r + u] as i32));
+            let mut al = [_mm512_setzero_si512(); R];
+            let mut ah = [_mm512_setzero_si512(); R];
+            let vcol = ops.vq.as_ptr().wrapping_add(col0 + c);
+            for qd in 0..quads {
+                // SAFETY: columns `col0 + c .. col0 + min(c + 16, dh) ≤ w` of quad row
+                // `qd < ⌈tk/4⌉`, masked.
+                let x = unsafe { _mm512_maskz_loadu_epi32(mask, vcol.add(qd * w).cast()) };
+                for r in 0..R {
+                    // SAFETY: `qd < quads ≤ tkp / 4`.
+                    let (bl, bh) = unsafe {
+                        (
+                            *pb.get_unchecked(r).get_unchecked(qd),
+                            *pb.get_unchecked(ATT_ROWS + r).get_unchecked(qd),
+                        )
+                    };
+                    al[r] = _mm512_dpbusd_epi32(al[r], _mm512_set1_epi32(bl as i32), x);
+                    ah[r] = _mm512_dpbusd_epi32(ah[r], _mm512_set1_epi32(bh as i32), x);
                 }
-                r += 2;
             }
-            if r < pairs {
-                // SAFETY: as above.
-                let x = unsafe { _mm512_maskz_loadu_epi32(mask, vcol.add(r * w).cast()) };
-                acc[0] = _mm512_dpwssd_epi32(acc[0], x, _mm512_set1_epi32(phh[r] as i32));
-                acc[2] = _mm512_dpwssd_epi32(acc[2], x, _mm512_set1_epi32(plh[r] as i32));
-            }
-            let (ah, al) = (
-                _mm512_add_epi32(acc[0], acc[1]),
-                _mm512_add_epi32(acc[2], acc[3]),
-            );
-            // `mean = div_round(a · 2^16, l)` with `a = 256 · A_h + A_l`, in f64, eight columns
-            // at a time: `a` (`< 2^34`), `|a| · 2^16 + ⌊l/2⌋ < 2^52` and `l` are exact, the
-            // quotient `< 2^24` (module doc of `attention`).
-            let mean8 = |h8: __m256i, l8: __m256i| {
-                let af = _mm512_fmadd_pd(
-                    _mm512_cvtepi32_pd(h8),
-                    _mm512_set1_pd(256.0),
-                    _mm512_cvtepi32_pd(l8),
+            for r in 0..R {
+                // The keys of weight 2^16, short by 256 · v in `ah`.
+                let mut corr = _mm512_setzero_si512();
+                for (b, &e) in em[r].iter().enumerate().take(blocks) {
+                    let mut e = e;
+                    while e != 0 {
+                        let j = b * 16 + e.trailing_zeros() as usize;
+                        // SAFETY: key `j < ns[r] ≤ tk` (weight 0 past it), columns `col0 + c
+                        // .. col0 + min(c + 16, dh) ≤ w` of its row, masked.
+                        let x = unsafe {
+                            _mm512_maskz_loadu_epi8(
+                                mask.into(),
+                                ops.vb.as_ptr().add(j * w + col0 + c).cast(),
+                            )
+                        };
+                        corr =
+                            _mm512_add_epi32(corr, _mm512_cvtepi8_epi32(_mm512_castsi512_si128(x)));
+                        e &= e - 1;
+                    }
+                }
+                let ah = _mm512_add_epi32(ah[r], corr);
+                let l = sums[r];
+                let lf = _mm512_set1_pd(l as f64);
+                let inv = _mm512_set1_pd(recip_low(l as f64));
+                let half_l = _mm512_set1_pd((l >> 1) as f64);
+                let zl = _mm512_set1_pd(-(p.v_zp as i64 * l) as f64);
+                // `mean = div_round(a · 2^16, l)` with `a = 256 · A_h + A_l − v_zp · l`, in
+                // f64, eight columns at a time: `a` (`< 2^33`), `|a| · 2^16 + ⌊l/2⌋ < 2^50`
+                // and `l` are exact, the quotient `< 2^24` (module doc of `attention`).
+                let mean8 = |h8: __m256i, l8: __m256i| {
+                    let af = _mm512_fmadd_pd(
+                        _mm512_cvtepi32_pd(h8),
+                        _mm512_set1_pd(256.0),
+                        _mm512_add_pd(_mm512_cvtepi32_pd(l8), zl),
+                    );
+                    let num = _mm512_fmadd_pd(_mm512_abs_pd(af), _mm512_set1_pd(65536.0), half_l);
+                    let q = floor_div_f64(num, lf, inv);
+                    let neg = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(af, _mm512_setzero_pd());
+                    _mm512_cvttpd_epi32(_mm512_mask_sub_pd(q, neg, _mm512_setzero_pd(), q))
+                };
+                let mean = _mm512_inserti64x4::<1>(
+                    _mm512_castsi256_si512(mean8(
+                        _mm512_castsi512_si256(ah),
+                        _mm512_castsi512_si256(al[r]),
+                    )),
+                    mean8(
+                        _mm512_extracti64x4_epi64::<1>(ah),
+                        _mm512_extracti64x4_epi64::<1>(al[r]),
+                    ),
                 );
-                let num = _mm512_fmadd_pd(_mm512_abs_pd(af), _mm512_set1_pd(65536.0), half_l);
-                let q = floor_div_f64(num, lf, inv);
-                let neg = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(af, _mm512_setzero_pd());
-                _mm512_cvttpd_epi32(_mm512_mask_sub_pd(q, neg, _mm512_setzero_pd(), q))
-            };
-            let mean = _mm512_inserti64x4::<1>(
-                _mm512_castsi256_si512(mean8(
-                    _mm512_castsi512_si256(ah),
-                    _mm512_castsi512_si256(al),
-                )),
-                mean8(
-                    _mm512_extracti64x4_epi64::<1>(ah),
-                    _mm512_extracti64x4_epi64::<1>(al),
-                ),
-            );
-            let r = rq_i32x16(mean, out_pair, out_pair, out_fast);
-            // `y_zp + r` saturating in i32: the clamp gives what the exact i64 sum would.
-            // (The 32-bit `rq` path gives `|r| ≤ 2^29 + 1`: with a small `y_zp` no overflow.)
-            let o = if out_fast && small_zp {
-                _mm512_add_epi32(y_zp, r)
-            } else {
-                adds_epi32x16(y_zp, r)
-            };
-            let o = _mm512_min_epi32(_mm512_max_epi32(o, lo8), hi8);
-            // SAFETY: the mask covers only columns below `dh` of this head's slice of `yr`.
-            unsafe { _mm512_mask_cvtepi32_storeu_epi8(yh.as_mut_ptr().add(c).cast(), mask, o) };
+                let o = rq_i32x16(mean, out_pair, out_pair, out_fast);
+                // `y_zp + o` saturating in i32: the clamp gives what the exact i64 sum would.
+                // (The 32-bit `rq` path gives `|o| ≤ 2^29 + 1`: with a small `y_zp` no
+                // overflow.)
+                let o = if out_fast && small_zp {
+                    _mm512_add_epi32(y_zp, o)
+                } else {
+                    adds_epi32x16(y_zp, o)
+                };
+                let o = _mm512_min_epi32(_mm512_max_epi32(o, lo8), hi8);
+                // SAFETY: the mask covers only columns `col0 + c .. col0 + min(c + 16, dh)` of
+                // output row `i0 + r < tq` of the block.
+                unsafe {
+                    _mm512_mask_cvtepi32_storeu_epi8(
+                        yb.as_mut_ptr().add((i0 + r) * w + col0 + c).cast(),
+                        mask,
+                        o,
+                    )
+                };
+            }
             c += 16;
         }
     }
@@ -2856,6 +3081,67 @@ mod tests {
                     assert_eq!(h, want8, "cell_exp {cell_exp} H {nh}");
                     assert_eq!(y, want8, "cell_exp {cell_exp} H {nh}");
                 }
+            }
+        }
+    }
+
+    /// The attention's computed `exp2` entries: the factor tables are what their doc says, the
+    /// product reproduces the quantizer's table entry by entry, and any other table (one entry
+    /// off by one, anywhere) is refused, so that it takes the gathers.
+    #[cfg(kinglet_avx512)]
+    #[test]
+    fn exp2_product_is_the_quantizer_table() {
+        for (a, &h) in super::EXP2_HI.iter().enumerate() {
+            assert_eq!(
+                h as f64,
+                (2f64.powf(-(a as f64) / 32.0) * 2147483648.0).round(),
+                "{a}"
+            );
+        }
+        for (b, &l) in super::EXP2_LO.iter().enumerate() {
+            assert_eq!(
+                l as f64,
+                (2f64.powf(-(b as f64) / 1024.0) * 2147483648.0).round(),
+                "{b}"
+            );
+        }
+        if !Isa::Avx512Vnni.is_available() {
+            std::eprintln!("exp2 product: AVX-512 not on this CPU, skipped");
+            return;
+        }
+        // The quantizer's table (`quantize.rs`).
+        use super::{EXP2_LEN, I32};
+        let table: [I32; EXP2_LEN] = core::array::from_fn(|i| {
+            I32::new((2f64.powf(-(i as f64) / 1024.0) * 65536.0).round() as i32)
+        });
+        // SAFETY: AVX-512F is present (checked above).
+        assert!(unsafe { super::exp2_is_product(&table) });
+        // Every entry through the sixteen-lane kernel, indices with high bits set as `t` has
+        // them (only the low ten bits count).
+        for c in (0..EXP2_LEN).step_by(16) {
+            let mut got = [0i32; 16];
+            // SAFETY: as above; `got` is 64 bytes.
+            unsafe {
+                let i = _mm512_add_epi32(
+                    _mm512_set1_epi32((c + 1024 * (c % 7)) as i32),
+                    _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                );
+                let e = super::exp2_q16_x16(i, super::Exp2Factors::load());
+                _mm512_storeu_si512(got.as_mut_ptr().cast(), e);
+            }
+            for (l, &g) in got.iter().enumerate() {
+                assert_eq!(g, table[c + l].get(), "entry {}", c + l);
+            }
+        }
+        for i in [0usize, 1, 2, 15, 16, 31, 32, 33, 500, 1007, 1022, 1023] {
+            for delta in [-1, 1] {
+                let mut t = table;
+                t[i] = I32::new(t[i].get() + delta);
+                // SAFETY: as above.
+                assert!(
+                    !unsafe { super::exp2_is_product(&t) },
+                    "entry {i} {delta:+}"
+                );
             }
         }
     }
