@@ -1715,10 +1715,12 @@ pub(crate) fn isqrt_below_2_62(v: u64) -> u64 {
 /// bit-identical with the scalar loop. Per row: `S = Σ x` and `Q = Σ x²` with `vpmaddwd` (exact
 /// i32: `|S| ≤ 2^22`, `Q ≤ 2^29`), and `var = Σ diff² / d + eps_q = d·Q − S² + eps_q` (the same
 /// integer: `Σ (d·x − S)² = d² Q − d S²`); `sd` by [`isqrt_below_2_62`] (`var < 2^61 + 2^31`);
-/// then eight columns per step: `n_i = div_round(diff_i · 4096, sd)` in f64 ([`floor_div_f64`]:
-/// numerator `< 2^36`, quotient `< 2^21` by the module doc's bound), `rq` in i64 lanes (the
-/// definition, which the scalar `rq` equals, negative multipliers included), `beta`, and the two
-/// clamps. Returns `false`, writing nothing, when a length disagrees with `p`.
+/// then, eight rows at a time and sixteen columns per step (each column's multiplier, shift and
+/// `beta` loaded once for the eight rows): `n_i = div_round(diff_i · 4096, sd)` in f64
+/// ([`ln_norm_fast_x16`] for `sd ≤ 2^22`, else [`ln_norm_x16`]), `rq` by its 32-bit path when
+/// every shift is in `[2, 31]` ([`rq_fast_x16`]) or else in i64 lanes (the definition, which the
+/// scalar `rq` equals, negative multipliers included), `beta`, and the two clamps. Returns
+/// `false`, writing nothing, when a length disagrees with `p`.
 #[cfg(kinglet_avx512)]
 pub(crate) fn avx512_layernorm(
     p: &LayerNormParams,
@@ -1739,24 +1741,31 @@ pub(crate) fn avx512_layernorm(
     let small_beta = beta
         .iter()
         .all(|b| (-(1 << 29)..=1 << 29).contains(&b.get()));
+    let fast = gamma_rq
+        .chunks_exact(2)
+        .all(|g| (2..=31).contains(&g[1].get()));
     // Eight rows at a time: their statistics first, then their outputs, so the rows' long
     // dependency chains (sums, square root, reciprocal) overlap.
     for (xs, ys) in x.chunks(8 * p.d).zip(y.chunks_mut(8 * p.d)) {
         let mut stats = [(0i32, 0u64); 8];
+        let rows = xs.len() / p.d;
         for (st, xr) in stats.iter_mut().zip(xs.chunks_exact(p.d)) {
             // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f,
             // avx512bw); `xr` holds `d` elements.
             *st = unsafe { avx512_layernorm_stats(p, xr) };
         }
-        for ((&st, xr), yr) in stats
-            .iter()
-            .zip(xs.chunks_exact(p.d))
-            .zip(ys.chunks_exact_mut(p.d))
-        {
-            // SAFETY: as above; `xr`, `yr`, `beta` hold `d` elements and `gamma_rq` `2d`
-            // (checked above).
-            unsafe { avx512_layernorm_out(p, xr, st, gamma_rq, (beta, small_beta), yr) };
-        }
+        // SAFETY: as above; `xs`, `ys` hold `rows ≤ 8` rows of `d`, `beta` `d` elements and
+        // `gamma_rq` `2d` (checked above), `fast` says every shift is in `[2, 31]`.
+        unsafe {
+            avx512_layernorm_out(
+                p,
+                xs,
+                &stats[..rows],
+                gamma_rq,
+                (beta, small_beta, fast),
+                ys,
+            )
+        };
     }
     true
 }
@@ -1793,62 +1802,149 @@ unsafe fn avx512_layernorm_stats(p: &LayerNormParams, xr: &[i8]) -> (i32, u64) {
     (sum, isqrt_below_2_62(var as u64))
 }
 
-/// The outputs of one row of [`avx512_layernorm`], given its [`avx512_layernorm_stats`].
+/// The outputs of up to eight rows of [`avx512_layernorm`], given their
+/// [`avx512_layernorm_stats`]: column block by column block, each block's `rq` pairs and `beta`
+/// loaded once for every row.
 ///
 /// # Safety
-/// AVX-512F/BW; `xr`, `yr`, `beta` of `p.d` elements, `gamma_rq` of `2 · p.d`, `p.d ≤ 2^15`;
-/// `(sum, sd)` the row's statistics.
+/// AVX-512F/BW; `xs` and `ys` of `stats.len() ≤ 8` rows of `p.d` elements, `beta` of `p.d`,
+/// `gamma_rq` of `2 · p.d`, `p.d ≤ 2^15`; `stats` the rows' statistics; `fast` only when every
+/// shift of `gamma_rq` is in `[2, 31]`.
 #[cfg(kinglet_avx512)]
 #[allow(clippy::incompatible_msrv)]
 #[target_feature(enable = "avx512f,avx512bw,avx2")]
 unsafe fn avx512_layernorm_out(
     p: &LayerNormParams,
-    xr: &[i8],
-    (sum, sd): (i32, u64),
+    xs: &[i8],
+    stats: &[(i32, u64)],
     gamma_rq: &[I32],
-    (beta, small_beta): (&[I32], bool),
-    yr: &mut [i8],
+    (beta, small_beta, fast): (&[I32], bool, bool),
+    ys: &mut [i8],
 ) {
-    let d = xr.len();
-
-    let (dv, sv) = (_mm512_set1_epi32(d as i32), _mm512_set1_epi32(sum));
+    let d = p.d;
+    let dv = _mm512_set1_epi32(d as i32);
     // `clamp(clamp(v, act_min, act_max), -128, 127)` with `act_min ≤ act_max` (checked) is one
     // clamp to the bounds clamped into int8.
     let (lo, hi) = (
         _mm512_set1_epi32(p.act_min.clamp(-128, 127)),
         _mm512_set1_epi32(p.act_max.clamp(-128, 127)),
     );
+    // Per row: the sum, and the reciprocal for `ln_norm_fast_x16` (`sd ≤ 2^22`).
+    let mut sums = [_mm512_setzero_si512(); 8];
+    let mut invs = [(_mm512_setzero_pd(), _mm512_setzero_pd()); 8];
+    for ((s, inv), &(sum, sd)) in sums.iter_mut().zip(invs.iter_mut()).zip(stats) {
+        *s = _mm512_set1_epi32(sum);
+        if (1..=1 << 22).contains(&sd) {
+            *inv = (
+                _mm512_set1_pd(recip_high(sd as f64)),
+                _mm512_set1_pd((sd >> 1) as f64),
+            );
+        }
+    }
+    let (even, odd) = (
+        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+        _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31),
+    );
     let mut c = 0;
     while c < d {
         let m16 = lanes_mask16(d - c);
-        // SAFETY: the masked loads read elements `c..min(c + 16, d)` of `xr`, `beta` and
-        // `gamma_rq` (pairs), the masked store writes those of `yr`: in bounds.
-        unsafe {
-            let xv = _mm512_maskz_loadu_epi8(m16.into(), xr.as_ptr().add(c).cast());
-            let diff = _mm512_sub_epi32(
-                _mm512_mullo_epi32(_mm512_cvtepi8_epi32(_mm512_castsi512_si128(xv)), dv),
-                sv,
-            );
-            let n = if sd == 0 {
-                _mm512_setzero_si512()
-            } else {
-                ln_norm_x16(diff, sd)
-            };
-            let (p0, p1, fast) = rq_pairs_x16(gamma_rq.as_ptr().add(2 * c), m16);
-            let b = _mm512_maskz_loadu_epi32(m16, beta.as_ptr().add(c).cast());
-            // `beta + rq` saturating in i32: the clamps below give what the exact i64 sum would.
-            // (The 32-bit `rq` path gives `|r| ≤ 2^29 + 1`: with small betas no overflow.)
-            let r = rq_i32x16(n, p0, p1, fast);
-            let v = if fast && small_beta {
-                _mm512_add_epi32(b, r)
-            } else {
-                adds_epi32x16(b, r)
-            };
-            let v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
-            _mm512_mask_cvtepi32_storeu_epi8(yr.as_mut_ptr().add(c).cast(), m16, v);
+        // SAFETY: the masked loads read elements `c..min(c + 16, d)` of `beta` and `gamma_rq`
+        // (pairs): in bounds.
+        let (b, (p0, p1, chunk_fast)) = unsafe {
+            (
+                _mm512_maskz_loadu_epi32(m16, beta.as_ptr().add(c).cast()),
+                rq_pairs_x16(gamma_rq.as_ptr().add(2 * c), m16),
+            )
+        };
+        // The multipliers and shifts as sixteen i32 lanes, for `rq_fast_x16`.
+        let mult = _mm512_permutex2var_epi32(p0, even, p1);
+        let fm = (
+            mult,
+            _mm512_srli_epi64::<32>(mult),
+            _mm512_sub_epi32(_mm512_permutex2var_epi32(p0, odd, p1), _mm512_set1_epi32(2)),
+        );
+        for (r, &(_, sd)) in stats.iter().enumerate() {
+            let off = r * d + c;
+            // SAFETY: the masked load reads elements `c..min(c + 16, d)` of row `r` of `xs`, the
+            // masked store writes those of `ys`: in bounds.
+            unsafe {
+                let xv = _mm512_maskz_loadu_epi8(m16.into(), xs.as_ptr().add(off).cast());
+                let diff = _mm512_sub_epi32(
+                    _mm512_mullo_epi32(_mm512_cvtepi8_epi32(_mm512_castsi512_si128(xv)), dv),
+                    sums[r],
+                );
+                let n = if sd == 0 {
+                    _mm512_setzero_si512()
+                } else if sd <= 1 << 22 {
+                    ln_norm_fast_x16(diff, invs[r])
+                } else {
+                    ln_norm_x16(diff, sd)
+                };
+                let v = if fast {
+                    rq_fast_x16(n, fm)
+                } else {
+                    rq_i32x16(n, p0, p1, chunk_fast)
+                };
+                // `beta + rq` saturating in i32: the clamps below give what the exact i64 sum
+                // would. (The 32-bit `rq` path gives `|r| ≤ 2^29 + 1`: with small betas no
+                // overflow.)
+                let v = if (fast || chunk_fast) && small_beta {
+                    _mm512_add_epi32(b, v)
+                } else {
+                    adds_epi32x16(b, v)
+                };
+                let v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+                _mm512_mask_cvtepi32_storeu_epi8(ys.as_mut_ptr().add(off).cast(), m16, v);
+            }
         }
         c += 16;
     }
+}
+
+/// `(1 / den) · (1 + 2^-44)`, rounded: a reciprocal a little high, for [`ln_norm_fast_x16`].
+#[cfg(kinglet_avx512)]
+#[inline]
+fn recip_high(den: f64) -> f64 {
+    (1.0 / den) * (1.0 + 1.0 / 17_592_186_044_416.0)
+}
+
+/// [`ln_norm_x16`] for `1 ≤ sd ≤ 2^22`, given `(recip_high(sd), ⌊sd/2⌋)`: with `num = |diff| ·
+/// 4096 + ⌊sd/2⌋ < 2^36` (exact) and `x = num / sd < 2^21`, the product `num · recip_high(sd)`
+/// is `x (1 + 2^-44)` to within three roundings (relative `3 · 2^-53 < 2^-44`), so in `(x, x +
+/// x · 2^-43] ⊂ (x, x + 2^-22)`; the next integer above a non-integral `x` is at least `1 / sd
+/// ≥ 2^-22` away, so the truncation is `⌊x⌋` exactly, with no correction step.
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn ln_norm_fast_x16(diff: __m512i, (inv, half_sd): (__m512d, __m512d)) -> __m512i {
+    let estimate = |df: __m512d| {
+        let num = _mm512_fmadd_pd(_mm512_abs_pd(df), _mm512_set1_pd(4096.0), half_sd);
+        _mm512_cvttpd_epi32(_mm512_mul_pd(num, inv))
+    };
+    let ql = estimate(_mm512_cvtepi32_pd(_mm512_castsi512_si256(diff)));
+    let qh = estimate(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64::<1>(diff)));
+    let q = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(ql), qh);
+    let neg = _mm512_cmplt_epi32_mask(diff, _mm512_setzero_si512());
+    _mm512_mask_sub_epi32(q, neg, _mm512_setzero_si512(), q)
+}
+
+/// `rq(acc[i], mult[i], shift[i])` by the scalar `rq`'s 32-bit path, for sixteen i32 lanes
+/// whose shifts are all in `[2, 31]`, given `(mult, mult >> 32 as 64-bit lanes, shift − 2)`:
+/// `hi = ⌊acc · mult / 2^32⌋` (the high dwords of the even and odd lanes' `vpmuldq` products),
+/// `⌊hi / 2^(shift − 2)⌋`, then `(· + 1) >> 1` (as [`rq_i32x16`]'s fast path).
+#[cfg(kinglet_avx512)]
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn rq_fast_x16(acc: __m512i, (mult, mult_odd, sh2): (__m512i, __m512i, __m512i)) -> __m512i {
+    let even = _mm512_mul_epi32(acc, mult);
+    let odd = _mm512_mul_epi32(_mm512_srli_epi64::<32>(acc), mult_odd);
+    let hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64::<32>(even), odd);
+    _mm512_srai_epi32::<1>(_mm512_add_epi32(
+        _mm512_srav_epi32(hi, sh2),
+        _mm512_set1_epi32(1),
+    ))
 }
 
 /// `div_round(diff · 4096, sd)` ([`div_round`](super::reference::div_round)) for sixteen i32
@@ -3144,6 +3240,108 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `ln_norm_fast_x16` (no correction step) against `div_round(diff · 4096, sd)` for `sd`
+    /// over its whole range `[1, 2^22]`, with numerators on, just below and just above multiples
+    /// of `sd` and quotients up to LayerNorm's bound `2^21`; and `rq_fast_x16` against the
+    /// scalar `rq` for every shift it takes.
+    #[cfg(kinglet_avx512)]
+    #[test]
+    fn ln_norm_fast_and_rq_fast_are_exact() {
+        use super::super::reference::{div_round, fixed::rq};
+        if !Isa::Avx512Vnni.is_available() {
+            std::eprintln!("ln_norm_fast: AVX-512 not on this CPU, skipped");
+            return;
+        }
+        let mut rng = Rng::new(0x1F4);
+        let mut checked = 0;
+        for round in 0..30_000 {
+            let sd: u64 = match round % 4 {
+                0 => 1 + rng.next_u64() % 64,
+                1 => (1 << 22) - rng.next_u64() % 64,
+                2 => 1 + (rng.next_u64() >> (42 + rng.usize_below(22))),
+                _ => 1 + rng.next_u64() % (1 << 22),
+            };
+            let sd = sd.min(1 << 22);
+            // `|diff| < 2^23` and quotients `< 2^21`: `|diff| · 4096 < 2^21 · sd`.
+            let dmax = ((1u64 << 21) * sd / 4096).clamp(1, (1 << 23) - 1);
+            let diffs: [i32; 16] = core::array::from_fn(|i| {
+                let q = rng.next_u64() % ((dmax * 4096) / sd + 1);
+                // `num = |diff| · 4096 + ⌊sd/2⌋` near `q · sd`: solve for `|diff|`.
+                let target = (q * sd + [0, sd - 1, 1][i % 3]).saturating_sub(sd / 2);
+                let ad = match i % 4 {
+                    0 => target / 4096,
+                    1 => target.div_ceil(4096),
+                    2 => rng.next_u64() % (dmax + 1),
+                    _ => dmax - rng.next_u64() % dmax.min(8),
+                }
+                .min(dmax) as i32;
+                if rng.usize_below(2) == 0 {
+                    ad
+                } else {
+                    -ad
+                }
+            });
+            let mut got = [0i32; 16];
+            // SAFETY: AVX-512F is present (checked above); `diffs` and `got` are 64 bytes.
+            unsafe {
+                let n = super::ln_norm_fast_x16(
+                    _mm512_loadu_si512(diffs.as_ptr().cast()),
+                    (
+                        _mm512_set1_pd(super::recip_high(sd as f64)),
+                        _mm512_set1_pd((sd >> 1) as f64),
+                    ),
+                );
+                _mm512_storeu_si512(got.as_mut_ptr().cast(), n);
+            }
+            for (&df, &g) in diffs.iter().zip(&got) {
+                let want = div_round(df as i64 * 4096, sd as i64);
+                assert_eq!(g as i64, want, "{df} · 4096 / {sd}");
+                checked += 1;
+            }
+        }
+        for _ in 0..20_000 {
+            let acc: [i32; 16] = core::array::from_fn(|i| match i % 4 {
+                0 => rng.i32_in(i32::MIN, i32::MAX),
+                1 => [i32::MIN, i32::MAX, 0, -1, 1][rng.usize_below(5)],
+                _ => rng.i32_in(-(1 << 21), 1 << 21),
+            });
+            let mult: [i32; 16] = core::array::from_fn(|i| match i % 3 {
+                0 => rng.i32_in(i32::MIN, i32::MAX),
+                1 => [i32::MIN, i32::MAX, 0, -1, 1 << 30][rng.usize_below(5)],
+                _ => rng.i32_in(1 << 30, i32::MAX),
+            });
+            let shift: [i32; 16] = core::array::from_fn(|_| rng.i32_in(2, 31));
+            let mut got = [0i32; 16];
+            // SAFETY: as above; the arrays are 64 bytes.
+            unsafe {
+                let m = _mm512_loadu_si512(mult.as_ptr().cast());
+                let r = super::rq_fast_x16(
+                    _mm512_loadu_si512(acc.as_ptr().cast()),
+                    (
+                        m,
+                        _mm512_srli_epi64::<32>(m),
+                        _mm512_sub_epi32(
+                            _mm512_loadu_si512(shift.as_ptr().cast()),
+                            _mm512_set1_epi32(2),
+                        ),
+                    ),
+                );
+                _mm512_storeu_si512(got.as_mut_ptr().cast(), r);
+            }
+            for i in 0..16 {
+                assert_eq!(
+                    got[i],
+                    rq(acc[i], mult[i], shift[i]),
+                    "rq({}, {}, {})",
+                    acc[i],
+                    mult[i],
+                    shift[i]
+                );
+            }
+        }
+        std::eprintln!("ln_norm_fast: {checked} quotients exact");
     }
 
     /// `floor_div_f64` against integer division at and around every quotient boundary, for
