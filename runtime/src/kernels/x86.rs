@@ -915,6 +915,19 @@ const EXP2_LO: [u32; 32] = [
     2112878262, 2111448536, 2110019777, 2108591984, 2107165158, 2105739297, 2104314402, 2102890470,
 ];
 
+/// The quantizer's `exp2` table as [`exp2_q16_x16`] computes it (at compile time):
+/// `⌊(EXP2_HI[i >> 5] · EXP2_LO[i & 31] + 2^45) / 2^46⌋`.
+#[cfg(kinglet_avx512)]
+const EXP2_Q16: [i32; EXP2_LEN] = {
+    let mut t = [0i32; EXP2_LEN];
+    let mut i = 0;
+    while i < EXP2_LEN {
+        t[i] = ((EXP2_HI[i >> 5] as u64 * EXP2_LO[i & 31] as u64 + (1 << 45)) >> 46) as i32;
+        i += 1;
+    }
+    t
+};
+
 /// [`EXP2_HI`] and [`EXP2_LO`] in registers (each as its two halves), for [`exp2_q16_x16`].
 #[cfg(kinglet_avx512)]
 #[derive(Clone, Copy)]
@@ -970,7 +983,7 @@ fn exp2_q16_x16(i: __m512i, f: Exp2Factors) -> __m512i {
     )
 }
 
-/// Whether every entry of `exp2` is what [`exp2_q16_x16`] computes (the quantizer's table,
+/// Whether `exp2` is [`EXP2_Q16`], what [`exp2_q16_x16`] computes (the quantizer's table,
 /// `round(2^(−i/1024) · 2^16)`): then the attention computes its entries instead of gathering
 /// them, and any other table parse accepts takes the gathers.
 ///
@@ -980,15 +993,16 @@ fn exp2_q16_x16(i: __m512i, f: Exp2Factors) -> __m512i {
 #[allow(clippy::incompatible_msrv)]
 #[target_feature(enable = "avx512f")]
 unsafe fn exp2_is_product(exp2: &[I32; EXP2_LEN]) -> bool {
-    // SAFETY: AVX-512F, the caller's contract.
-    let f = unsafe { Exp2Factors::load() };
-    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     let mut bad = 0u16;
     for c in (0..EXP2_LEN).step_by(16) {
-        // SAFETY: entries `c..c + 16 ≤ EXP2_LEN` of the table.
-        let e = unsafe { _mm512_loadu_si512(exp2.as_ptr().add(c).cast()) };
-        let i = _mm512_add_epi32(_mm512_set1_epi32(c as i32), lanes);
-        bad |= _mm512_cmpneq_epi32_mask(exp2_q16_x16(i, f), e);
+        // SAFETY: entries `c..c + 16 ≤ EXP2_LEN` of both tables.
+        let (e, q) = unsafe {
+            (
+                _mm512_loadu_si512(exp2.as_ptr().add(c).cast()),
+                _mm512_loadu_si512(EXP2_Q16.as_ptr().add(c).cast()),
+            )
+        };
+        bad |= _mm512_cmpneq_epi32_mask(e, q);
     }
     bad == 0
 }
@@ -1048,10 +1062,14 @@ pub(crate) fn avx512_attention(
         && Some(q.len()) == tq.checked_mul(w).and_then(|n| n.checked_mul(p.steps))
         && Some(k.len()) == tk.checked_mul(w).and_then(|n| n.checked_mul(p.steps))
         && v.len() == k.len()
-        && y.len() == q.len()
-        // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f).
-        && unsafe { exp2_table_ok(exp2) };
+        && y.len() == q.len();
     if !ok {
+        return false;
+    }
+    // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f).
+    let product = unsafe { exp2_is_product(exp2) };
+    // SAFETY: as above.
+    if !product && !unsafe { exp2_table_ok(exp2) } {
         return false;
     }
     // Small shapes get small buffers (a quarter or half of `ATT_PACK`): zeroing 48 KB would
@@ -1059,11 +1077,11 @@ pub(crate) fn avx512_attention(
     // fit too.)
     let need = (heads * dh.div_ceil(4) * tkp).max(tk.div_ceil(4) * w);
     if need <= ATT_PACK / 4 {
-        attention_packed::<{ ATT_PACK / 4 }>(p, exp2, q, k, v, y);
+        attention_packed::<{ ATT_PACK / 4 }>(p, (exp2, product), q, k, v, y);
     } else if need <= ATT_PACK / 2 {
-        attention_packed::<{ ATT_PACK / 2 }>(p, exp2, q, k, v, y);
+        attention_packed::<{ ATT_PACK / 2 }>(p, (exp2, product), q, k, v, y);
     } else {
-        attention_packed::<ATT_PACK>(p, exp2, q, k, v, y);
+        attention_packed::<ATT_PACK>(p, (exp2, product), q, k, v, y);
     }
     true
 }
@@ -1106,7 +1124,7 @@ struct AttScratch {
 #[cfg(kinglet_avx512)]
 fn attention_packed<const N: usize>(
     p: &AttentionParams,
-    exp2: &[I32; EXP2_LEN],
+    (exp2, product): (&[I32; EXP2_LEN], bool),
     q: &[i8],
     k: &[i8],
     v: &[i8],
@@ -1119,14 +1137,10 @@ fn attention_packed<const N: usize>(
     let mut kq = [0u32; N];
     let mut kbias = [0i32; N];
     let mut vq = [0u32; N];
-    // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f).
-    let product = unsafe { exp2_is_product(exp2) };
-    let mut scratch = AttScratch {
-        sc: [0; ATT_ROWS * ATT_MAX_TK],
-        pb: [[0; ATT_MAX_TK / 4]; 2 * ATT_ROWS],
-        qq: [[0; 256]; ATT_ROWS],
-        em: [[0; ATT_MAX_TK / 16]; ATT_ROWS],
-    };
+    // Zeroed in place (a struct literal of arrays is built, then copied).
+    let mut scratch = core::mem::MaybeUninit::<AttScratch>::zeroed();
+    // SAFETY: every field is an array of integers, for which all zero bytes are a value.
+    let scratch = unsafe { scratch.assume_init_mut() };
     for s in 0..p.steps {
         let kb = &k[s * tk * w..(s + 1) * tk * w];
         let vb = &v[s * tk * w..(s + 1) * tk * w];
@@ -1169,10 +1183,10 @@ fn attention_packed<const N: usize>(
             // SAFETY: as above; rows `i0..i0 + rows ≤ tq` of this block, `ops` packed for it.
             unsafe {
                 match rows {
-                    4 => att_rows::<4>(p, exp2, qb, yb, i0, &ops, &mut scratch),
-                    3 => att_rows::<3>(p, exp2, qb, yb, i0, &ops, &mut scratch),
-                    2 => att_rows::<2>(p, exp2, qb, yb, i0, &ops, &mut scratch),
-                    _ => att_rows::<1>(p, exp2, qb, yb, i0, &ops, &mut scratch),
+                    4 => att_rows::<4>(p, exp2, qb, yb, i0, &ops, scratch),
+                    3 => att_rows::<3>(p, exp2, qb, yb, i0, &ops, scratch),
+                    2 => att_rows::<2>(p, exp2, qb, yb, i0, &ops, scratch),
+                    _ => att_rows::<1>(p, exp2, qb, yb, i0, &ops, scratch),
                 }
             }
             i0 += rows;
