@@ -528,11 +528,20 @@ mod tests {
                         (lo, rng.i32_in(lo, 127))
                     }
                 };
+                // (`±2^28`: the edge of the AVX-512 kernel's short epilogue.)
                 let p = FcParams {
                     rows,
                     k,
                     n,
-                    y_zp: [rng.i32_in(-128, 127), i32::MAX, i32::MIN][rng.usize_below(3)],
+                    y_zp: [
+                        rng.i32_in(-128, 127),
+                        rng.i32_in(-128, 127),
+                        i32::MAX,
+                        i32::MIN,
+                        1 << 28,
+                        -(1 << 28),
+                        (1 << 28) + 1,
+                    ][rng.usize_below(7)],
                     act_min,
                     act_max,
                 };

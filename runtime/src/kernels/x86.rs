@@ -2294,6 +2294,9 @@ unsafe fn avx512_fc_rows(
     // zero (it meets zero weights).
     let xs = 4 * k.div_ceil(4);
     let flip = _mm512_set1_epi8(i8::MIN);
+    // Every shift in `[2, 31]` and `|y_zp| ≤ 2^28`: the short epilogue of `fc_tile`.
+    let fast = (-(1 << 28)..=1 << 28).contains(&p.y_zp)
+        && rq.chunks_exact(2).all(|g| (2..=31).contains(&g[1].get()));
     let mut r0 = 0;
     while r0 < p.rows {
         let nr = (p.rows - r0).min(4);
@@ -2326,22 +2329,22 @@ unsafe fn avx512_fc_rows(
             // `b0..b0 + g` exist.
             unsafe {
                 match (nr, g) {
-                    (4, 4) => fc_tile::<4, 4>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
-                    (4, 3) => fc_tile::<4, 3>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
-                    (4, 2) => fc_tile::<4, 2>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
-                    (4, _) => fc_tile::<4, 1>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
-                    (3, 4) => fc_tile::<3, 4>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
-                    (3, 3) => fc_tile::<3, 3>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
-                    (3, 2) => fc_tile::<3, 2>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
-                    (3, _) => fc_tile::<3, 1>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
-                    (2, 4) => fc_tile::<2, 4>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
-                    (2, 3) => fc_tile::<2, 3>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
-                    (2, 2) => fc_tile::<2, 2>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
-                    (2, _) => fc_tile::<2, 1>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
-                    (_, 4) => fc_tile::<1, 4>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
-                    (_, 3) => fc_tile::<1, 3>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
-                    (_, 2) => fc_tile::<1, 2>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
-                    (_, _) => fc_tile::<1, 1>(p, xu, xs, pack, corr, bias, rq, y, r0, b0),
+                    (4, 4) => fc_tile::<4, 4>(p, xu, xs, pack, corr, bias, (rq, fast), y, r0, b0),
+                    (4, 3) => fc_tile::<4, 3>(p, xu, xs, pack, corr, bias, (rq, fast), y, r0, b0),
+                    (4, 2) => fc_tile::<4, 2>(p, xu, xs, pack, corr, bias, (rq, fast), y, r0, b0),
+                    (4, _) => fc_tile::<4, 1>(p, xu, xs, pack, corr, bias, (rq, fast), y, r0, b0),
+                    (3, 4) => fc_tile::<3, 4>(p, xu, xs, pack, corr, bias, (rq, fast), y, r0, b0),
+                    (3, 3) => fc_tile::<3, 3>(p, xu, xs, pack, corr, bias, (rq, fast), y, r0, b0),
+                    (3, 2) => fc_tile::<3, 2>(p, xu, xs, pack, corr, bias, (rq, fast), y, r0, b0),
+                    (3, _) => fc_tile::<3, 1>(p, xu, xs, pack, corr, bias, (rq, fast), y, r0, b0),
+                    (2, 4) => fc_tile::<2, 4>(p, xu, xs, pack, corr, bias, (rq, fast), y, r0, b0),
+                    (2, 3) => fc_tile::<2, 3>(p, xu, xs, pack, corr, bias, (rq, fast), y, r0, b0),
+                    (2, 2) => fc_tile::<2, 2>(p, xu, xs, pack, corr, bias, (rq, fast), y, r0, b0),
+                    (2, _) => fc_tile::<2, 1>(p, xu, xs, pack, corr, bias, (rq, fast), y, r0, b0),
+                    (_, 4) => fc_tile::<1, 4>(p, xu, xs, pack, corr, bias, (rq, fast), y, r0, b0),
+                    (_, 3) => fc_tile::<1, 3>(p, xu, xs, pack, corr, bias, (rq, fast), y, r0, b0),
+                    (_, 2) => fc_tile::<1, 2>(p, xu, xs, pack, corr, bias, (rq, fast), y, r0, b0),
+                    (_, _) => fc_tile::<1, 1>(p, xu, xs, pack, corr, bias, (rq, fast), y, r0, b0),
                 }
             }
             b0 += g;
@@ -2351,12 +2354,19 @@ unsafe fn avx512_fc_rows(
 }
 
 /// `R` rows from `r0` × `G` column blocks from `b0` of [`avx512_fc_rows`], requantized and
-/// stored.
+/// stored. The accumulators start from `bias − corr` (wrapping, like `bias + Σ w·x`). When
+/// `fast` (every shift of `rq` in `[2, 31]`, `|y_zp| ≤ 2^28`), the epilogue is `rq`'s 32-bit
+/// path with `y_zp` folded into its final rounding: `y_zp + ((X + 1) >> 1) = (X + 1 + 2·y_zp)
+/// >> 1` with `X = ⌊hi / 2^(shift − 2)⌋`, `|hi| ≤ 2^30` (exact in i32: `|X + 1 + 2 y_zp| ≤ 2^30
+/// + 1 + 2^29`); four blocks of a row leave through two saturating packs (which are the clamp
+/// to int8) and one 64-byte store, fewer blocks through saturating `vpmovsdb`; `min` / `max`
+/// only when the activation bounds are narrower than int8. Otherwise the general `rq` of
+/// [`rq_i32x16`] and the saturating `y_zp` add.
 ///
 /// # Safety
 /// AVX-512F/BW/VNNI; rows `r0..r0 + R` and blocks `b0..b0 + G` exist (`R ≤ 4`), rows `..R` of
 /// `xu` (stride `xs = 4·⌈k/4⌉`) hold those rows flipped, `pack` / `corr` as
-/// [`avx512_fc_pack`] fills them.
+/// [`avx512_fc_pack`] fills them; `fast` only as above.
 #[cfg(kinglet_avx512)]
 #[allow(clippy::incompatible_msrv, clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -2367,14 +2377,26 @@ unsafe fn fc_tile<const R: usize, const G: usize>(
     pack: &[u32],
     corr: &[i32],
     bias: &[I32],
-    rq: &[I32],
+    (rq, fast): (&[I32], bool),
     y: &mut [i8],
     r0: usize,
     b0: usize,
 ) {
     let (k, n) = (p.k, p.n);
     let k4 = k.div_ceil(4);
-    let mut acc = [[_mm512_setzero_si512(); G]; R];
+    let mut bc = [_mm512_setzero_si512(); G];
+    for (g, v) in bc.iter_mut().enumerate() {
+        let j = (b0 + g) * 16;
+        // SAFETY: the mask covers outputs `j..min(j + 16, n)`: inside `bias`; `corr` holds
+        // `⌈n/16⌉ · 16` (the caller's buffer).
+        *v = unsafe {
+            _mm512_sub_epi32(
+                _mm512_maskz_loadu_epi32(lanes_mask16(n - j), bias.as_ptr().add(j).cast()),
+                _mm512_loadu_si512(corr.as_ptr().add(j).cast()),
+            )
+        };
+    }
+    let mut acc = [bc; R];
     let wp = pack.as_ptr();
     for c in 0..k4 {
         let mut wv = [_mm512_setzero_si512(); G];
@@ -2395,41 +2417,86 @@ unsafe fn fc_tile<const R: usize, const G: usize>(
             }
         }
     }
-    let zp = _mm512_set1_epi32(p.y_zp);
     // `clamp(clamp(v, act_min, act_max), -128, 127)` (the second clamp after `max` / `min`, as
     // the scalar loop does, so also for `act_min > act_max`) is `v` clamped to the two bounds
     // clamped into int8.
-    let (lo, hi) = (
-        _mm512_set1_epi32(p.act_min.clamp(-128, 127)),
-        _mm512_set1_epi32(p.act_max.clamp(-128, 127)),
-    );
-    // The 32-bit `rq` path gives `|r| ≤ 2^29 + 1`, so with a small `y_zp` the sum cannot
-    // overflow and needs no saturation.
-    let small_zp = (-(1 << 29)..=1 << 29).contains(&p.y_zp);
-    for g in 0..G {
-        let j = (b0 + g) * 16;
-        let mask = lanes_mask16(n - j);
-        // SAFETY: the mask covers outputs `j..min(j + 16, n)`: inside `corr`, `bias`, `rq`
-        // (pairs) and each output row.
-        unsafe {
-            let cv = _mm512_loadu_si512(corr.as_ptr().add(j).cast());
-            let bv = _mm512_maskz_loadu_epi32(mask, bias.as_ptr().add(j).cast());
-            // `(acc − corr) + bias` wraps like `bias + Σ w·x`: one constant per output.
-            let bc = _mm512_sub_epi32(bv, cv);
-            let (p0, p1, fast) = rq_pairs_x16(rq.as_ptr().add(2 * j), mask);
-            for (r, a) in acc.iter().enumerate() {
-                let t = rq_i32x16(_mm512_add_epi32(a[g], bc), p0, p1, fast);
-                let t = if fast && small_zp {
+    let (lo, hi) = (p.act_min.clamp(-128, 127), p.act_max.clamp(-128, 127));
+    let narrow = lo > -128 || hi < 127;
+    let (lo, hi) = (_mm512_set1_epi32(lo), _mm512_set1_epi32(hi));
+    let mut out = [[_mm512_setzero_si512(); G]; R];
+    if fast {
+        let (even, odd) = (
+            _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+            _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31),
+        );
+        let round = _mm512_set1_epi32(1 + 2 * p.y_zp);
+        for g in 0..G {
+            let j = (b0 + g) * 16;
+            // SAFETY: the mask covers the pairs of outputs `j..min(j + 16, n)`, inside `rq`.
+            let (p0, p1, _) = unsafe { rq_pairs_x16(rq.as_ptr().add(2 * j), lanes_mask16(n - j)) };
+            let mult = _mm512_permutex2var_epi32(p0, even, p1);
+            let mult_odd = _mm512_srli_epi64::<32>(mult);
+            let sh2 =
+                _mm512_sub_epi32(_mm512_permutex2var_epi32(p0, odd, p1), _mm512_set1_epi32(2));
+            for (o, a) in out.iter_mut().zip(&acc) {
+                let ev = _mm512_mul_epi32(a[g], mult);
+                let od = _mm512_mul_epi32(_mm512_srli_epi64::<32>(a[g]), mult_odd);
+                let hi32 = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64::<32>(ev), od);
+                o[g] =
+                    _mm512_srai_epi32::<1>(_mm512_add_epi32(_mm512_srav_epi32(hi32, sh2), round));
+            }
+        }
+    } else {
+        let zp = _mm512_set1_epi32(p.y_zp);
+        // The 32-bit `rq` path gives `|r| ≤ 2^29 + 1`, so with a small `y_zp` the sum cannot
+        // overflow and needs no saturation.
+        let small_zp = (-(1 << 29)..=1 << 29).contains(&p.y_zp);
+        for g in 0..G {
+            let j = (b0 + g) * 16;
+            // SAFETY: the mask covers the pairs of outputs `j..min(j + 16, n)`, inside `rq`.
+            let (p0, p1, chunk_fast) =
+                unsafe { rq_pairs_x16(rq.as_ptr().add(2 * j), lanes_mask16(n - j)) };
+            for (o, a) in out.iter_mut().zip(&acc) {
+                let t = rq_i32x16(a[g], p0, p1, chunk_fast);
+                o[g] = if chunk_fast && small_zp {
                     _mm512_add_epi32(zp, t)
                 } else {
                     adds_epi32x16(zp, t)
                 };
-                let t = _mm512_min_epi32(_mm512_max_epi32(t, lo), hi);
-                _mm512_mask_cvtepi32_storeu_epi8(
-                    y.as_mut_ptr().add((r0 + r) * n + j).cast(),
-                    mask,
-                    t,
-                );
+            }
+        }
+    }
+    // Four blocks of a row: the packs interleave the blocks' dwords per 128-bit lane, one
+    // `vpermd` puts them in order.
+    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    for (r, o) in out.iter().enumerate() {
+        let mut o = *o;
+        if narrow {
+            for v in o.iter_mut() {
+                *v = _mm512_min_epi32(_mm512_max_epi32(*v, lo), hi);
+            }
+        }
+        let row = y.as_mut_ptr().wrapping_add((r0 + r) * n + b0 * 16);
+        if G == 4 {
+            let b = _mm512_packs_epi16(
+                _mm512_packs_epi32(o[0], o[1 % G]),
+                _mm512_packs_epi32(o[2 % G], o[3 % G]),
+            );
+            let bytes = n - b0 * 16;
+            let m64: __mmask64 = if bytes >= 64 { !0 } else { (1u64 << bytes) - 1 };
+            // SAFETY: the mask covers outputs `b0·16 .. min(b0·16 + 64, n)` of row `r0 + r`.
+            unsafe { _mm512_mask_storeu_epi8(row.cast(), m64, _mm512_permutexvar_epi32(order, b)) };
+        } else {
+            for (g, &v) in o.iter().enumerate() {
+                let j = (b0 + g) * 16;
+                // SAFETY: the mask covers outputs `j..min(j + 16, n)` of row `r0 + r`.
+                unsafe {
+                    _mm512_mask_cvtsepi32_storeu_epi8(
+                        row.add(16 * g).cast(),
+                        lanes_mask16(n - j),
+                        v,
+                    )
+                };
             }
         }
     }
