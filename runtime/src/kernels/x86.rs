@@ -1029,10 +1029,10 @@ unsafe fn exp2_is_product(exp2: &[I32; EXP2_LEN]) -> bool {
 ///   the maximum; a bit mask per sixteen keys) add their `v_j` to `A_h` once more, one
 ///   sign-extended load each; `a = Σ p_j (v_j − v_zp) = 256 · A_h + A_l − v_zp · l` in f64
 ///   (exact: `|v_zp · l| ≤ 2^32`, `|a| ≤ 255 · l < 2^33`);
-/// - `div_round(a · 2^16, l)` in f64: the numerator `|a| · 2^16 + ⌊l/2⌋ < 2^50` and `l` are
-///   exact, the truncated quotient of `N · (1/l)` is off by at most one (relative error
-///   `< 2^-51` on a quotient `< 2^24`), and the exact remainder `N − q·l` (one FMA, exact below
-///   2^53) corrects it; then `rq` and the clamp as in the scalar loop.
+/// - `div_round(a · 2^16, l)` in f64: the numerator `|a| · 2^16 + ⌊l/2⌋ < 2^50` is exact, and
+///   its product with a reciprocal `2^-51` high ([`recip_high51`]) truncates to the exact floor;
+///   then `rq` (its 32-bit path with `y_zp` folded in, when the shift allows) and the int8
+///   clamp as a saturating store.
 ///
 /// Returns `false`, writing nothing, for shapes beyond the stack buffers ([`ATT_PACK`],
 /// [`ATT_MAX_TK`]), slices that disagree with `p`, or an `exp2` table parse would refuse.
@@ -1351,32 +1351,22 @@ unsafe fn avx512_pack_value_quads(v: &[i8], w: usize, vq: &mut [u32]) {
     }
 }
 
-/// `(1 / den) · (1 − 2^-48)`, rounded: a reciprocal a little low, for [`floor_div_f64`].
+/// `(1 / den) · (1 − 2^-48)`, rounded: a reciprocal a little low, for [`ln_norm_x16`].
 #[cfg(kinglet_avx512)]
 #[inline]
 fn recip_low(den: f64) -> f64 {
     (1.0 / den) * (1.0 - 1.0 / 281_474_976_710_656.0)
 }
 
-/// `⌊num / den⌋` for integral f64 lanes `num ∈ [0, 2^52)` and `den ≥ 1` with quotient `x`
-/// below 2^47, given `inv = recip_low(den)`: the product `num · inv` is `x (1 − 2^-48)` to
-/// within three roundings (relative `3 · 2^-53`), so below `x` and above `x − x · 2^-47 > x −
-/// 1`; its truncation is `⌊x⌋` or `⌊x⌋ − 1`, and the exact remainder `num − q·den` (an FMA, all
-/// terms below 2^53) says whether to add one. Integral f64 result.
+/// `(1 / den) · (1 + 2^-51)`, rounded: a reciprocal a little high, for the attention's weighted
+/// means. For integral `num < 2^50` and `den ≥ 1`, `num · recip_high51(den)` (rounded) is `x (1 +
+/// 2^-51 + ε)` with `x = num / den` and `|ε| ≤ 3.01 · 2^-53 < 2^-51` (three roundings), so in
+/// `(x, x + 1.76 · 2^-51 · x]`, and `1.76 · 2^-51 · x < 0.88 / den`, while the next integer above
+/// a non-integral `x` is at least `1 / den` away: its truncation is `⌊x⌋` exactly.
 #[cfg(kinglet_avx512)]
-#[allow(clippy::incompatible_msrv)]
 #[inline]
-#[target_feature(enable = "avx512f")]
-fn floor_div_f64(num: __m512d, den: __m512d, inv: __m512d) -> __m512d {
-    const TRUNC: i32 = _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC;
-    let q = _mm512_roundscale_pd::<TRUNC>(_mm512_mul_pd(num, inv));
-    let r = _mm512_fnmadd_pd(q, den, num);
-    _mm512_mask_add_pd(
-        q,
-        _mm512_cmp_pd_mask::<_CMP_GE_OQ>(r, den),
-        q,
-        _mm512_set1_pd(1.0),
-    )
+fn recip_high51(den: f64) -> f64 {
+    (1.0 / den) * (1.0 + 1.0 / 2_251_799_813_685_248.0)
 }
 
 /// Scores of `R` query rows × `NB` blocks of sixteen keys from block `b0`, for one head, from
@@ -1502,10 +1492,19 @@ unsafe fn att_rows<const R: usize>(
     let factors = unsafe { Exp2Factors::load() };
     // The output's constants.
     let out_pair = _mm512_set1_epi64(((p.out_shift as i64) << 32) | p.out_mult as u32 as i64);
+    // The short output path: `rq`'s 32-bit path with `y_zp` folded into its final rounding,
+    // `y_zp + ((X + 1) >> 1) = (X + 1 + 2 y_zp) >> 1` (`|X| ≤ 2^23` for `|mean| < 2^24`, so
+    // exact in i32 for `|y_zp| ≤ 2^28`), then the saturating `vpmovsdb` store as the clamp.
     let out_fast = (2..=31).contains(&p.out_shift);
+    let out_short = out_fast && (-(1 << 28)..=1 << 28).contains(&p.y_zp);
+    let out_rq = (
+        _mm512_set1_epi32(p.out_mult),
+        _mm512_set1_epi64(p.out_mult as i64),
+        _mm512_set1_epi32(p.out_shift - 2),
+    );
+    let out_round = _mm512_set1_epi32(1i32.wrapping_add(p.y_zp.wrapping_mul(2)));
     let small_zp = (-(1 << 29)..=1 << 29).contains(&p.y_zp);
     let y_zp = _mm512_set1_epi32(p.y_zp);
-    let (lo8, hi8) = (_mm512_set1_epi32(-128), _mm512_set1_epi32(127));
     let scp = sc.as_mut_ptr();
     for h in 0..heads {
         // Pass 1: scores and each row's maximum.
@@ -1651,13 +1650,13 @@ unsafe fn att_rows<const R: usize>(
                 }
                 let ah = _mm512_add_epi32(ah[r], corr);
                 let l = sums[r];
-                let lf = _mm512_set1_pd(l as f64);
-                let inv = _mm512_set1_pd(recip_low(l as f64));
+                let inv = _mm512_set1_pd(recip_high51(l as f64));
                 let half_l = _mm512_set1_pd((l >> 1) as f64);
                 let zl = _mm512_set1_pd(-(p.v_zp as i64 * l) as f64);
                 // `mean = div_round(a · 2^16, l)` with `a = 256 · A_h + A_l − v_zp · l`, in
-                // f64, eight columns at a time: `a` (`< 2^33`), `|a| · 2^16 + ⌊l/2⌋ < 2^50`
-                // and `l` are exact, the quotient `< 2^24` (module doc of `attention`).
+                // f64, eight columns at a time: `a` (`< 2^33`) and `num = |a| · 2^16 + ⌊l/2⌋ <
+                // 2^50` are exact, and `num · recip_high51(l)` truncates to `⌊num / l⌋` (see
+                // `recip_high51`); the sign applied before the truncation toward zero.
                 let mean8 = |h8: __m256i, l8: __m256i| {
                     let af = _mm512_fmadd_pd(
                         _mm512_cvtepi32_pd(h8),
@@ -1665,7 +1664,7 @@ unsafe fn att_rows<const R: usize>(
                         _mm512_add_pd(_mm512_cvtepi32_pd(l8), zl),
                     );
                     let num = _mm512_fmadd_pd(_mm512_abs_pd(af), _mm512_set1_pd(65536.0), half_l);
-                    let q = floor_div_f64(num, lf, inv);
+                    let q = _mm512_mul_pd(num, inv);
                     let neg = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(af, _mm512_setzero_pd());
                     _mm512_cvttpd_epi32(_mm512_mask_sub_pd(q, neg, _mm512_setzero_pd(), q))
                 };
@@ -1679,20 +1678,31 @@ unsafe fn att_rows<const R: usize>(
                         _mm512_extracti64x4_epi64::<1>(al[r]),
                     ),
                 );
-                let o = rq_i32x16(mean, out_pair, out_pair, out_fast);
-                // `y_zp + o` saturating in i32: the clamp gives what the exact i64 sum would.
-                // (The 32-bit `rq` path gives `|o| ≤ 2^29 + 1`: with a small `y_zp` no
-                // overflow.)
-                let o = if out_fast && small_zp {
-                    _mm512_add_epi32(y_zp, o)
+                let o = if out_short {
+                    let (mult, mult_odd, sh2) = out_rq;
+                    let ev = _mm512_mul_epi32(mean, mult);
+                    let od = _mm512_mul_epi32(_mm512_srli_epi64::<32>(mean), mult_odd);
+                    let hi32 = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64::<32>(ev), od);
+                    _mm512_srai_epi32::<1>(_mm512_add_epi32(
+                        _mm512_srav_epi32(hi32, sh2),
+                        out_round,
+                    ))
                 } else {
-                    adds_epi32x16(y_zp, o)
+                    let o = rq_i32x16(mean, out_pair, out_pair, out_fast);
+                    // `y_zp + o` saturating in i32: the saturating store below gives what the
+                    // exact i64 sum would. (The 32-bit `rq` path gives `|o| ≤ 2^29 + 1`: with a
+                    // small `y_zp` no overflow.)
+                    if out_fast && small_zp {
+                        _mm512_add_epi32(y_zp, o)
+                    } else {
+                        adds_epi32x16(y_zp, o)
+                    }
                 };
-                let o = _mm512_min_epi32(_mm512_max_epi32(o, lo8), hi8);
                 // SAFETY: the mask covers only columns `col0 + c .. col0 + min(c + 16, dh)` of
-                // output row `i0 + r < tq` of the block.
+                // output row `i0 + r < tq` of the block; `vpmovsdb` saturates to int8 (the
+                // clamp).
                 unsafe {
-                    _mm512_mask_cvtepi32_storeu_epi8(
+                    _mm512_mask_cvtsepi32_storeu_epi8(
                         yb.as_mut_ptr().add((i0 + r) * w + col0 + c).cast(),
                         mask,
                         o,
@@ -1964,7 +1974,8 @@ fn rq_fast_x16(acc: __m512i, (mult, mult_odd, sh2): (__m512i, __m512i, __m512i))
 /// `div_round(diff · 4096, sd)` ([`div_round`](super::reference::div_round)) for sixteen i32
 /// lanes `|diff| < 2^23` and `1 ≤ sd < 2^31`, whose quotients are below 2^21 (LayerNorm's `n_i`):
 /// `±⌊num / sd⌋` with `num = |diff| · 4096 + ⌊sd/2⌋ < 2^36`. The estimate `trunc(num ·
-/// recip_low(sd))` in f64 (exact operands, see [`floor_div_f64`]) is `⌊num / sd⌋` or one less,
+/// recip_low(sd))` in f64 (exact operands; the product is `x (1 − 2^-48)` to within three
+/// roundings, so below `x = num / sd` and above `x − 1`) is `⌊num / sd⌋` or one less,
 /// so the remainder `num − q0 · sd` is in `[0, 2 sd) ⊂ [0, 2^32)` and its value modulo 2^32
 /// (i32 lanes, wrapping) is exact: one unsigned compare with `sd` corrects the estimate.
 #[cfg(kinglet_avx512)]
@@ -3425,60 +3436,41 @@ mod tests {
         std::eprintln!("ln_norm_fast: {checked} quotients exact");
     }
 
-    /// `floor_div_f64` against integer division at and around every quotient boundary, for
-    /// denominators and quotients over the ranges its callers use (LayerNorm: `den < 2^31`,
-    /// quotient `< 2^21`; attention: `den < 2^26`, quotient `< 2^24`) and beyond.
+    /// `recip_high51` (the attention's means, no correction step) against integer division at
+    /// and around every quotient boundary, for denominators over the range of `l` (`[2^16,
+    /// 2^25]`) and beyond (down to 1), numerators up to its bound `2^50`.
     #[cfg(kinglet_avx512)]
     #[test]
-    fn floor_div_f64_is_exact() {
-        if !Isa::Avx512Vnni.is_available() {
-            std::eprintln!("floor_div_f64: AVX-512 not on this CPU, skipped");
-            return;
-        }
+    fn recip_high51_truncates_to_the_floor() {
         let mut rng = Rng::new(0xD1F);
-        let mut nums = [0f64; 8];
         let mut checked = 0;
-        for _ in 0..40_000 {
-            let den = match rng.usize_below(3) {
+        for round in 0..200_000 {
+            let den: u64 = match round % 4 {
                 0 => 1 + rng.next_u64() % 64,
-                1 => 1 + (rng.next_u64() >> (33 + rng.usize_below(31))),
-                _ => 1 + (rng.next_u64() >> 33),
+                1 => (1 << 16) + rng.next_u64() % ((1 << 25) - (1 << 16) + 1),
+                2 => (1 << 25) - rng.next_u64() % 64,
+                _ => 1 + (rng.next_u64() >> (39 + rng.usize_below(25))),
             };
-            let qmax = ((1u64 << 52) - 1) / den;
-            let qmax = qmax.min((1 << 37) - 1);
-            for (i, x) in nums.iter_mut().enumerate() {
-                let q = match i % 3 {
-                    0 => rng.next_u64() % (qmax + 1),
-                    1 => qmax - rng.next_u64() % qmax.clamp(1, 16),
-                    _ => rng.next_u64() % 64.min(qmax + 1),
-                };
-                // On, just below and just above a multiple of `den`, inside `[0, 2^52)`.
-                let base = q * den;
-                let num = match rng.usize_below(4) {
-                    0 => base,
-                    1 => base.saturating_sub(1),
-                    2 => (base + den - 1).min((1 << 52) - 1),
-                    _ => base + rng.next_u64() % den,
-                };
-                *x = num.min((1 << 52) - 1) as f64;
+            let qmax = ((1u64 << 50) - 1) / den;
+            let q = match round % 3 {
+                0 => rng.next_u64() % (qmax + 1),
+                1 => qmax - rng.next_u64() % qmax.clamp(1, 16),
+                _ => rng.next_u64() % 64.min(qmax + 1),
+            };
+            // On, just below and just above a multiple of `den`, inside `[0, 2^50)`.
+            let base = q * den;
+            let num = match rng.usize_below(4) {
+                0 => base,
+                1 => base.saturating_sub(1),
+                2 => base + den - 1,
+                _ => base + rng.next_u64() % den,
             }
-            let d = den as f64;
-            // SAFETY: AVX-512F is present (checked above); `nums` and `got` are 64 bytes.
-            let mut got = [0f64; 8];
-            unsafe {
-                let q = super::floor_div_f64(
-                    _mm512_loadu_pd(nums.as_ptr()),
-                    _mm512_set1_pd(d),
-                    _mm512_set1_pd(super::recip_low(d)),
-                );
-                _mm512_storeu_pd(got.as_mut_ptr(), q);
-            }
-            for (&n, &g) in nums.iter().zip(&got) {
-                assert_eq!(g, ((n as u64) / den) as f64, "{n} / {den}");
-                checked += 1;
-            }
+            .min((1 << 50) - 1);
+            let est = (num as f64 * super::recip_high51(den as f64)).trunc();
+            assert_eq!(est, (num / den) as f64, "{num} / {den}");
+            checked += 1;
         }
-        std::eprintln!("floor_div_f64: {checked} quotients exact");
+        std::eprintln!("recip_high51: {checked} quotients exact");
     }
 
     /// `ln_norm_x16` against `div_round` for random and boundary `(diff, sd)` within the
