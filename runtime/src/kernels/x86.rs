@@ -1849,10 +1849,9 @@ unsafe fn avx512_layernorm_out(
     let dv = _mm512_set1_epi32(d as i32);
     // `clamp(clamp(v, act_min, act_max), -128, 127)` with `act_min ≤ act_max` (checked) is one
     // clamp to the bounds clamped into int8.
-    let (lo, hi) = (
-        _mm512_set1_epi32(p.act_min.clamp(-128, 127)),
-        _mm512_set1_epi32(p.act_max.clamp(-128, 127)),
-    );
+    let (lo, hi) = (p.act_min.clamp(-128, 127), p.act_max.clamp(-128, 127));
+    let narrow = lo > -128 || hi < 127;
+    let (lo, hi) = (_mm512_set1_epi32(lo), _mm512_set1_epi32(hi));
     // Per row: the sum, and the reciprocal for `ln_norm_fast_x16` (`sd ≤ 2^22`).
     let mut sums = [_mm512_setzero_si512(); 8];
     let mut invs = [(_mm512_setzero_pd(), _mm512_setzero_pd()); 8];
@@ -1880,7 +1879,9 @@ unsafe fn avx512_layernorm_out(
                 rq_pairs_x16(gamma_rq.as_ptr().add(2 * c), m16),
             )
         };
-        // The multipliers and shifts as sixteen i32 lanes, for `rq_fast_x16`.
+        // The multipliers and shifts as sixteen i32 lanes, for `rq_fast_x16`, and its rounding
+        // term with `beta` folded in.
+        let b2 = _mm512_add_epi32(_mm512_slli_epi32::<1>(b), _mm512_set1_epi32(1));
         let mult = _mm512_permutex2var_epi32(p0, even, p1);
         let fm = (
             mult,
@@ -1904,21 +1905,28 @@ unsafe fn avx512_layernorm_out(
                 } else {
                     ln_norm_x16(diff, sd)
                 };
-                let v = if fast {
-                    rq_fast_x16(n, fm)
+                let v = if fast && small_beta {
+                    // `beta` folded into the rounding (`|n| < 2^21`, so `|hi| ≤ 2^20` and
+                    // `|X + 1 + 2 beta| < 2^31`).
+                    rq_fast_x16(n, fm, b2)
                 } else {
-                    rq_i32x16(n, p0, p1, chunk_fast)
+                    let v = rq_i32x16(n, p0, p1, chunk_fast);
+                    // `beta + rq` saturating in i32: the clamps below give what the exact i64
+                    // sum would. (The 32-bit `rq` path gives `|r| ≤ 2^29 + 1`: with small betas
+                    // no overflow.)
+                    if chunk_fast && small_beta {
+                        _mm512_add_epi32(b, v)
+                    } else {
+                        adds_epi32x16(b, v)
+                    }
                 };
-                // `beta + rq` saturating in i32: the clamps below give what the exact i64 sum
-                // would. (The 32-bit `rq` path gives `|r| ≤ 2^29 + 1`: with small betas no
-                // overflow.)
-                let v = if (fast || chunk_fast) && small_beta {
-                    _mm512_add_epi32(b, v)
+                // The clamp to int8 is the saturating `vpmovsdb` store; narrower bounds first.
+                let v = if narrow {
+                    _mm512_min_epi32(_mm512_max_epi32(v, lo), hi)
                 } else {
-                    adds_epi32x16(b, v)
+                    v
                 };
-                let v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
-                _mm512_mask_cvtepi32_storeu_epi8(ys.as_mut_ptr().add(off).cast(), m16, v);
+                _mm512_mask_cvtsepi32_storeu_epi8(ys.as_mut_ptr().add(off).cast(), m16, v);
             }
         }
         c += 16;
@@ -1953,22 +1961,25 @@ fn ln_norm_fast_x16(diff: __m512i, (inv, half_sd): (__m512d, __m512d)) -> __m512
     _mm512_mask_sub_epi32(q, neg, _mm512_setzero_si512(), q)
 }
 
-/// `rq(acc[i], mult[i], shift[i])` by the scalar `rq`'s 32-bit path, for sixteen i32 lanes
-/// whose shifts are all in `[2, 31]`, given `(mult, mult >> 32 as 64-bit lanes, shift − 2)`:
-/// `hi = ⌊acc · mult / 2^32⌋` (the high dwords of the even and odd lanes' `vpmuldq` products),
-/// `⌊hi / 2^(shift − 2)⌋`, then `(· + 1) >> 1` (as [`rq_i32x16`]'s fast path).
+/// `rq(acc[i], mult[i], shift[i]) + z[i]` by the scalar `rq`'s 32-bit path, for sixteen i32
+/// lanes whose shifts are all in `[2, 31]`, given `(mult, mult >> 32 as 64-bit lanes, shift −
+/// 2)` and `round = 1 + 2z`: `hi = ⌊acc · mult / 2^32⌋` (the high dwords of the even and odd
+/// lanes' `vpmuldq` products, `|hi| ≤ 2^30`), `X = ⌊hi / 2^(shift − 2)⌋`, then `(X + 1 + 2z) >> 1
+/// = ((X + 1) >> 1) + z` (as [`rq_i32x16`]'s fast path, plus `z`; exact in i32 for `|z| ≤
+/// 2^28`).
 #[cfg(kinglet_avx512)]
 #[allow(clippy::incompatible_msrv)]
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn rq_fast_x16(acc: __m512i, (mult, mult_odd, sh2): (__m512i, __m512i, __m512i)) -> __m512i {
+fn rq_fast_x16(
+    acc: __m512i,
+    (mult, mult_odd, sh2): (__m512i, __m512i, __m512i),
+    round: __m512i,
+) -> __m512i {
     let even = _mm512_mul_epi32(acc, mult);
     let odd = _mm512_mul_epi32(_mm512_srli_epi64::<32>(acc), mult_odd);
     let hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64::<32>(even), odd);
-    _mm512_srai_epi32::<1>(_mm512_add_epi32(
-        _mm512_srav_epi32(hi, sh2),
-        _mm512_set1_epi32(1),
-    ))
+    _mm512_srai_epi32::<1>(_mm512_add_epi32(_mm512_srav_epi32(hi, sh2), round))
 }
 
 /// `div_round(diff · 4096, sd)` ([`div_round`](super::reference::div_round)) for sixteen i32
@@ -3405,6 +3416,8 @@ mod tests {
                 _ => rng.i32_in(1 << 30, i32::MAX),
             });
             let shift: [i32; 16] = core::array::from_fn(|_| rng.i32_in(2, 31));
+            // Zero points folded into the rounding, up to the bound `2^28`.
+            let z = [0, rng.i32_in(-128, 127), 1 << 28, -(1 << 28)][rng.usize_below(4)];
             let mut got = [0i32; 16];
             // SAFETY: as above; the arrays are 64 bytes.
             unsafe {
@@ -3419,14 +3432,15 @@ mod tests {
                             _mm512_set1_epi32(2),
                         ),
                     ),
+                    _mm512_set1_epi32(1 + 2 * z),
                 );
                 _mm512_storeu_si512(got.as_mut_ptr().cast(), r);
             }
             for i in 0..16 {
                 assert_eq!(
-                    got[i],
-                    rq(acc[i], mult[i], shift[i]),
-                    "rq({}, {}, {})",
+                    got[i] as i64,
+                    rq(acc[i], mult[i], shift[i]) as i64 + z as i64,
+                    "rq({}, {}, {}) + {z}",
                     acc[i],
                     mult[i],
                     shift[i]
