@@ -1486,6 +1486,8 @@ unsafe fn att_rows<const R: usize>(
     let shift = _mm512_set1_epi64((31 + s) as i64);
     let imax = _mm512_set1_epi64(i32::MAX as i64);
     let shift_hi = _mm512_set1_epi32((s - 1).max(0));
+    // For `s ≥ 2` the rounding term `2^(30 + s)` is `2^(s − 2)` in the high dword.
+    let round_hi = _mm512_set1_epi32(1 << (s - 2).max(0));
     let one = _mm512_set1_epi32(1);
     let full = _mm512_set1_epi32(65536);
     // SAFETY: AVX-512F, enabled here.
@@ -1541,15 +1543,25 @@ unsafe fn att_rows<const R: usize>(
                 let d = _mm512_sub_epi32(m, unsafe {
                     _mm512_loadu_si512(scp.add(r * tkp + j).cast())
                 });
-                let even = _mm512_add_epi64(_mm512_mul_epu32(d, mult), round);
-                let odd =
-                    _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64::<32>(d), mult), round);
-                let t = if s >= 1 {
-                    // `⌊v / 2^(31 + s)⌋ = ⌊⌊v / 2^32⌋ / 2^(s − 1)⌋`: the products' high dwords
-                    // (below 2^25), shifted; no clamp needed.
+                let t = if s >= 2 {
+                    // `⌊v / 2^(31 + s)⌋ = ⌊⌊v / 2^32⌋ / 2^(s − 1)⌋`, and `⌊v / 2^32⌋ = ⌊d · mult
+                    // / 2^32⌋ + 2^(s − 2)` (the rounding term a whole multiple of 2^32): the
+                    // products' high dwords (below 2^25) plus that, shifted; no clamp needed.
+                    let even = _mm512_mul_epu32(d, mult);
+                    let odd = _mm512_mul_epu32(_mm512_srli_epi64::<32>(d), mult);
+                    let hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64::<32>(even), odd);
+                    _mm512_srlv_epi32(_mm512_add_epi32(hi, round_hi), shift_hi)
+                } else if s == 1 {
+                    let even = _mm512_add_epi64(_mm512_mul_epu32(d, mult), round);
+                    let odd =
+                        _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64::<32>(d), mult), round);
+                    // As above with the rounding term `2^31` inside the 64-bit sums.
                     let hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64::<32>(even), odd);
                     _mm512_srlv_epi32(hi, shift_hi)
                 } else {
+                    let even = _mm512_add_epi64(_mm512_mul_epu32(d, mult), round);
+                    let odd =
+                        _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64::<32>(d), mult), round);
                     let fin = |v: __m512i| _mm512_min_epu64(_mm512_srlv_epi64(v, shift), imax);
                     _mm512_or_si512(fin(even), _mm512_slli_epi64::<32>(fin(odd)))
                 };
@@ -1558,36 +1570,31 @@ unsafe fn att_rows<const R: usize>(
                 // up (a gather is slow; many lanes of a sharp softmax are dead).
                 let live = lanes_mask16(ns[r].saturating_sub(j))
                     & _mm512_cmplt_epu32_mask(sh, _mm512_set1_epi32(31));
-                let pj = if ops.product {
-                    // The entry computed from `t`'s low ten bits, then `rsr` as below, the
-                    // lanes outside `live` 0 (past the row's keys; `sh ≥ 31` gives 0 anyway).
-                    let e = exp2_q16_x16(t, factors);
-                    _mm512_maskz_add_epi32(
-                        live,
-                        _mm512_srlv_epi32(e, sh),
-                        _mm512_and_si512(_mm512_srlv_epi32(e, _mm512_sub_epi32(sh, one)), one),
-                    )
+                let e = if ops.product {
+                    // The entry computed from `t`'s low ten bits.
+                    exp2_q16_x16(t, factors)
                 } else if live == 0 {
                     _mm512_setzero_si512()
                 } else {
                     // SAFETY: every index is in `0..1024`, inside the 1024-entry table; lanes
                     // outside `live` are not read.
                     let idx = _mm512_and_si512(t, _mm512_set1_epi32(1023));
-                    let e = unsafe {
+                    unsafe {
                         _mm512_mask_i32gather_epi32::<4>(
                             _mm512_setzero_si512(),
                             live,
                             idx,
                             exp2.as_ptr().cast(),
                         )
-                    };
-                    // `rsr(e, sh)` for `e ∈ [0, 2^16]`: at `sh = 0` the second shift count is
-                    // all ones (≥ 32), which shifts the non-negative `e` to 0.
-                    _mm512_add_epi32(
-                        _mm512_srlv_epi32(e, sh),
-                        _mm512_and_si512(_mm512_srlv_epi32(e, _mm512_sub_epi32(sh, one)), one),
-                    )
+                    }
                 };
+                // `rsr(e, sh) = (e + ⌊2^sh / 2⌋) >> sh` for `e ∈ [0, 2^16]`, `sh ≤ 30` (below
+                // 2^31), 0 outside `live` (past the row's keys, or `sh ≥ 31`, whose weight is 0).
+                let pj = _mm512_maskz_srlv_epi32(
+                    live,
+                    _mm512_add_epi32(e, _mm512_srli_epi32::<1>(_mm512_sllv_epi32(one, sh))),
+                    sh,
+                );
                 l = _mm512_add_epi32(l, pj);
                 *emb = _mm512_cmpeq_epi32_mask(pj, full);
                 // SAFETY: four dwords at `j / 4 + 4 ≤ tkp / 4 ≤ ATT_MAX_TK / 4` of each row.
