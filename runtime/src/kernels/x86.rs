@@ -2649,12 +2649,15 @@ fn add_split(p: &AddParams) -> Option<(u32, u32)> {
     ok.then_some((pair_i16(ah, bh), pair_i16(al, bl)))
 }
 
-/// [`avx512_add_span`] in i32, sixteen elements per vector, for the ADDs [`add_split`] accepts:
-/// with `d = (a − a_zp, b − b_zp)` (within ±255) as an int16 pair, `H = d · (a_hi, b_hi)` and
-/// `L = d · (a_lo, b_lo)` by `vpmaddwd` (exact, `|H|, |L| < 2^24`), the i64 sum is `H · 2^16 +
-/// L`, and `rsr(H · 2^16 + L, s) = ⌊(H + ⌊(L + 2^(s−1)) / 2^16⌋) / 2^(s−16)⌋` for `s ∈ [16,
-/// 31]` (nested floors of power-of-two divisions), every term below 2^31; `|r| < 2^25` and
-/// `|y_zp| ≤ 2^29`, so `y_zp + r` is exact too.
+/// [`avx512_add_span`] in i32, 32 elements per step, for the ADDs [`add_split`] accepts: with
+/// `d = (a − a_zp, b − b_zp)` (within ±255) as an int16 pair, `H = d · (a_hi, b_hi)` and `L = d
+/// · (a_lo, b_lo)` by `vpmaddwd` (exact, `|H|, |L| < 2^24`), the i64 sum is `H · 2^16 + L`, and
+/// `rsr(H · 2^16 + L, s) = ⌊(H + ⌊(L + 2^(s−1)) / 2^16⌋) / 2^(s−16)⌋` for `s ∈ [16, 31]`
+/// (nested floors of power-of-two divisions), every term below 2^31; `|r| < 2^25` and `|y_zp| ≤
+/// 2^29`, so `y_zp + r` is exact too. The pairs come from the 32 differences as int16 by
+/// `vpunpck{l,h}wd` (elements `8L..8L + 4` and `8L + 4..8L + 8` of each 128-bit lane `L`), and
+/// one saturating `vpackssdw` puts the two halves' results back in order as int16 (saturation
+/// then the clamp to int8 bounds is the clamp).
 ///
 /// # Safety
 /// AVX-512F/BW; `y.len() = a.len()`, `b` (when given) at least as long; `k = add_split(p)`.
@@ -2670,7 +2673,6 @@ unsafe fn avx512_add_span_i32(
     y: &mut [i8],
 ) {
     let n = a.len();
-    let (a_zp, b_zp) = (_mm512_set1_epi32(p.a_zp), _mm512_set1_epi32(p.b_zp));
     let (kh, kl) = (
         _mm512_set1_epi32(k_hi as i32),
         _mm512_set1_epi32(k_lo as i32),
@@ -2678,38 +2680,49 @@ unsafe fn avx512_add_span_i32(
     let round = _mm512_set1_epi32(1 << (p.shift - 1));
     let sh = _mm_cvtsi32_si128(p.shift as i32 - 16);
     let zp = _mm512_set1_epi32(p.y_zp);
-    let (lo, hi) = (
-        _mm512_set1_epi32(p.act_min.clamp(-128, 127)),
-        _mm512_set1_epi32(p.act_max.clamp(-128, 127)),
+    // (The differences `a − a_zp`, `b − b_zp` are within ±255: int16.)
+    let (a_zp, b_zp) = (
+        _mm512_set1_epi16(p.a_zp as i16),
+        _mm512_set1_epi16(p.b_zp as i16),
     );
-    let low = _mm512_set1_epi32(0xffff);
-    let bconst = _mm512_slli_epi32::<16>(_mm512_set1_epi32(b0 as i32 - p.b_zp));
+    let (lo, hi) = (
+        _mm512_set1_epi16(p.act_min.clamp(-128, 127) as i16),
+        _mm512_set1_epi16(p.act_max.clamp(-128, 127) as i16),
+    );
+    let bconst = _mm512_set1_epi16((b0 as i32 - p.b_zp) as i16);
     let mut i = 0;
     while i < n {
-        let m = lanes_mask16(n - i);
-        // SAFETY: the masked loads read elements `i..min(i + 16, n)` of `a` (and `b`, which is
+        let m: __mmask32 = if n - i >= 32 {
+            !0
+        } else {
+            (1u32 << (n - i)) - 1
+        };
+        // SAFETY: the masked loads read elements `i..min(i + 32, n)` of `a` (and `b`, which is
         // at least as long), the masked store writes those of `y`.
         unsafe {
             let av = _mm512_maskz_loadu_epi8(m.into(), a.as_ptr().add(i).cast());
-            let da = _mm512_sub_epi32(_mm512_cvtepi8_epi32(_mm512_castsi512_si128(av)), a_zp);
+            let da = _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm512_castsi512_si256(av)), a_zp);
             let db = match b {
                 Some(b) => {
                     let bv = _mm512_maskz_loadu_epi8(m.into(), b.as_ptr().add(i).cast());
-                    let db =
-                        _mm512_sub_epi32(_mm512_cvtepi8_epi32(_mm512_castsi512_si128(bv)), b_zp);
-                    _mm512_slli_epi32::<16>(db)
+                    _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm512_castsi512_si256(bv)), b_zp)
                 }
                 None => bconst,
             };
-            let d = _mm512_or_si512(_mm512_and_si512(da, low), db);
-            let h = _mm512_madd_epi16(d, kh);
-            let l = _mm512_madd_epi16(d, kl);
-            let t = _mm512_add_epi32(h, _mm512_srai_epi32::<16>(_mm512_add_epi32(l, round)));
-            let r = _mm512_add_epi32(_mm512_sra_epi32(t, sh), zp);
-            let v = _mm512_min_epi32(_mm512_max_epi32(r, lo), hi);
-            _mm512_mask_cvtepi32_storeu_epi8(y.as_mut_ptr().add(i).cast(), m, v);
+            let half = |d: __m512i| {
+                let h = _mm512_madd_epi16(d, kh);
+                let l = _mm512_madd_epi16(d, kl);
+                let t = _mm512_add_epi32(h, _mm512_srai_epi32::<16>(_mm512_add_epi32(l, round)));
+                _mm512_add_epi32(_mm512_sra_epi32(t, sh), zp)
+            };
+            let r = _mm512_packs_epi32(
+                half(_mm512_unpacklo_epi16(da, db)),
+                half(_mm512_unpackhi_epi16(da, db)),
+            );
+            let v = _mm512_min_epi16(_mm512_max_epi16(r, lo), hi);
+            _mm512_mask_cvtepi16_storeu_epi8(y.as_mut_ptr().add(i).cast(), m, v);
         }
-        i += 16;
+        i += 32;
     }
 }
 
