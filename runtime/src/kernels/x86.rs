@@ -1778,13 +1778,10 @@ pub(crate) fn avx512_layernorm(
     // Eight rows at a time: their statistics first, then their outputs, so the rows' long
     // dependency chains (sums, square root, reciprocal) overlap.
     for (xs, ys) in x.chunks(8 * p.d).zip(y.chunks_mut(8 * p.d)) {
-        let mut stats = [(0i32, 0u64); 8];
         let rows = xs.len() / p.d;
-        for (st, xr) in stats.iter_mut().zip(xs.chunks_exact(p.d)) {
-            // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f,
-            // avx512bw); `xr` holds `d` elements.
-            *st = unsafe { avx512_layernorm_stats(p, xr) };
-        }
+        // SAFETY: called only when `Isa::Avx512Vnni` is the active level (avx512f, avx512bw);
+        // `xs` holds `rows ≤ 8` rows of `d`.
+        let stats = unsafe { avx512_layernorm_stats(p, xs) };
         // SAFETY: as above; `xs`, `ys` hold `rows ≤ 8` rows of `d`, `beta` `d` elements and
         // `gamma_rq` `2d` (checked above), `fast` says every shift is in `[2, 31]`.
         unsafe {
@@ -1801,36 +1798,50 @@ pub(crate) fn avx512_layernorm(
     true
 }
 
-/// `(Σ x, sd)` of one row of [`avx512_layernorm`].
+/// `(Σ x, sd)` of each of the up to eight rows `xs` of [`avx512_layernorm`] (entries past the
+/// last row `(0, 0)`): the rows' `vpmaddwd` sums, reduced eight rows at once by
+/// [`hsum8_epi32x16`].
 ///
 /// # Safety
-/// AVX-512F/BW; `xr.len() = p.d ≤ 2^15`.
+/// AVX-512F/BW; `xs` holds at most eight rows of `p.d ≤ 2^15`.
 #[cfg(kinglet_avx512)]
 #[allow(clippy::incompatible_msrv)]
 #[target_feature(enable = "avx512f,avx512bw,avx2")]
-unsafe fn avx512_layernorm_stats(p: &LayerNormParams, xr: &[i8]) -> (i32, u64) {
-    let d = xr.len();
+unsafe fn avx512_layernorm_stats(p: &LayerNormParams, xs: &[i8]) -> [(i32, u64); 8] {
+    let d = p.d;
     let ones = _mm512_set1_epi16(1);
-    let (mut s, mut q) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-    let mut c = 0;
-    while c < d {
-        let mask: __mmask64 = if d - c >= 64 {
-            !0
-        } else {
-            (1u64 << (d - c)) - 1
-        };
-        // SAFETY: the masked load reads bytes `c..min(c + 64, d)` of `xr` only.
-        let v = unsafe { _mm512_maskz_loadu_epi8(mask, xr.as_ptr().add(c).cast()) };
-        for half in [_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v)] {
-            let x16 = _mm512_cvtepi8_epi16(half);
-            s = _mm512_add_epi32(s, _mm512_madd_epi16(x16, ones));
-            q = _mm512_add_epi32(q, _mm512_madd_epi16(x16, x16));
+    let mut s = [_mm512_setzero_si512(); 8];
+    let mut q = [_mm512_setzero_si512(); 8];
+    for ((sr, qr), xr) in s.iter_mut().zip(q.iter_mut()).zip(xs.chunks_exact(d)) {
+        let mut c = 0;
+        while c < d {
+            let mask: __mmask64 = if d - c >= 64 {
+                !0
+            } else {
+                (1u64 << (d - c)) - 1
+            };
+            // SAFETY: the masked load reads bytes `c..min(c + 64, d)` of `xr` only.
+            let v = unsafe { _mm512_maskz_loadu_epi8(mask, xr.as_ptr().add(c).cast()) };
+            for half in [_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v)] {
+                let x16 = _mm512_cvtepi8_epi16(half);
+                *sr = _mm512_add_epi32(*sr, _mm512_madd_epi16(x16, ones));
+                *qr = _mm512_add_epi32(*qr, _mm512_madd_epi16(x16, x16));
+            }
+            c += 64;
         }
-        c += 64;
     }
-    let (sum, sq) = (_mm512_reduce_add_epi32(s), _mm512_reduce_add_epi32(q));
-    let var = d as i64 * sq as i64 - sum as i64 * sum as i64 + p.eps_q.max(0) as i64;
-    (sum, isqrt_below_2_62(var as u64))
+    let (mut sums, mut sqs) = ([0i32; 8], [0i32; 8]);
+    // SAFETY: two 32-byte stores into the eight-lane arrays.
+    unsafe {
+        _mm256_storeu_si256(sums.as_mut_ptr().cast(), hsum8_epi32x16(&s));
+        _mm256_storeu_si256(sqs.as_mut_ptr().cast(), hsum8_epi32x16(&q));
+    }
+    let mut out = [(0i32, 0u64); 8];
+    for ((o, &sum), &sq) in out.iter_mut().zip(&sums).zip(&sqs).take(xs.len() / d) {
+        let var = d as i64 * sq as i64 - sum as i64 * sum as i64 + p.eps_q.max(0) as i64;
+        *o = (sum, isqrt_below_2_62(var as u64));
+    }
+    out
 }
 
 /// The outputs of up to eight rows of [`avx512_layernorm`], given their
