@@ -33,7 +33,7 @@ use super::reference::fixed::MATVEC_BLOCK;
 use super::reference::{
     gru::GruParams, lstm::LstmParams, step_index, ActTable, ActTables, GateWeights,
 };
-use super::x86::{avx512_gru_cell, avx512_lstm_cell, avx512_pack_strided};
+use super::x86::{avx512_gru_cell, avx512_lstm_cell, avx512_pack_strided, Align64};
 use super::x86_lut::{lut16_prep_avx512, lut16_x32, lut16_x64, Lut16Prep};
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
@@ -41,11 +41,6 @@ use zerocopy::little_endian::I32;
 
 /// Dwords of one packed matrix on the stack (16 KB).
 const PACK: usize = 4096;
-
-/// A stack buffer of the step loop, 64-byte aligned so that its vector loads and stores do not
-/// straddle cache lines.
-#[repr(C, align(64))]
-struct Align64<T>(T);
 
 /// A packed matrix's stack buffer, 64-byte aligned: every packed vector then sits in one cache
 /// line (a 64-byte load that straddles two lines costs two L1 accesses: the products ran about
