@@ -67,7 +67,8 @@ struct Packed<'a> {
 /// corr[j]` (wrapping: the packed product's unsigned-input correction folded into the bias),
 /// `m[j]` the multiplier and `n1[j] = 30 + clamp(shift, −30, 31)`, so that for every shift
 /// `rq(acc) = sat32(((acc · m >> n1) + 1) >> 1)` ([`rq16`]); `clamp` is whether any row has a
-/// shift ≤ 0, the only rows whose result can leave int32 (`|acc · m| ≤ 2^62`).
+/// negative shift, the only rows whose result can leave int32 (for shift 0, `|acc| ≤ 2^31` and
+/// `m < 2^31` keep `(acc · m + 2^30) >> 31` within `[−2^31 + 1, 2^31 − 2]`).
 #[repr(C, align(64))]
 struct RqRows {
     bc: [i32; MATVEC_BLOCK],
@@ -98,7 +99,7 @@ impl RqRows {
 }
 
 /// [`RqRows::new`]'s rows, sixteen at a time, written from row `dst` on: the pairs
-/// de-interleaved by two `vpermt2d`. Returns whether any shift is ≤ 0.
+/// de-interleaved by two `vpermt2d`. Returns whether any shift is negative.
 ///
 /// # Safety
 /// AVX-512F; `dst + corr.len() ≤ MATVEC_BLOCK`, `bias.len() ≥ corr.len()`, `pairs.len() ≥ 2 ·
@@ -120,7 +121,7 @@ unsafe fn rq_rows_fill(
         _mm512_set1_epi32(31),
         _mm512_set1_epi32(30),
     );
-    let mut nonpos = 0u16;
+    let mut negative = 0u16;
     for j in (0..n).step_by(16) {
         let mask: __mmask16 = if n - j >= 16 {
             0xffff
@@ -136,7 +137,7 @@ unsafe fn rq_rows_fill(
             let p1 = _mm512_maskz_loadu_epi64((mask >> 8) as __mmask8, pp.add(16).cast());
             let m = _mm512_permutex2var_epi32(p0, even, p1);
             let sh = _mm512_permutex2var_epi32(p0, odd, p1);
-            nonpos |= _mm512_mask_cmple_epi32_mask(mask, sh, _mm512_setzero_si512());
+            negative |= _mm512_mask_cmplt_epi32_mask(mask, sh, _mm512_setzero_si512());
             let n1 = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(sh, lo), hi), base);
             let b = _mm512_maskz_loadu_epi32(mask, bias.as_ptr().add(j).cast());
             let c = _mm512_maskz_loadu_epi32(mask, corr.as_ptr().add(j).cast());
@@ -149,7 +150,7 @@ unsafe fn rq_rows_fill(
             _mm512_mask_storeu_epi32(r.n1.as_mut_ptr().add(dst + j).cast(), mask, n1);
         }
     }
-    nonpos != 0
+    negative != 0
 }
 
 /// `rq(acc + bc, m, shift)` ([`fixed::rq`](super::reference::fixed::rq)) for sixteen i32 lanes,
@@ -1786,7 +1787,9 @@ mod tests {
                 if !packs(rows, k) {
                     continue;
                 }
-                for mode in 0..3 {
+                // Mode 3: shifts 0 to 2 only, extreme values and biases: the unclamped path
+                // at the edge of int32 (shift 0).
+                for mode in 0..4 {
                     let val = |rng: &mut Rng| match mode {
                         0 => rng.i8(),
                         1 => -128,
@@ -1806,19 +1809,20 @@ mod tests {
                     // -3 to 33 (both of `rq_i32x16`'s paths) and wrapping bias adds.
                     let bias: Vec<I32> = (0..rows)
                         .map(|j| {
-                            I32::new(if j % 5 == 0 {
-                                i32::MAX - 3
-                            } else {
-                                rng.next_u64() as i32 >> 8
+                            I32::new(match (mode, j % 5) {
+                                (_, 0) => i32::MAX - 3,
+                                (3, 1) => i32::MIN,
+                                (3, 2) => i32::MAX,
+                                _ => rng.next_u64() as i32 >> 8,
                             })
                         })
                         .collect();
                     let pairs: Vec<I32> = (0..rows)
                         .flat_map(|j| {
-                            let shift = if mode == 2 {
-                                (j % 37) as i32 - 3
-                            } else {
-                                2 + (j % 30) as i32
+                            let shift = match mode {
+                                2 => (j % 37) as i32 - 3,
+                                3 => (j % 3) as i32,
+                                _ => 2 + (j % 30) as i32,
                             };
                             [
                                 I32::new(((rng.next_u64() as u32) >> 1 | (1 << 30)) as i32),
