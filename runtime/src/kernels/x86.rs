@@ -565,7 +565,7 @@ fn lanes_mask16(n: usize) -> __mmask16 {
 #[allow(clippy::incompatible_msrv)]
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn lut16x16(tab: &ActTable, x: __m512i) -> __m512i {
+pub(crate) unsafe fn lut16x16(tab: &ActTable, x: __m512i) -> __m512i {
     let i = _mm512_add_epi32(_mm512_srai_epi32::<7>(x), _mm512_set1_epi32(256));
     let f = _mm512_and_si512(x, _mm512_set1_epi32(127));
     // SAFETY: `i ∈ [0, 511]` by the contract: every 4-byte read is inside `tab`.

@@ -276,6 +276,7 @@ mod tests {
     use crate::kernels::matvec::has_vbmi;
     use crate::kernels::reference::fixed::lut16;
     use crate::kernels::testutil::{sigmoid_table, tanh_table, Rng};
+    use crate::kernels::x86::lut16x16;
     use std::vec::Vec;
     use zerocopy::little_endian::I16;
 
@@ -448,24 +449,6 @@ mod tests {
         }
     }
 
-    /// The 16-lane gather of `x86::lut16x16`, copied for the timing comparison.
-    #[allow(clippy::incompatible_msrv)]
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn gather_lut16x16(tab: &ActTable, x: __m512i) -> __m512i {
-        let i = _mm512_add_epi32(_mm512_srai_epi32::<7>(x), _mm512_set1_epi32(256));
-        let f = _mm512_and_si512(x, _mm512_set1_epi32(127));
-        // SAFETY: `x` is int16, so `i ∈ [0, 511]`: every 4-byte read is inside `tab`.
-        let w = unsafe { _mm512_i32gather_epi32::<2>(i, tab.as_ptr().cast()) };
-        let a = _mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(w));
-        let b = _mm512_srai_epi32::<16>(w);
-        let d = _mm512_add_epi32(
-            _mm512_mullo_epi32(_mm512_sub_epi32(b, a), f),
-            _mm512_set1_epi32(64),
-        );
-        _mm512_add_epi32(a, _mm512_srai_epi32::<7>(d))
-    }
-
     const BENCH_VECS: usize = 1024;
 
     #[allow(clippy::incompatible_msrv)]
@@ -519,7 +502,7 @@ mod tests {
             let lo = _mm512_cvtepi16_epi32(_mm512_castsi512_si256(x));
             let hi = _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64::<1>(x));
             // SAFETY: AVX-512F is enabled on this function; the lanes are int16.
-            let (y0, y1) = unsafe { (gather_lut16x16(tab, lo), gather_lut16x16(tab, hi)) };
+            let (y0, y1) = unsafe { (lut16x16(tab, lo), lut16x16(tab, hi)) };
             acc = _mm512_xor_si512(acc, _mm512_xor_si512(y0, y1));
         }
         *sink = acc;

@@ -16,9 +16,18 @@
 //! and the repack's `corr[j] = 128 · Σ_k w[j, k]` comes off each row. Sums wrap modulo 2^32
 //! like the reference's (`Σ (x + 128) · w − 128 · Σ w = Σ x · w` exactly in modular
 //! arithmetic), so the products are bit-identical. Each block of sixteen sums is requantized in
-//! registers before it is stored (the FC kernel's `rq_i32x16`), and the cells are the existing
-//! AVX-512 ones ([`avx512_lstm_cell`](super::x86::avx512_lstm_cell),
-//! [`avx512_gru_cell`](super::x86::avx512_gru_cell)) on the int32 products.
+//! registers before it is stored, on one path for every shift ([`rq16`], constants laid out per
+//! op by [`RqRows`]); the input products of eight steps run in one pass over `W`
+//! ([`packed_matmat`]); the LSTM's recurrent product also forms the int16 gates
+//! ([`gate_store`]).
+//!
+//! The cells run in int16 lanes, 64 units per pass ([`lstm_cell_w32`], [`gru_cell_w32`]), with
+//! the activation tables read by AVX-512 VBMI permutes ([`x86_lut`](super::x86_lut)) where the
+//! CPU has VBMI and the tables' steps fit int16, else by gathers. They are exact when the
+//! sigmoid table holds no -32768 (checked per op); other tables keep the i32 cells
+//! ([`avx512_lstm_cell`](super::x86::avx512_lstm_cell),
+//! [`avx512_gru_cell`](super::x86::avx512_gru_cell)). docs/decisions.md has the measurements
+//! and what was tried and dropped.
 //!
 //! The packed matrices live on the stack, at most [`PACK`] dwords (16 KB) each: a cell with
 //! `G·H ≤ 256` gate rows and `⌈G·H/16⌉ · 16 · ⌈K/4⌉ ≤ 4096` (LSTM or GRU with `H = 64` and
@@ -33,7 +42,7 @@ use super::reference::fixed::MATVEC_BLOCK;
 use super::reference::{
     gru::GruParams, lstm::LstmParams, step_index, ActTable, ActTables, GateWeights,
 };
-use super::x86::{avx512_gru_cell, avx512_lstm_cell, avx512_pack_strided, Align64};
+use super::x86::{avx512_gru_cell, avx512_lstm_cell, avx512_pack_strided, lut16x16, Align64};
 use super::x86_lut::{lut16_prep_avx512, lut16_x32, lut16_x64, Lut16Prep};
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
@@ -480,24 +489,11 @@ pub(crate) fn avx512_lstm_seq(
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn lut16_gather_w32(tab: &ActTable, x: __m512i) -> __m512i {
-    let mut out = [_mm256_setzero_si256(); 2];
     let halves = [_mm512_castsi512_si256(x), _mm512_extracti64x4_epi64::<1>(x)];
-    for (o, v) in out.iter_mut().zip(halves) {
-        let x = _mm512_cvtepi16_epi32(v);
-        let i = _mm512_add_epi32(_mm512_srai_epi32::<7>(x), _mm512_set1_epi32(256));
-        let f = _mm512_and_si512(x, _mm512_set1_epi32(127));
-        // SAFETY: `x` is int16, so `i ∈ [0, 511]` and each 4-byte read ends by byte 1026,
-        // inside the 513-entry table.
-        let w = unsafe { _mm512_i32gather_epi32::<2>(i, tab.as_ptr().cast()) };
-        let a = _mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(w));
-        let b = _mm512_srai_epi32::<16>(w);
-        let d = _mm512_add_epi32(
-            _mm512_mullo_epi32(_mm512_sub_epi32(b, a), f),
-            _mm512_set1_epi32(64),
-        );
-        *o = _mm512_cvtepi32_epi16(_mm512_add_epi32(a, _mm512_srai_epi32::<7>(d)));
-    }
-    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(out[0]), out[1])
+    // SAFETY: the caller's features; the lanes are int16, `lut16x16`'s contract.
+    let [lo, hi] =
+        halves.map(|v| unsafe { _mm512_cvtepi32_epi16(lut16x16(tab, _mm512_cvtepi16_epi32(v))) });
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
 }
 
 /// 32 int16 lanes from two halves of sixteen.
@@ -523,6 +519,36 @@ fn rq_clamp8(p: __m512i, m: __m512i, n1: __m512i, zp: __m512i) -> __m512i {
         _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(r, zp), lo), hi)
     };
     _mm512_mask_blend_epi32(0xAAAA, fin(pe), _mm512_slli_epi64::<32>(fin(po)))
+}
+
+/// Stores the new `h` of 32 units from the word cells: `qa`, `qb` the int8 values in i32 lanes
+/// (`vpunpcklwd` / `vpunpckhwd` order, which `vpackssdw` undoes), at unit `at` of `h` and `y`
+/// (the lanes of `mask`), and `h ^ 0x80` at `hb` (the next step's recurrent input, as
+/// `unsigned_dwords` makes it).
+///
+/// # Safety
+/// AVX-512F/BW; `mask` selects only units inside `h`, `y` and the bytes behind `hb` from `at`.
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn store_h(
+    qa: __m512i,
+    qb: __m512i,
+    mask: __mmask32,
+    at: usize,
+    h: &mut [i8],
+    y: &mut [i8],
+    hb: *mut u8,
+) {
+    let hq = _mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_packs_epi32(qa, qb)));
+    let flipped = _mm512_xor_si512(hq, _mm512_set1_epi8(i8::MIN));
+    let mb = mask as __mmask64;
+    // SAFETY: the caller's bounds; masked-out bytes are neither written nor faulted on.
+    unsafe {
+        _mm512_mask_storeu_epi8(h.as_mut_ptr().wrapping_add(at).cast(), mb, hq);
+        _mm512_mask_storeu_epi8(y.as_mut_ptr().wrapping_add(at).cast(), mb, hq);
+        _mm512_mask_storeu_epi8(hb.wrapping_add(at).cast(), mb, flipped);
+    }
 }
 
 /// Whether [`lstm_cell_w32`] is exact for these parameters: it computes `rsr(f · c, 15)` (and,
@@ -742,14 +768,7 @@ macro_rules! lstm_cell_w32_fn {
                         let (lo, hi) = (_mm512_mullo_epi16(o, t), _mm512_mulhi_epi16(o, t));
                         let qa = rq_clamp8(_mm512_unpacklo_epi16(lo, hi), m, n1, zp);
                         let qb = rq_clamp8(_mm512_unpackhi_epi16(lo, hi), m, n1, zp);
-                        let hq = _mm512_cvtepi16_epi8(_mm512_packs_epi32(qa, qb));
-                        let (hq, mb) = (_mm512_castsi256_si512(hq), mq[v] as __mmask64);
-                        let at = u + 32 * v;
-                        _mm512_mask_storeu_epi8(h.as_mut_ptr().wrapping_add(at).cast(), mb, hq);
-                        _mm512_mask_storeu_epi8(y.as_mut_ptr().wrapping_add(at).cast(), mb, hq);
-                        // The next step's recurrent input, made unsigned (`unsigned_dwords`).
-                        let flipped = _mm512_xor_si512(hq, _mm512_set1_epi8(i8::MIN));
-                        _mm512_mask_storeu_epi8(hb.wrapping_add(at).cast(), mb, flipped);
+                        store_h(qa, qb, mq[v], u + 32 * v, h, y, hb);
                     }
                 }
                 u += 32 * NV;
@@ -759,9 +778,10 @@ macro_rules! lstm_cell_w32_fn {
 }
 
 lstm_cell_w32_fn!(
-    /// One LSTM step's cell (`reference::lstm`, module doc) in int16 lanes, 64 units per pass (two
-    /// vectors, the last lanes masked), bit-identical with the scalar `cell` when [`lstm_cell_w32_exact`]: `ax`, `ah`
-    /// the step's requantized products (`4H` each), `c` (int16), `h` and `y` (int8) updated.
+    /// One LSTM step's cell (`reference::lstm`, module doc) in int16 lanes, 64 units per pass
+    /// (two vectors, the last lanes masked; one vector when `NV = 1`), bit-identical with the
+    /// scalar `cell` when [`lstm_cell_w32_exact`]: `gates` the step's `4H` gates, `c` (int16),
+    /// `h` and `y` (int8) updated.
     /// Per unit, with `e = min(cell_exp, 15)` and int16 operands:
     ///
     /// - `gates`: `sat16(sat32(ax + ah))` as int16, formed by the recurrent product's epilogue
@@ -907,14 +927,7 @@ macro_rules! gru_cell_w32_fn {
                         let (wa, wb) = widen_unpacked(mixw);
                         let qa = rq_clamp8(wa, m, n1, zp);
                         let qb = rq_clamp8(wb, m, n1, zp);
-                        let hq = _mm512_cvtepi16_epi8(_mm512_packs_epi32(qa, qb));
-                        let (hq, mb) = (_mm512_castsi256_si512(hq), mq[v] as __mmask64);
-                        let at = u + 32 * v;
-                        _mm512_mask_storeu_epi8(h.as_mut_ptr().wrapping_add(at).cast(), mb, hq);
-                        _mm512_mask_storeu_epi8(y.as_mut_ptr().wrapping_add(at).cast(), mb, hq);
-                        // The next step's recurrent input, made unsigned (`unsigned_dwords`).
-                        let flipped = _mm512_xor_si512(hq, _mm512_set1_epi8(i8::MIN));
-                        _mm512_mask_storeu_epi8(hb.wrapping_add(at).cast(), mb, flipped);
+                        store_h(qa, qb, mq[v], u + 32 * v, h, y, hb);
                     }
                 }
                 u += 32 * NV;
@@ -924,9 +937,10 @@ macro_rules! gru_cell_w32_fn {
 }
 
 gru_cell_w32_fn!(
-    /// One GRU step's cell (`reference::gru`, module doc) in int16 lanes, 64 units per pass (two
-    /// vectors, the last lanes masked), bit-identical with the scalar loop when [`gru_cell_w32_exact`]: `ax`, `ah` the
-    /// step's requantized products (`3H` each), `h16` (Q0.15), `h` and `y` (int8) updated. Per
+    /// One GRU step's cell (`reference::gru`, module doc) in int16 lanes, 64 units per pass
+    /// (two vectors, the last lanes masked; one vector when `NV = 1`), bit-identical with the
+    /// scalar loop when [`gru_cell_w32_exact`]: `ax`, `ah` the step's requantized products
+    /// (`3H` each), `h16` (Q0.15), `h` and `y` (int8) updated. Per
     /// unit: `gx`, `gh` saturated to int16; `z`, `r` the sigmoid of `vpaddsw` sums;
     /// `n = tanh(sat16(gx + vpmulhrsw(r, gh)))`; `h16 = sat16(n + rsr(z·h16 − z·n, 15))` in i32
     /// lanes (`|z · (h16 − n)| < 2^31 − 2^14`), packed back by `vpackssdw`;
