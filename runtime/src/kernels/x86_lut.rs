@@ -4,7 +4,7 @@
 //! For `x: i16`, `i = (x >> 7) + 256 ∈ [0, 511]`, `f = x & 127`,
 //! `lut16(tab, x) = tab[i] + (((tab[i+1] − tab[i]) · f + 64) >> 7)`.
 //!
-//! **Table layout** ([`Lut16Prep`], 1088 bytes, prepared once per op call): `tab[0..512]` as
+//! **Table layout** ([`Lut16Prep`], 2,112 bytes, prepared once per op call): `tab[0..512]` as
 //! two byte planes (low bytes, high bytes) of eight 64-byte registers each, register `r`
 //! holding entries `64r .. 64r + 64`; two consecutive registers are one 128-entry segment for
 //! `vpermi2b`, which indexes by the low seven bits of each byte. `tab[512]` is kept apart.
@@ -21,23 +21,23 @@
 //!   a lane still holds its index until the one step that replaces it: no blends.
 //! - Two `vpermt2b` interleave the low and high planes back into words in natural order.
 //!
-//! **Interpolation**: `b = tab[i + 1]` is the same lookup of `x + 128` (wrapping), except for
-//! `x ≥ 32640` (`i = 511`) where it wraps to `i = 0` and is replaced by `tab[512]`. Then
-//! `(d · f + 64) >> 7 = vpmulhrsw(d, f << 8)` exactly for int16 `d = b − a` and `f ≤ 127`
-//! (`vpmulhrsw` is `((d · F >> 14) + 1) >> 1`, and `|d · F| < 2^31`, no saturation), and the
-//! sum `a + r` lies between `a` and `b`, so the 16-bit add cannot overflow. The one
-//! precondition is that `d` is int16: every step `tab[j + 1] − tab[j]` within
-//! `[−32768, 32767]`; [`lut16_prep_avx512`] refuses other tables (the caller keeps its gather path).
-//! Sigmoid and tanh tables step by at most about 1024.
+//! **Interpolation**: in [`lut16_x64`], `b = tab[i + 1]` comes from a second set of planes
+//! holding `tab[1..513]` (`Lut16Prep::next`), looked up with `a`'s index bytes and segment
+//! masks: one index computation for both. In [`lut16_x32`], `b` is the lookup of `x + 128`
+//! (wrapping) in the same 64-lane pass as `a`, except for `x ≥ 32640` (`i = 511`) where it
+//! wraps to `i = 0` and is replaced by `tab[512]`. Then `(d · f + 64) >> 7 = vpmulhrsw(d, f << 8)`
+//! exactly for int16 `d = b − a` and `f ≤ 127` (`vpmulhrsw` is `((d · F >> 14) + 1) >> 1`, and
+//! `|d · F| < 2^31`, no saturation), and the sum `a + r` lies between `a` and `b`, so the 16-bit
+//! add cannot overflow. The one precondition is that `d` is int16: every step
+//! `tab[j + 1] − tab[j]` within `[−32768, 32767]`; [`lut16_prep_avx512`] refuses other tables
+//! (the caller keeps its gather path). Sigmoid and tanh tables step by at most about 1024.
 //!
-//! **Cost** per 64 lookups ([`lut16_x64`], as compiled by rustc 1.95): 64 vector and mask
-//! instructions, 26 of them permutes (16 `vpermi2b`, 6 `vpermt2b`, 4 `vpmultishiftqb`), about 5
-//! register moves, and 17 loads (the 16 plane registers and the `tab[512]` broadcast) when the
-//! caller has not hoisted them: 86 in all. [`lut16_x32`] does `a` and `b` in one 64-lane
-//! lookup: about half of that per 32 lookups. Measured on the development host (AMD EPYC,
-//! AVX-512 VBMI, two shared cores) by the ignored test `x86_lut_bench`: 5.5 to 6.1 ns per 64
-//! lookups, the same with the tables loaded on every call and for `lut16_x32` twice, against
-//! 17.0 ns for four 16-lane `vpgatherdd` lookups (`x86::lut16x16`).
+//! **Cost**, measured on the development host (AMD EPYC, AVX-512 VBMI, two shared cores) by the
+//! ignored test `x86_lut_bench` (`cargo test -p kinglet --release --lib x86_lut_bench --
+//! --ignored --nocapture`): 4.2 ns per 64 lookups for [`lut16_x64`] (one index computation, 16
+//! `vpermi2b` per plane set, 32 plane loads), 6.1 ns for [`lut16_x32`] twice, against 17.2 ns
+//! for four 16-lane `vpgatherdd` lookups (`x86::lut16x16`). (The first `lut16_x64`, which
+//! looked up `x + 128` for `b` with its own index computation, took 5.5-6.1 ns.)
 
 #![allow(unsafe_code)]
 
@@ -45,12 +45,15 @@ use super::reference::ActTable;
 use core::arch::x86_64::*;
 
 /// A 513-entry int16 activation table prepared for [`lut16_x64`] / [`lut16_x32`]; see the
-/// module doc. 1088 bytes, 64-byte aligned; build it once per op call, on the stack.
+/// module doc. 2,112 bytes, 64-byte aligned; build it once per op call, on the stack.
 #[repr(C, align(64))]
 pub(crate) struct Lut16Prep {
     /// `planes[r]` (`r < 8`): the low bytes of `tab[64r .. 64r + 64]`; `planes[8 + r]`: the
     /// high bytes.
     planes: [[u8; 64]; 16],
+    /// The same of `tab[1..513]` (`next[r]` holds `tab[64r + 1 .. 64r + 65]`): `tab[i + 1]`
+    /// looked up with `tab[i]`'s index and segment masks ([`lut16_x64`]).
+    next: [[u8; 64]; 16],
     /// `tab[512]`.
     last: i16,
 }
@@ -67,14 +70,17 @@ pub(crate) fn lut16_prep(tab: &ActTable) -> Option<Lut16Prep> {
     if !steps_fit {
         return None;
     }
-    let mut planes = [[0u8; 64]; 16];
-    for (j, e) in tab.iter().take(512).enumerate() {
-        let [lo, hi] = e.get().to_le_bytes();
+    let (mut planes, mut next) = ([[0u8; 64]; 16], [[0u8; 64]; 16]);
+    for (j, (e, f)) in tab.iter().zip(&tab[1..]).enumerate() {
+        let ([lo, hi], [nlo, nhi]) = (e.get().to_le_bytes(), f.get().to_le_bytes());
         planes[j / 64][j % 64] = lo;
         planes[8 + j / 64][j % 64] = hi;
+        next[j / 64][j % 64] = nlo;
+        next[8 + j / 64][j % 64] = nhi;
     }
     Some(Lut16Prep {
         planes,
+        next,
         last: tab[512].get(),
     })
 }
@@ -83,7 +89,7 @@ pub(crate) fn lut16_prep(tab: &ActTable) -> Option<Lut16Prep> {
 /// comparing the wrapping and the saturating differences of neighbouring entries (equal exactly
 /// when the step fits int16), the byte planes narrowed out of the words by `vpmovwb`. Returns
 /// whether the table is accepted; then every field of `*out` is written, with the same values
-/// as [`lut16_prep`]'s (in place: the caller keeps the 1,088 bytes where they are used, no
+/// as [`lut16_prep`]'s (in place: the caller keeps the 2,112 bytes where they are used, no
 /// moves).
 ///
 /// # Safety
@@ -94,7 +100,7 @@ pub(crate) unsafe fn lut16_prep_avx512(tab: &ActTable, out: *mut Lut16Prep) -> b
     let t = tab.as_ptr();
     let mut bad = 0u32;
     for r in 0..8 {
-        let mut half = [_mm256_setzero_si256(); 4];
+        let (mut half, mut nhalf) = ([_mm256_setzero_si256(); 4], [_mm256_setzero_si256(); 4]);
         for q in 0..2 {
             let j = 64 * r + 32 * q;
             // SAFETY: entries `j .. j + 33 ≤ 513` of the table (`I16` is two bytes, alignment 1).
@@ -107,14 +113,20 @@ pub(crate) unsafe fn lut16_prep_avx512(tab: &ActTable, out: *mut Lut16Prep) -> b
             bad |= _mm512_cmpneq_epi16_mask(_mm512_sub_epi16(b, a), _mm512_subs_epi16(b, a));
             half[q] = _mm512_cvtepi16_epi8(a);
             half[2 + q] = _mm512_cvtepi16_epi8(_mm512_srli_epi16::<8>(a));
+            nhalf[q] = _mm512_cvtepi16_epi8(b);
+            nhalf[2 + q] = _mm512_cvtepi16_epi8(_mm512_srli_epi16::<8>(b));
         }
-        let lo = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(half[0]), half[1]);
-        let hi = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(half[2]), half[3]);
-        // SAFETY: planes `r` and `8 + r` (`r < 8`) of `*out`, 64 bytes each (the contract).
+        let join = |h: &[__m256i; 4], i: usize| {
+            _mm512_inserti64x4::<1>(_mm512_castsi256_si512(h[i]), h[i + 1])
+        };
+        // SAFETY: planes `r` and `8 + r` (`r < 8`) of `*out`'s two plane sets, 64 bytes each
+        // (the contract).
         unsafe {
-            let planes = &raw mut (*out).planes;
-            _mm512_storeu_si512((*planes)[r].as_mut_ptr().cast(), lo);
-            _mm512_storeu_si512((*planes)[8 + r].as_mut_ptr().cast(), hi);
+            let (planes, next) = (&raw mut (*out).planes, &raw mut (*out).next);
+            _mm512_storeu_si512((*planes)[r].as_mut_ptr().cast(), join(&half, 0));
+            _mm512_storeu_si512((*planes)[8 + r].as_mut_ptr().cast(), join(&half, 2));
+            _mm512_storeu_si512((*next)[r].as_mut_ptr().cast(), join(&nhalf, 0));
+            _mm512_storeu_si512((*next)[8 + r].as_mut_ptr().cast(), join(&nhalf, 2));
         }
     }
     // SAFETY: as above.
@@ -190,10 +202,10 @@ fn vec(q: [i64; 8]) -> __m512i {
 #[allow(clippy::incompatible_msrv)]
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn planes(p: &Lut16Prep) -> [__m512i; 16] {
+fn planes(rows: &[[u8; 64]; 16]) -> [__m512i; 16] {
     // (A plain loop: `array::map` here was left out of line, copying the planes per call.)
     let mut t = [_mm512_setzero_si512(); 16];
-    for (v, r) in t.iter_mut().zip(&p.planes) {
+    for (v, r) in t.iter_mut().zip(rows) {
         // SAFETY: each row of `planes` is 64 bytes at a 64-byte-aligned offset of the
         // 64-byte-aligned struct, so every load is in bounds and aligned.
         *v = unsafe { _mm512_load_si512(r.as_ptr().cast()) };
@@ -206,16 +218,42 @@ fn planes(p: &Lut16Prep) -> [__m512i; 16] {
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 fn lookup_x64(t: &[__m512i; 16], x0: __m512i, x1: __m512i) -> (__m512i, __m512i) {
+    let ix = index_x64(x0, x1);
+    chains_x64(t, &ix)
+}
+
+/// The index bytes and segment masks of a 64-lane lookup (module doc).
+#[allow(clippy::incompatible_msrv)]
+struct Index64 {
+    idx: __m512i,
+    seg: [__mmask64; 4],
+}
+
+/// [`Index64`] of the 64 words of `(x0, x1)`.
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+fn index_x64(x0: __m512i, x1: __m512i) -> Index64 {
     let ctl = _mm512_set1_epi64(INDEX_BITS);
     let idx = _mm512_multishift_epi64_epi8(ctl, x0);
     let idx = _mm512_mask_multishift_epi64_epi8(idx, 0xF0F0_F0F0_F0F0_F0F0, ctl, x1);
     // `x < 0` ⇔ `i < 256` (bit 8 of `i` clear); bit 7 of `i` is bit 7 of the index byte.
     let neg = _mm512_movepi8_mask(_mm512_permutex2var_epi8(x0, vec(HIGH_BYTES), x1));
     let b7 = _mm512_movepi8_mask(idx);
-    let seg = [!b7 & neg, b7 & neg, !(b7 | neg), b7 & !neg];
+    Index64 {
+        idx,
+        seg: [!b7 & neg, b7 & neg, !(b7 | neg), b7 & !neg],
+    }
+}
+
+/// The words of plane set `t` at the index of `ix`, in natural order.
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+fn chains_x64(t: &[__m512i; 16], ix: &Index64) -> (__m512i, __m512i) {
     let chain = |t: &[__m512i]| {
-        let mut r = idx;
-        for (s, &k) in seg.iter().enumerate() {
+        let mut r = ix.idx;
+        for (s, &k) in ix.seg.iter().enumerate() {
             r = _mm512_mask2_permutex2var_epi8(t[2 * s], r, k, t[2 * s + 1]);
         }
         r
@@ -248,12 +286,16 @@ fn interpolate(x: __m512i, a: __m512i, b: __m512i, last: __m512i) -> __m512i {
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 pub(crate) unsafe fn lut16_x64(p: &Lut16Prep, x0: __m512i, x1: __m512i) -> (__m512i, __m512i) {
-    let t = planes(p);
-    let step = _mm512_set1_epi16(128);
-    let (a0, a1) = lookup_x64(&t, x0, x1);
-    let (b0, b1) = lookup_x64(&t, _mm512_add_epi16(x0, step), _mm512_add_epi16(x1, step));
-    let last = _mm512_set1_epi16(p.last);
-    (interpolate(x0, a0, b0, last), interpolate(x1, a1, b1, last))
+    // `tab[i]` from the planes and `tab[i + 1]` from the next-entry planes, both at `i`'s index
+    // and segments (one index computation; `tab[512]` is the last next-entry).
+    let ix = index_x64(x0, x1);
+    let (a0, a1) = chains_x64(&planes(&p.planes), &ix);
+    let (b0, b1) = chains_x64(&planes(&p.next), &ix);
+    let mix = |x: __m512i, a: __m512i, b: __m512i| {
+        let f8 = _mm512_and_si512(_mm512_slli_epi16::<8>(x), _mm512_set1_epi16(0x7F00));
+        _mm512_add_epi16(a, _mm512_mulhrs_epi16(_mm512_sub_epi16(b, a), f8))
+    };
+    (mix(x0, a0, b0), mix(x1, a1, b1))
 }
 
 /// `y[k] = lut16(tab, x[k])` for the 32 int16 lanes of `x`, `p = lut16_prep(tab)`: `tab[i]`
@@ -265,7 +307,7 @@ pub(crate) unsafe fn lut16_x64(p: &Lut16Prep, x0: __m512i, x1: __m512i) -> (__m5
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 pub(crate) unsafe fn lut16_x32(p: &Lut16Prep, x: __m512i) -> __m512i {
-    let t = planes(p);
+    let t = planes(&p.planes);
     let (a, b) = lookup_x64(&t, x, _mm512_add_epi16(x, _mm512_set1_epi16(128)));
     interpolate(x, a, b, _mm512_set1_epi16(p.last))
 }
@@ -379,7 +421,7 @@ mod tests {
     /// The prepared table is what the module doc says it is.
     #[test]
     fn x86_lut_prep_layout() {
-        assert_eq!(core::mem::size_of::<Lut16Prep>(), 1088);
+        assert_eq!(core::mem::size_of::<Lut16Prep>(), 2112);
         assert_eq!(core::mem::align_of::<Lut16Prep>(), 64);
         let t = tanh_table();
         let p = lut16_prep(&t).unwrap_or_else(|| panic!("tanh refused"));
@@ -408,7 +450,7 @@ mod tests {
                 Some(a) => {
                     ok && {
                         let b = unsafe { out.assume_init_ref() };
-                        a.planes == b.planes && a.last == b.last
+                        a.planes == b.planes && a.next == b.next && a.last == b.last
                     }
                 }
             }

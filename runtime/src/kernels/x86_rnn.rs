@@ -559,7 +559,7 @@ fn lstm_cell_w32_exact(tabs: &ActTables<'_>) -> bool {
     tabs.sig.iter().all(|e| e.get() != i16::MIN)
 }
 
-/// The sigmoid and tanh tables prepared for [`lut16_x32`] (AVX-512 VBMI), 2 × 1,088 bytes.
+/// The sigmoid and tanh tables prepared for [`lut16_x64`] and [`lut16_x32`] (AVX-512 VBMI), 2 × 2,112 bytes.
 struct VbmiLuts {
     sig: Lut16Prep,
     tanh: Lut16Prep,
