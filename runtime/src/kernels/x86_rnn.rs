@@ -1820,7 +1820,7 @@ mod tests {
                     assert!(packed_matvec(&m, &x, &mut got, None));
                     assert_eq!(got, want, "rows {rows} k {k} mode {mode}");
                     // Requantized in the same pass: against `matvec_rq_row`, with shifts from
-                    // -3 to 33 (both of `rq_i32x16`'s paths) and wrapping bias adds.
+                    // -3 to 33 (the clamped and unclamped `rq16`) and wrapping bias adds.
                     let bias: Vec<I32> = (0..rows)
                         .map(|j| {
                             I32::new(match (mode, j % 5) {
