@@ -435,9 +435,10 @@ pub(crate) fn avx512_lstm_seq(
     c: &mut [i16],
     y: &mut [i8],
 ) -> bool {
+    let exact = lstm_cell_w32_exact(tabs);
     let shape = Seq {
-        cell_hb: lstm_cell_w32_exact(tabs),
-        fuse: lstm_cell_w32_exact(tabs),
+        cell_hb: exact,
+        fuse: exact,
         gates: 4,
         input: p.input,
         hidden: p.hidden,
@@ -468,7 +469,7 @@ pub(crate) fn avx512_lstm_seq(
             })
         };
     }
-    if lstm_cell_w32_exact(tabs) {
+    if exact {
         let mut slot = MaybeUninit::uninit();
         return match VbmiLuts::new(tabs, &mut slot) {
             Some(l) => word_cell!(lstm_cell_w32_vbmi, l),
@@ -556,7 +557,11 @@ unsafe fn store_h(
 /// definition only for `-32768 · -32768`; the sigmoid outputs `i`, `f` lie between entries of
 /// the sigmoid table, so a table without `-32768` rules that out.
 fn lstm_cell_w32_exact(tabs: &ActTables<'_>) -> bool {
-    tabs.sig.iter().all(|e| e.get() != i16::MIN)
+    // A fold without early exit: it vectorizes (the scan runs once per op call).
+    !tabs
+        .sig
+        .iter()
+        .fold(false, |any, e| any | (e.get() == i16::MIN))
 }
 
 /// The sigmoid and tanh tables prepared for [`lut16_x64`] and [`lut16_x32`] (AVX-512 VBMI), 2 × 2,112 bytes.
@@ -980,8 +985,9 @@ pub(crate) fn avx512_gru_seq(
     h16: &mut [i16],
     y: &mut [i8],
 ) -> bool {
+    let exact = gru_cell_w32_exact(tabs);
     let shape = Seq {
-        cell_hb: gru_cell_w32_exact(tabs),
+        cell_hb: exact,
         fuse: false,
         gates: 3,
         input: p.input,
@@ -1013,7 +1019,7 @@ pub(crate) fn avx512_gru_seq(
             })
         };
     }
-    if gru_cell_w32_exact(tabs) {
+    if exact {
         let mut slot = MaybeUninit::uninit();
         return match VbmiLuts::new(tabs, &mut slot) {
             Some(l) => word_cell!(gru_cell_w32_vbmi, l),
