@@ -522,6 +522,35 @@ fn rq_clamp8(p: __m512i, m: __m512i, n1: __m512i, zp: __m512i) -> __m512i {
     _mm512_mask_blend_epi32(0xAAAA, fin(pe), _mm512_slli_epi64::<32>(fin(po)))
 }
 
+/// The output requantization `clamp8(zp + rq(v, mult, shift))` of the word cells as
+/// [`rq_clamp8`]'s broadcast operands: `(mult, 30 + clamp(shift, −30, 31), zp)` in i64 lanes.
+#[allow(clippy::incompatible_msrv)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn hq_consts(mult: i32, shift: i32, zp: i32) -> (__m512i, __m512i, __m512i) {
+    (
+        _mm512_set1_epi64(mult as i64),
+        _mm512_set1_epi64(30 + shift.clamp(-30, 31) as i64),
+        _mm512_set1_epi64(zp as i64),
+    )
+}
+
+/// The lane masks of a word cell's pass over `NV` vectors of 32 units with `left` units to go:
+/// one 32-lane mask per vector (the lanes past the last unit clear), and whether the second
+/// vector holds any unit.
+#[allow(clippy::incompatible_msrv)]
+fn unit_masks<const NV: usize>(left: usize) -> ([__mmask32; 2], bool) {
+    let m64: u64 = if left >= 32 * NV {
+        !0 >> (64 - 32 * NV)
+    } else {
+        (1u64 << left) - 1
+    };
+    (
+        [m64 as __mmask32, (m64 >> 32) as __mmask32],
+        NV == 2 && left > 32,
+    )
+}
+
 /// Stores the new `h` of 32 units from the word cells: `qa`, `qb` the int8 values in i32 lanes
 /// (`vpunpcklwd` / `vpunpckhwd` order, which `vpackssdw` undoes), at unit `at` of `h` and `y`
 /// (the lanes of `mask`), and `h ^ 0x80` at `hb` (the next step's recurrent input, as
@@ -701,17 +730,12 @@ macro_rules! lstm_cell_w32_fn {
         ) {
             let nh = c.len();
             let e = p.cell_exp.min(15);
-            let m = _mm512_set1_epi64(p.hq_mult as i64);
-            let n1 = _mm512_set1_epi64(30 + p.hq_shift.clamp(-30, 31) as i64);
-            let zp = _mm512_set1_epi64(p.h_zp as i64);
+            let (m, n1, zp) = hq_consts(p.hq_mult, p.hq_shift, p.h_zp);
             let mut u = 0;
             while u < nh {
                 // Two vectors of 32 units, the lanes past `nh` masked off (their addresses
                 // formed with `wrapping_add`, nothing read or written there).
-                let left = nh - u;
-                let m64: u64 = if left >= 32 * NV { !0 >> (64 - 32 * NV) } else { (1u64 << left) - 1 };
-                let mq = [m64 as __mmask32, (m64 >> 32) as __mmask32];
-                let both = NV == 2 && left > 32;
+                let (mq, both) = unit_masks::<NV>(nh - u);
                 // SAFETY: the masks select units `u..min(u + 64, nh)`: inside gate block `k` of
                 // `gates` (`4·nh` long) at `k·nh + u`, and inside `c`, `h`, `y`, `hb` (`nh`
                 // long) at `u`.
@@ -882,17 +906,12 @@ macro_rules! gru_cell_w32_fn {
             hb: *mut u8,
         ) {
             let nh = h16.len();
-            let m = _mm512_set1_epi64(p.hq_mult as i64);
-            let n1 = _mm512_set1_epi64(30 + p.hq_shift.clamp(-30, 31) as i64);
-            let zp = _mm512_set1_epi64(p.h_zp as i64);
+            let (m, n1, zp) = hq_consts(p.hq_mult, p.hq_shift, p.h_zp);
             let round = _mm512_set1_epi32(1 << 14);
             let mut u = 0;
             while u < nh {
                 // Two vectors of 32 units, as in the LSTM cell.
-                let left = nh - u;
-                let m64: u64 = if left >= 32 * NV { !0 >> (64 - 32 * NV) } else { (1u64 << left) - 1 };
-                let mq = [m64 as __mmask32, (m64 >> 32) as __mmask32];
-                let both = NV == 2 && left > 32;
+                let (mq, both) = unit_masks::<NV>(nh - u);
                 // SAFETY: the masks select units `u..min(u + 64, nh)`: inside gate block `k` of
                 // `ax` and `ah` (`3·nh` long) at `k·nh + u`, and inside `h16`, `h`, `y`, `hb`
                 // (`nh` long) at `u`.
