@@ -315,12 +315,28 @@ mod tests {
         w.finalize().unwrap();
     }
 
-    fn tmpdir(name: &str) -> PathBuf {
+    /// A scratch directory removed when the test ends, passed or failed.
+    struct TmpDir(PathBuf);
+
+    impl std::ops::Deref for TmpDir {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TmpDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn tmpdir(name: &str) -> TmpDir {
         let d =
             std::env::temp_dir().join(format!("kinglet-features-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
-        d
+        TmpDir(d)
     }
 
     fn args(inputs: Vec<PathBuf>, output: PathBuf) -> FeaturesArgs {
@@ -362,7 +378,7 @@ mod tests {
         write_wav(&d.join("b/s2_nohash_0.wav"), 16000, 1, &tone[..8000]); // short: padded
         write_wav(&d.join("a/s1_nohash_1.wav"), 16000, 1, &tone); // long: truncated
         write_wav(&d.join("a/s0_nohash_0.wav"), 16000, 1, &tone[..16000]);
-        let mut a = args(vec![d.clone()], d.join("x.npy"));
+        let mut a = args(vec![d.to_path_buf()], d.join("x.npy"));
         a.classes = Some(vec!["a".into(), "b".into()]);
         a.labels_out = Some(d.join("y.npy"));
         a.speakers_out = Some(d.join("s.txt"));
