@@ -166,15 +166,18 @@ fn time_slice(
     Ok(())
 }
 
-/// Kinglet's float-in, float-out call: one session, reused.
-struct Kinglet<'m> {
+/// Kinglet's float-in, float-out call: one session, made once (which prepares the recurrent
+/// ops' operands when the arena has room for them, `Model::prepared_bytes`) and reused, as an
+/// application would.
+struct Kinglet<'m, 'a> {
     model: &'m kinglet::Model<'m>,
-    arena: Vec<u8>,
+    session: kinglet::Session<'m, 'a>,
     out: Vec<Vec<f32>>,
 }
 
-impl<'m> Kinglet<'m> {
-    fn new(model: &'m kinglet::Model<'m>) -> Result<Self> {
+impl<'m, 'a> Kinglet<'m, 'a> {
+    /// `arena`: at least `arena_bytes() + prepared_bytes()` long.
+    fn new(model: &'m kinglet::Model<'m>, arena: &'a mut [u8]) -> Result<Self> {
         let out = (0..model.n_outputs())
             .map(|i| {
                 model
@@ -183,16 +186,16 @@ impl<'m> Kinglet<'m> {
                     .ok_or_else(|| anyhow!("output {i} missing"))
             })
             .collect::<Result<_>>()?;
+        let session = kinglet::Session::new(model, arena).map_err(|e| anyhow!("{e}"))?;
         Ok(Kinglet {
             model,
-            arena: vec![0u8; model.arena_bytes()],
+            session,
             out,
         })
     }
 
     fn run(&mut self, x: &[f32]) -> Result<()> {
-        let m = self.model;
-        let mut s = kinglet::Session::new(m, &mut self.arena).map_err(|e| anyhow!("{e}"))?;
+        let (m, s) = (self.model, &mut self.session);
         let input = m
             .input(0)
             .ok_or_else(|| anyhow!("the model has no input"))?;
@@ -234,7 +237,8 @@ pub fn bench_model(dir: &Path, opts: &Options) -> Result<ModelBench> {
         bail!("{}/test.npy has no samples", dir.display());
     }
     let tract = TractModel::load(&onnx, &shape, imported.input_f16)?;
-    let mut k = Kinglet::new(&model)?;
+    let mut arena = vec![0u8; model.arena_bytes() + model.prepared_bytes()];
+    let mut k = Kinglet::new(&model, &mut arena)?;
 
     // Sanity: both engines run the same model on the timed samples.
     let mut max_diff = 0f64;

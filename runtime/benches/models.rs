@@ -39,7 +39,7 @@ fn models(c: &mut Criterion) {
     let simd = best_isa().name();
     for (name, bytes) in example_models() {
         let model = Model::parse(&bytes).expect("valid model file");
-        let mut arena = vec![0u8; model.arena_bytes()];
+        let mut arena = vec![0u8; model.arena_bytes() + model.prepared_bytes()];
         let mut s = Session::new(&model, &mut arena).expect("session");
         let mut gen = InputGen::new(1);
         for i in 0..model.n_inputs() {

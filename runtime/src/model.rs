@@ -450,6 +450,17 @@ impl<'a> Model<'a> {
         self.plan_bytes() + (ARENA_ALIGN - 1)
     }
 
+    /// Extra bytes a [`crate::Session`] can use, on this CPU, to prepare the model's weights
+    /// once instead of at every call: given an arena at least `arena_bytes() +
+    /// prepared_bytes()` long, a session keeps each recurrent op's repacked weights and
+    /// requantization constants past its plan (45,376 bytes per LSTM or GRU op with AVX-512
+    /// VNNI, plus 64 to align them; 0 on the other levels, which keep none). Results are the
+    /// same with or without: only the time of a call changes (docs/decisions.md, "Prepared
+    /// operands").
+    pub fn prepared_bytes(&self) -> usize {
+        crate::exec::prepared_bytes(self)
+    }
+
     /// Bytes of arena the static plan uses (the header's `arena_bytes`).
     pub fn plan_bytes(&self) -> usize {
         u32_at(self.header.arena_bytes)

@@ -13,12 +13,16 @@ pub struct Session<'m, 'a> {
     model: &'m Model<'m>,
     /// The 16-aligned part of the caller's buffer, exactly the plan's `arena_bytes` long.
     arena: &'a mut [u8],
+    /// The recurrent ops' prepared operands ([`Model::prepared_bytes`]), 64-aligned, past the
+    /// plan in the caller's buffer; empty when it has no room for them.
+    pub(crate) prep: &'a [u8],
 }
 
 impl<'m, 'a> Session<'m, 'a> {
     /// Creates a session. `arena` must be at least [`Model::arena_bytes`] long (whatever its
     /// address: the session aligns its base to 16 inside it). The arena is zeroed and the
-    /// recurrent state reset.
+    /// recurrent state reset. With [`Model::prepared_bytes`] more, the session also prepares
+    /// the recurrent ops' weights here, once, instead of at every call (same results).
     pub fn new(model: &'m Model<'m>, arena: &'a mut [u8]) -> Result<Self, Error> {
         let needed = model.arena_bytes();
         if arena.len() < needed {
@@ -30,12 +34,14 @@ impl<'m, 'a> Session<'m, 'a> {
         let got = arena.len();
         let pad = (ARENA_ALIGN - arena.as_ptr() as usize % ARENA_ALIGN) % ARENA_ALIGN;
         // `pad + plan_bytes ≤ arena_bytes ≤ got`: never `None`, but `get` keeps it panic-free.
-        let arena = arena
+        let (arena, rest) = arena
             .get_mut(pad..)
-            .and_then(|a| a.get_mut(..model.plan_bytes()))
+            .and_then(|a| a.split_at_mut_checked(model.plan_bytes()))
             .ok_or(Error::ArenaTooSmall { needed, got })?;
         arena.fill(0);
-        let mut s = Session { model, arena };
+        let prep = prep_region(model, rest);
+        crate::exec::prepare(model, prep);
+        let mut s = Session { model, arena, prep };
         s.reset();
         Ok(s)
     }
@@ -137,7 +143,7 @@ impl<'m, 'a> Session<'m, 'a> {
     pub fn invoke(&mut self) -> Result<(), Error> {
         self.reset();
         for i in 0..self.model.n_ops() {
-            run_op(self.model, self.arena, i, false)?;
+            run_op(self.model, self.arena, self.prep, i, false)?;
         }
         Ok(())
     }
@@ -149,7 +155,7 @@ impl<'m, 'a> Session<'m, 'a> {
     pub fn invoke_observed(&mut self, mut after_op: impl FnMut(usize, &[u8])) -> Result<(), Error> {
         self.reset();
         for i in 0..self.model.n_ops() {
-            run_op(self.model, self.arena, i, false)?;
+            run_op(self.model, self.arena, self.prep, i, false)?;
             after_op(i, self.arena);
         }
         Ok(())
@@ -162,7 +168,7 @@ impl<'m, 'a> Session<'m, 'a> {
             return Err(Error::NotStreamable);
         }
         for i in 0..self.model.n_ops() {
-            run_op(self.model, self.arena, i, true)?;
+            run_op(self.model, self.arena, self.prep, i, true)?;
         }
         Ok(())
     }
@@ -228,6 +234,22 @@ impl<'m, 'a> Session<'m, 'a> {
         copy_exact(self.input_frame_mut(0)?, frame)?;
         self.invoke_step()?;
         copy_exact(output, self.output_frame(0)?)
+    }
+}
+
+/// The prepared operands' bytes in `rest` (the caller's buffer past the plan): the
+/// [`Model::prepared_bytes`] less their alignment slack, from the first 64-aligned byte; empty
+/// when `rest` is shorter or the model prepares nothing on this CPU.
+fn prep_region<'a>(model: &Model<'_>, rest: &'a mut [u8]) -> &'a mut [u8] {
+    let align = crate::exec::PREP_ALIGN;
+    let want = model.prepared_bytes();
+    let pad = (align - rest.as_ptr() as usize % align) % align;
+    match want.checked_sub(align) {
+        Some(len) if want > 0 => rest
+            .get_mut(pad..)
+            .and_then(|r| r.get_mut(..len))
+            .unwrap_or_default(),
+        _ => &mut [],
     }
 }
 

@@ -1342,3 +1342,50 @@ fn constant_operands_of_add_and_concat() {
     let out = run_whole(&file, &[50, 51, 52, 53]);
     assert_eq!(out, [-1, 50, 51, 11, -8, -2, 52, 53, 13, -6]);
 }
+
+/// The prepared operands (`Model::prepared_bytes`): on AVX-512 VNNI one slot per recurrent op,
+/// 64-aligned past the plan, written once by `Session::new` and found by the kernels; an arena
+/// a byte short of the slots themselves keeps none. Every model gives the same outputs either way, whole
+/// and step by step (here for the LSTM and GRU models; `tests/simd_vs_reference.rs` for every
+/// committed fixture).
+#[test]
+fn recurrent_ops_prepare_their_operands_once() {
+    use crate::kernels::{active_isa, Isa};
+    for cell in [Cell::Lstm, Cell::Gru, Cell::Rnn] {
+        let file = recurrent_model(cell, false, false, 11);
+        let m = Model::parse(&file).unwrap();
+        let input: Vec<i8> = (0..T * I).map(|k| (k * 37 % 256) as u8 as i8).collect();
+        let mut outs = Vec::new();
+        // `prepared_bytes` is the slots plus 64 bytes to align them.
+        for extra in [0, m.prepared_bytes().saturating_sub(65), m.prepared_bytes()] {
+            // Odd offsets too: the session aligns both regions itself.
+            let mut buf = vec![0u8; m.arena_bytes() + extra + 1];
+            let mut s = Session::new(&m, &mut buf[1..]).unwrap();
+            let prepared = extra == m.prepared_bytes() && extra > 0;
+            assert_eq!(!s.prep.is_empty(), prepared, "{cell:?} extra {extra}");
+            assert!(s.prep.is_empty() || s.prep.as_ptr() as usize % 64 == 0);
+            #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
+            if prepared {
+                let slot = crate::kernels::x86_rnn::RNN_PREP_BYTES;
+                assert_eq!(s.prep.len(), slot);
+                // The slot's `meta` (its last 64 bytes) names a prepared op.
+                assert_eq!(&s.prep[slot - 64..slot - 60], b"KRNN", "{cell:?}");
+            }
+            let mut whole = vec![0i8; m.output(0).unwrap().nbytes()];
+            s.run(&input, &mut whole).unwrap();
+            s.reset();
+            let mut steps = Vec::new();
+            let mut y = vec![0i8; whole.len() / T];
+            for t in 0..T {
+                s.step(&input[t * I..(t + 1) * I], &mut y).unwrap();
+                steps.extend_from_slice(&y);
+            }
+            assert_eq!(steps, whole, "{cell:?}: step by step");
+            outs.push(whole);
+        }
+        assert!(outs.windows(2).all(|w| w[0] == w[1]), "{cell:?}");
+        // The vanilla RNN keeps no prepared operands; the LSTM and GRU do on AVX-512 VNNI.
+        let want = cell != Cell::Rnn && active_isa() == Isa::Avx512Vnni;
+        assert_eq!(m.prepared_bytes() > 0, want, "{cell:?}");
+    }
+}

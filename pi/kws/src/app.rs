@@ -115,7 +115,9 @@ pub fn run(
         classes.len(),
         kinglet::kernels::matvec::active_isa().name()
     )?;
-    let mut arena = vec![0u8; model.arena_bytes()];
+    // With room for the prepared operands (`Model::prepared_bytes`, 0 on aarch64): on x86-64
+    // with AVX-512 a streaming step then no longer repacks the recurrent weights.
+    let mut arena = vec![0u8; model.arena_bytes() + model.prepared_bytes()];
     for input in &args.inputs {
         // Fresh state for every input.
         let mut spotter = Spotter::new(&model, &mut arena, &classes, params)

@@ -25,7 +25,7 @@ mod x86;
 #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
 pub(crate) mod x86_lut;
 #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
-mod x86_rnn;
+pub(crate) mod x86_rnn;
 
 pub use matvec::{active_isa, best_isa, force_reference, matvec_i8, Isa};
 

@@ -43,9 +43,13 @@
 
 use super::reference::ActTable;
 use core::arch::x86_64::*;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// A 513-entry int16 activation table prepared for [`lut16_x64`] / [`lut16_x32`]; see the
 /// module doc. 2,112 bytes, 64-byte aligned; build it once per op call, on the stack.
+/// Plain bytes (`zerocopy`), so that a session can keep one in its prepared operands
+/// ([`RnnPrep`](super::x86_rnn::RnnPrep)).
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C, align(64))]
 pub(crate) struct Lut16Prep {
     /// `planes[r]` (`r < 8`): the low bytes of `tab[64r .. 64r + 64]`; `planes[8 + r]`: the
@@ -56,6 +60,8 @@ pub(crate) struct Lut16Prep {
     next: [[u8; 64]; 16],
     /// `tab[512]`.
     last: i16,
+    /// Zero: the struct's size without implicit padding.
+    pad: [u8; 62],
 }
 
 /// Prepares `tab`, or `None` when some step `tab[j + 1] − tab[j]` is outside int16 (the
@@ -82,6 +88,7 @@ pub(crate) fn lut16_prep(tab: &ActTable) -> Option<Lut16Prep> {
         planes,
         next,
         last: tab[512].get(),
+        pad: [0; 62],
     })
 }
 
@@ -130,7 +137,10 @@ pub(crate) unsafe fn lut16_prep_avx512(tab: &ActTable, out: *mut Lut16Prep) -> b
         }
     }
     // SAFETY: as above.
-    unsafe { (&raw mut (*out).last).write(tab[512].get()) };
+    unsafe {
+        (&raw mut (*out).last).write(tab[512].get());
+        (&raw mut (*out).pad).write([0; 62]);
+    }
     bad == 0
 }
 

@@ -47,6 +47,7 @@ use super::x86_lut::{lut16_prep_avx512, lut16_x32, lut16_x64, Lut16Prep};
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 use zerocopy::little_endian::I32;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Dwords of one packed matrix on the stack (16 KB).
 const PACK: usize = 4096;
@@ -55,6 +56,7 @@ const PACK: usize = 4096;
 /// line (a 64-byte load that straddles two lines costs two L1 accesses: the products ran about
 /// 1.8x slower from a buffer at a 32-byte offset in a scratch timing loop: 0.237 against 0.134 ns
 /// per `vpdpbusd`).
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C, align(64))]
 struct PackBuf([u32; PACK]);
 /// Widest input (`I` or `H`) taken: the unsigned copy of the vector.
@@ -79,12 +81,16 @@ struct Packed<'a> {
 /// `rq(acc) = sat32(((acc · m >> n1) + 1) >> 1)` ([`rq16`]); `clamp` is whether any row has a
 /// negative shift, the only rows whose result can leave int32 (for shift 0, `|acc| ≤ 2^31` and
 /// `m < 2^31` keep `(acc · m + 2^30) >> 31` within `[−2^31 + 1, 2^31 − 2]`).
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C, align(64))]
 struct RqRows {
     bc: [i32; MATVEC_BLOCK],
     m: [i32; MATVEC_BLOCK],
     n1: [i32; MATVEC_BLOCK],
-    clamp: bool,
+    /// 1 or 0 (plain bytes: a session keeps these in its prepared operands, [`RnnPrep`]).
+    clamp: u32,
+    /// Zero: the struct's size without implicit padding.
+    pad: [u32; 15],
 }
 
 impl RqRows {
@@ -99,11 +105,12 @@ impl RqRows {
             bc: [0; MATVEC_BLOCK],
             m: [0; MATVEC_BLOCK],
             n1: [0; MATVEC_BLOCK],
-            clamp: false,
+            clamp: 0,
+            pad: [0; 15],
         };
         // SAFETY: AVX-512 VNNI is the active level (the caller's dispatch: AVX-512F); lengths
         // checked above.
-        r.clamp = unsafe { rq_rows_fill(&mut r, 0, bias, pairs, corr) };
+        r.clamp = unsafe { rq_rows_fill(&mut r, 0, bias, pairs, corr) } as u32;
         Some(r)
     }
 }
@@ -206,7 +213,7 @@ unsafe fn rq_rows(rq: &RqRows, r: usize, mask: __mmask16, acc: __m512i) -> __m51
     // `MATVEC_BLOCK`-long arrays.
     unsafe {
         let ld = |a: &[i32; MATVEC_BLOCK]| _mm512_maskz_loadu_epi32(mask, a.as_ptr().add(r).cast());
-        rq16(acc, ld(&rq.bc), ld(&rq.m), ld(&rq.n1), rq.clamp)
+        rq16(acc, ld(&rq.bc), ld(&rq.m), ld(&rq.n1), rq.clamp != 0)
     }
 }
 
@@ -284,6 +291,26 @@ fn pack<'a>(
         core::slice::from_raw_parts(p, words)
     };
     Packed { pack, corr, k }
+}
+
+/// [`pack`] into a session's prepared operands ([`RnnPrep`]).
+///
+/// # Safety
+/// AVX-512 VNNI; [`packs`]`(rows, k)`, `w.len() = rows · k`, `corr.len() = rows`.
+unsafe fn pack_into(w: &[i8], rows: usize, k: usize, buf: &mut PackBuf, corr: &mut [i32]) {
+    // SAFETY: the contract; `buf` holds `PACK` dwords, at least the `⌈rows/16⌉ · 16 · ⌈k/4⌉`
+    // that `avx512_pack_strided` writes (`packs`).
+    unsafe { avx512_pack_strided(w, k, rows, buf.0.as_mut_ptr(), corr, (1, rows.div_ceil(16))) };
+}
+
+/// The packed matrix of [`pack_into`] (`rows` rows of `k` columns) and its corrections.
+fn packed_of<'a>(buf: &'a PackBuf, corr: &'a [i32], rows: usize, k: usize) -> Packed<'a> {
+    let words = rows.div_ceil(16) * 16 * k.div_ceil(4);
+    Packed {
+        pack: buf.0.get(..words).unwrap_or_default(),
+        corr: corr.get(..rows).unwrap_or_default(),
+        k,
+    }
 }
 
 /// `out[j] = Σ_k w[j, k] · x[k]` (wrapping) for `j < out.len()` from the packed `m`, eight
@@ -436,7 +463,11 @@ pub(crate) fn avx512_lstm_seq(
     c: &mut [i16],
     y: &mut [i8],
 ) -> bool {
-    let exact = lstm_cell_w32_exact(tabs);
+    let cached = prepared(wt, 4, p.input, p.hidden);
+    let exact = match cached {
+        Some(pp) => pp.exact(),
+        None => lstm_cell_w32_exact(tabs),
+    };
     let shape = Seq {
         cell_hb: exact,
         fuse: exact,
@@ -452,7 +483,7 @@ pub(crate) fn avx512_lstm_seq(
     let nh = p.hidden;
     macro_rules! word_cell {
         ($cell:ident, $luts:expr) => {
-            run_seq(&shape, wt, x, h, y, |_ax, _ah, g16, h, yt, hb| {
+            run_seq(&shape, wt, cached, x, h, y, |_ax, _ah, g16, h, yt, hb| {
                 let ok = g16.len() == 4 * nh && h.len() == nh && yt.len() == nh;
                 // SAFETY: AVX-512 VNNI is the active level (the caller's dispatch: F and BW),
                 // and VBMI where the VBMI tables exist (`VbmiLuts::new` checked it); lengths
@@ -472,12 +503,16 @@ pub(crate) fn avx512_lstm_seq(
     }
     if exact {
         let mut slot = MaybeUninit::uninit();
-        return match VbmiLuts::new(tabs, &mut slot) {
+        let luts = match cached {
+            Some(pp) => pp.luts(),
+            None => VbmiLuts::new(tabs, &mut slot),
+        };
+        return match luts {
             Some(l) => word_cell!(lstm_cell_w32_vbmi, l),
             None => word_cell!(lstm_cell_w32, tabs),
         };
     }
-    run_seq(&shape, wt, x, h, y, |ax, ah, _g16, h, yt, _hb| {
+    run_seq(&shape, wt, cached, x, h, y, |ax, ah, _g16, h, yt, _hb| {
         avx512_lstm_cell(p, tabs, CellGates::I32(ax, ah), c, h, yt)
     })
 }
@@ -595,6 +630,8 @@ fn lstm_cell_w32_exact(tabs: &ActTables<'_>) -> bool {
 }
 
 /// The sigmoid and tanh tables prepared for [`lut16_x64`] and [`lut16_x32`] (AVX-512 VBMI), 2 × 2,112 bytes.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
 struct VbmiLuts {
     sig: Lut16Prep,
     tanh: Lut16Prep,
@@ -1005,7 +1042,11 @@ pub(crate) fn avx512_gru_seq(
     h16: &mut [i16],
     y: &mut [i8],
 ) -> bool {
-    let exact = gru_cell_w32_exact(tabs);
+    let cached = prepared(wt, 3, p.input, p.hidden);
+    let exact = match cached {
+        Some(pp) => pp.exact(),
+        None => gru_cell_w32_exact(tabs),
+    };
     let shape = Seq {
         cell_hb: exact,
         fuse: false,
@@ -1022,7 +1063,7 @@ pub(crate) fn avx512_gru_seq(
     // As in `avx512_lstm_seq`.
     macro_rules! word_cell {
         ($cell:ident, $luts:expr) => {
-            run_seq(&shape, wt, x, h, y, |ax, ah, _g16, h, yt, hb| {
+            run_seq(&shape, wt, cached, x, h, y, |ax, ah, _g16, h, yt, hb| {
                 let ok =
                     ax.len() == 3 * nh && ah.len() == 3 * nh && h.len() == nh && yt.len() == nh;
                 // SAFETY: as in `avx512_lstm_seq`.
@@ -1041,12 +1082,16 @@ pub(crate) fn avx512_gru_seq(
     }
     if exact {
         let mut slot = MaybeUninit::uninit();
-        return match VbmiLuts::new(tabs, &mut slot) {
+        let luts = match cached {
+            Some(pp) => pp.luts(),
+            None => VbmiLuts::new(tabs, &mut slot),
+        };
+        return match luts {
             Some(l) => word_cell!(gru_cell_w32_vbmi, l),
             None => word_cell!(gru_cell_w32, tabs),
         };
     }
-    run_seq(&shape, wt, x, h, y, |ax, ah, _g16, h, yt, _hb| {
+    run_seq(&shape, wt, cached, x, h, y, |ax, ah, _g16, h, yt, _hb| {
         avx512_gru_cell(p, tabs, CellGates::I32(ax, ah), h16, h, yt)
     })
 }
@@ -1171,6 +1216,122 @@ unsafe fn packed_matmat(
     }
 }
 
+/// A recurrent op's operands prepared once per session, in the bytes the session keeps for
+/// them past its arena ([`Model::prepared_bytes`](crate::Model::prepared_bytes)): `W` and `R`
+/// repacked with their corrections, both requantizations' constants, the VBMI tables and the
+/// exactness checks' verdicts: everything [`run_seq`] and the cells otherwise redo at every op
+/// call (about a tenth of `kws_lstm`'s time in `perf`). Plain bytes (`zerocopy`), read back
+/// only when `meta` names the same shape ([`prepared`]); the values are numbers the kernels
+/// compute with, never addresses or lengths, so no contents can make a kernel read or write
+/// outside its operands.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C, align(64))]
+pub(crate) struct RnnPrep {
+    w: PackBuf,
+    r: PackBuf,
+    wcorr: [i32; MATVEC_BLOCK],
+    rcorr: [i32; MATVEC_BLOCK],
+    rqx: RqRows,
+    rqh: RqRows,
+    luts: VbmiLuts,
+    /// `[PREP_MAGIC, gates, input, hidden, exact, luts, 0, ..]`: `exact` the word cell's
+    /// precondition ([`lstm_cell_w32_exact`], [`gru_cell_w32_exact`]), `luts` whether `luts`
+    /// holds both tables ([`VbmiLuts::new`]).
+    meta: [u32; 16],
+}
+
+/// Bytes of one op's [`RnnPrep`] (45,376).
+pub(crate) const RNN_PREP_BYTES: usize = core::mem::size_of::<RnnPrep>();
+
+/// `meta[0]` of a prepared [`RnnPrep`].
+const PREP_MAGIC: u32 = u32::from_le_bytes(*b"KRNN");
+
+/// Prepares the operands of an LSTM (`gates = 4`) or GRU (`gates = 3`) op with `input` inputs
+/// and `hidden` units in `slot` ([`RNN_PREP_BYTES`] long, 64-byte aligned). Returns whether it
+/// did; otherwise (the shapes take the general path, or `slot` does not fit) `slot` is marked
+/// unprepared and the op prepares per call as before. AVX-512 VNNI must be the active level.
+pub(crate) fn avx512_rnn_prepare(
+    gates: usize,
+    input: usize,
+    hidden: usize,
+    wt: &GateWeights<'_>,
+    tabs: &ActTables<'_>,
+    slot: &mut [u8],
+) -> bool {
+    let Ok(pp) = RnnPrep::mut_from_bytes(slot) else {
+        return false;
+    };
+    pp.meta = [0; 16];
+    let g = gates * hidden;
+    let ok = (gates == 3 || gates == 4)
+        && hidden > 0
+        && g <= MATVEC_BLOCK
+        && packs(g, input)
+        && packs(g, hidden)
+        && wt.fits(gates, input, hidden);
+    if !ok {
+        return false;
+    }
+    // SAFETY: the active level is AVX-512 VNNI (the caller's contract); `packs` and `fits`
+    // checked the shapes `pack_into` requires.
+    unsafe {
+        pack_into(wt.w, g, input, &mut pp.w, &mut pp.wcorr[..g]);
+        pack_into(wt.r, g, hidden, &mut pp.r, &mut pp.rcorr[..g]);
+    }
+    let (Some(rqx), Some(rqh)) = (
+        RqRows::new(wt.bias_x, wt.rq_x, &pp.wcorr[..g]),
+        RqRows::new(wt.bias_h, wt.rq_h, &pp.rcorr[..g]),
+    ) else {
+        return false;
+    };
+    (pp.rqx, pp.rqh) = (rqx, rqh);
+    let exact = if gates == 4 {
+        lstm_cell_w32_exact(tabs)
+    } else {
+        gru_cell_w32_exact(tabs)
+    };
+    // SAFETY: VBMI (checked first) comes with AVX-512F/BW; both field pointers are valid for
+    // writes (fields of `*pp`).
+    let luts = has_vbmi()
+        && unsafe {
+            lut16_prep_avx512(tabs.sig, &raw mut pp.luts.sig)
+                && lut16_prep_avx512(tabs.tanh, &raw mut pp.luts.tanh)
+        };
+    pp.meta[..6].copy_from_slice(&[
+        PREP_MAGIC,
+        gates as u32,
+        input as u32,
+        hidden as u32,
+        exact as u32,
+        luts as u32,
+    ]);
+    true
+}
+
+/// The op's prepared operands ([`RnnPrep`]), when `wt` carries a slot prepared for this shape.
+fn prepared<'w>(
+    wt: &GateWeights<'w>,
+    gates: usize,
+    input: usize,
+    hidden: usize,
+) -> Option<&'w RnnPrep> {
+    let pp = RnnPrep::ref_from_bytes(wt.prep?).ok()?;
+    let want = [PREP_MAGIC as usize, gates, input, hidden];
+    (pp.meta[..4].iter().zip(want).all(|(&m, w)| m as usize == w)).then_some(pp)
+}
+
+impl RnnPrep {
+    /// Whether the word cell is exact for the op's tables.
+    fn exact(&self) -> bool {
+        self.meta[4] != 0
+    }
+
+    /// The prepared VBMI tables, if any.
+    fn luts(&self) -> Option<&VbmiLuts> {
+        (self.meta[5] != 0).then_some(&self.luts)
+    }
+}
+
 /// The step loop shared by the LSTM and GRU: repacks `W` and `R` and builds their
 /// requantization constants, then per [`XSTEPS`] steps the requantized input products
 /// `ax = rq(bias_x + W·x_t)` in one pass ([`packed_matmat`]), and per step the recurrent one
@@ -1186,6 +1347,7 @@ unsafe fn packed_matmat(
 fn run_seq(
     s: &Seq,
     wt: &GateWeights<'_>,
+    cached: Option<&RnnPrep>,
     x: &[i8],
     h: &mut [i8],
     y: &mut [i8],
@@ -1204,15 +1366,29 @@ fn run_seq(
     if !ok {
         return false;
     }
+    // The operands prepared once per session, or here, once per call.
     let (mut wbuf, mut rbuf) = (MaybeUninit::uninit(), MaybeUninit::uninit());
     let (mut wcorr, mut rcorr) = ([0i32; MATVEC_BLOCK], [0i32; MATVEC_BLOCK]);
-    let wp = pack(wt.w, g, ni, &mut wbuf, &mut wcorr[..g]);
-    let rp = pack(wt.r, g, nh, &mut rbuf, &mut rcorr[..g]);
-    let (Some(rqx), Some(rqh)) = (
-        RqRows::new(wt.bias_x, wt.rq_x, wp.corr),
-        RqRows::new(wt.bias_h, wt.rq_h, rp.corr),
-    ) else {
-        return false;
+    let local;
+    let (wp, rp, rqx, rqh) = match cached {
+        Some(pp) => (
+            packed_of(&pp.w, &pp.wcorr, g, ni),
+            packed_of(&pp.r, &pp.rcorr, g, nh),
+            &pp.rqx,
+            &pp.rqh,
+        ),
+        None => {
+            let wp = pack(wt.w, g, ni, &mut wbuf, &mut wcorr[..g]);
+            let rp = pack(wt.r, g, nh, &mut rbuf, &mut rcorr[..g]);
+            let (Some(rqx), Some(rqh)) = (
+                RqRows::new(wt.bias_x, wt.rq_x, wp.corr),
+                RqRows::new(wt.bias_h, wt.rq_h, rp.corr),
+            ) else {
+                return false;
+            };
+            local = (rqx, rqh);
+            (wp, rp, &local.0, &local.1)
+        }
     };
     let mut xb = Align64([[0u32; KMAX / 4]; XSTEPS]);
     let xb = &mut xb.0;
@@ -1239,7 +1415,7 @@ fn run_seq(
         }
         // SAFETY: as above; `wp` packs `g ≤ MATVEC_BLOCK` rows of `ni ≤ KMAX` columns, and
         // `⌈chunk/4⌉ · 4 ≤ XSTEPS` (XSTEPS is a multiple of four).
-        unsafe { packed_matmat(&wp, xb, chunk.div_ceil(4), g, &rqx, ax) };
+        unsafe { packed_matmat(&wp, xb, chunk.div_ceil(4), g, rqx, ax) };
         for (i, axi) in ax.iter().enumerate().take(chunk) {
             let t = step_index(it + i, steps, s.reverse);
             // In bounds by the checks above; the cell re-checks its lengths and cannot fail for
@@ -1253,7 +1429,7 @@ fn run_seq(
                     unsigned_dwords(h, hb);
                 }
                 let fused = s.fuse.then_some((&axi[..g], &mut *g16));
-                packed_blocks(&rp, hb, 0..g.div_ceil(16), ah, Some(&rqh), fused);
+                packed_blocks(&rp, hb, 0..g.div_ceil(16), ah, Some(rqh), fused);
             }
             if !cell(&axi[..g], ah, g16, h, yt, hb) {
                 return true;
@@ -1749,12 +1925,13 @@ mod tests {
                             bias_h: &bh,
                             rq_x: &qx,
                             rq_h: &qh,
+                            prep: None,
                         };
                         let x: Vec<i8> = (0..steps * ni).map(|_| rng.i8()).collect();
                         let h0: Vec<i8> = (0..nh).map(|_| rng.i8()).collect();
                         let s0: Vec<i16> =
                             (0..nh).map(|_| rng.i32_in(-32768, 32767) as i16).collect();
-                        let run = |forced: bool| {
+                        let run = |forced: bool, wt: &GateWeights<'_>| {
                             let (mut h, mut st, mut y) =
                                 (h0.clone(), s0.clone(), std::vec![0i8; steps * nh]);
                             let mut scratch = std::vec![0i16; 2 * g];
@@ -1772,7 +1949,7 @@ mod tests {
                                 };
                                 lstm_i8(
                                     &p,
-                                    &wt,
+                                    wt,
                                     &tabs,
                                     &x,
                                     &mut h,
@@ -1792,16 +1969,52 @@ mod tests {
                                     hq_mult: 1_140_850_688,
                                     hq_shift: 9,
                                 };
-                                gru_i8(&p, &wt, &tabs, &x, &mut h, &mut st, &mut y, &mut scratch);
+                                gru_i8(&p, wt, &tabs, &x, &mut h, &mut st, &mut y, &mut scratch);
                             }
                             force_reference(false);
                             (h, st, y)
                         };
-                        let (simd, reference) = (run(false), run(true));
-                        assert_eq!(
-                            simd, reference,
-                            "H {nh} I {ni} T {steps} gates {gates} reverse {reverse}"
-                        );
+                        let (simd, reference) = (run(false, &wt), run(true, &wt));
+                        let case =
+                            std::format!("H {nh} I {ni} T {steps} gates {gates} reverse {reverse}");
+                        assert_eq!(simd, reference, "{case}");
+                        // With the operands prepared once (a session's `RnnPrep` slot): the
+                        // same. Prepared from other weights (`R` negated), the kernels run
+                        // those: the slot is what they read.
+                        let mut buf = std::vec![0u8; RNN_PREP_BYTES + 64];
+                        let at = buf.as_ptr().align_offset(64);
+                        let slot = &mut buf[at..at + RNN_PREP_BYTES];
+                        assert!(avx512_rnn_prepare(gates, ni, nh, &wt, &tabs, slot));
+                        let with = GateWeights {
+                            prep: Some(slot),
+                            ..wt
+                        };
+                        assert_eq!(run(false, &with), reference, "{case}: prepared");
+                        let r2: Vec<i8> = r.iter().map(|&v| v.wrapping_neg()).collect();
+                        let wt2 = GateWeights { r: &r2, ..wt };
+                        let mut buf2 = std::vec![0u8; RNN_PREP_BYTES + 64];
+                        let at = buf2.as_ptr().align_offset(64);
+                        let slot2 = &mut buf2[at..at + RNN_PREP_BYTES];
+                        assert!(avx512_rnn_prepare(gates, ni, nh, &wt2, &tabs, slot2));
+                        let other = GateWeights {
+                            prep: Some(slot2),
+                            ..wt
+                        };
+                        let want = run(true, &wt2);
+                        assert_ne!(want, reference, "{case}: R negated changes the outputs");
+                        assert_eq!(run(false, &other), want, "{case}: the slot is read");
+                        // A slot for another shape is not.
+                        let shape = if gates == 4 { 3 } else { 4 };
+                        let mut buf3 = std::vec![0u8; RNN_PREP_BYTES + 64];
+                        let at = buf3.as_ptr().align_offset(64);
+                        let slot3 = &mut buf3[at..at + RNN_PREP_BYTES];
+                        let prepared3 = avx512_rnn_prepare(shape, ni, nh, &wt, &tabs, slot3);
+                        assert!(!prepared3, "{case}: weights of the wrong length");
+                        let stale = GateWeights {
+                            prep: Some(slot3),
+                            ..wt
+                        };
+                        assert_eq!(run(false, &stale), reference, "{case}: unprepared slot");
                         cases += 1;
                     }
                 }
@@ -1871,7 +2084,7 @@ mod tests {
                         })
                         .collect();
                     let rq = RqRows::new(&bias, &pairs, m.corr).expect("rows fit");
-                    assert_eq!(rq.clamp, mode == 2);
+                    assert_eq!(rq.clamp != 0, mode == 2);
                     assert!(packed_matvec(&m, &x, &mut got, Some(&rq)));
                     for (j, &g) in got.iter().enumerate() {
                         assert_eq!(g, matvec_rq_row(&w, &bias, &pairs, &x, j), "rq row {j}");

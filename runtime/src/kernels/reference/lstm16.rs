@@ -226,6 +226,7 @@ fn narrowed<const W: usize, const R: usize>(
         bias_h: bh,
         rq_x: qx,
         rq_h: qh,
+        prep: None,
     };
     super::lstm::lstm_i8(p, &wt8, tabs, x, h, c, y, gates);
     true
@@ -476,6 +477,7 @@ mod tests {
                         bias_h: &bh,
                         rq_x: &qx,
                         rq_h: &qh,
+                        prep: None,
                     };
                     let pk = pack(&wt, ni, nh);
                     let w16 = Unit16Weights {

@@ -51,6 +51,10 @@ pub struct GateWeights<'w> {
     pub rq_x: &'w [I32],
     /// Recurrent requantization pairs `[G·H, 2]`.
     pub rq_h: &'w [I32],
+    /// These operands as the active SIMD level prepared them once for a session
+    /// ([`Model::prepared_bytes`](crate::Model::prepared_bytes)), or `None`: the kernels then
+    /// prepare them at every call. Only a speed matter: results are the same either way.
+    pub prep: Option<&'w [u8]>,
 }
 
 impl GateWeights<'_> {
