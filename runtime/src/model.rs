@@ -664,23 +664,46 @@ impl<'a> TensorInfo<'a> {
 
     /// Quantizes `x` into `out` (over their common length): `q = sat8(round(x / scale) + zp)`,
     /// rounding half away from zero. A NaN becomes the zero point.
+    /// (On x86-64 the same loop runs at the widest vector width the CPU has, with the same
+    /// bytes: `kernels/x86_io.rs`.)
     pub fn quantize(&self, x: &[f32], out: &mut [i8]) {
-        for (o, &v) in out.iter_mut().zip(x) {
-            let r = v / self.scale;
-            let r = if r.is_nan() {
-                0.0
-            } else {
-                r.clamp(-1024.0, 1024.0)
-            };
-            *o = (round_half_away(r) + self.zero_point).clamp(-128, 127) as i8;
+        #[cfg(target_arch = "x86_64")]
+        if crate::kernels::x86_io::quantize_wide(self.scale, self.zero_point, x, out) {
+            return;
         }
+        quantize_loop(self.scale, self.zero_point, x, out)
     }
 
     /// Dequantizes `q` into `out` (over their common length): `scale · (q - zp)`.
     pub fn dequantize(&self, q: &[i8], out: &mut [f32]) {
-        for (o, &v) in out.iter_mut().zip(q) {
-            *o = self.scale * (v as i32 - self.zero_point) as f32;
+        #[cfg(target_arch = "x86_64")]
+        if crate::kernels::x86_io::dequantize_wide(self.scale, self.zero_point, q, out) {
+            return;
         }
+        dequantize_loop(self.scale, self.zero_point, q, out)
+    }
+}
+
+/// [`TensorInfo::quantize`]'s loop, inlined wherever it runs (the x86 versions compile it with
+/// wider vectors).
+#[inline(always)]
+pub(crate) fn quantize_loop(scale: f32, zp: i32, x: &[f32], out: &mut [i8]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        let r = v / scale;
+        let r = if r.is_nan() {
+            0.0
+        } else {
+            r.clamp(-1024.0, 1024.0)
+        };
+        *o = (round_half_away(r) + zp).clamp(-128, 127) as i8;
+    }
+}
+
+/// [`TensorInfo::dequantize`]'s loop, as [`quantize_loop`].
+#[inline(always)]
+pub(crate) fn dequantize_loop(scale: f32, zp: i32, q: &[i8], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(q) {
+        *o = scale * (v as i32 - zp) as f32;
     }
 }
 

@@ -22,6 +22,8 @@ pub(crate) mod dsp;
 mod neon;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_io;
 #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
 pub(crate) mod x86_lut;
 #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
