@@ -11,15 +11,20 @@
 //!
 //! **One 64-lane lookup** (`tab[i]` for the 64 words of two vectors):
 //! - `vpmultishiftqb` (twice, the second merge-masked) puts bits 7..14 of every word (`i & 255`)
-//!   into one byte vector. It can only move bits within a qword, so the bytes come out in an
-//!   interleaved order: byte `8q + j` is lane `4q + j` of the first vector for `j < 4`, lane
-//!   `4q + j − 4` of the second for `j ≥ 4`. Every byte vector below uses that order.
+//!   into one byte vector. It can only move bits within a qword, so it reads the two vectors'
+//!   qwords regrouped by `vpunpck{l,h}qdq` (per 128-bit lane, both first qwords, then both
+//!   second ones), and the bytes come out in an interleaved order: in 128-bit lane `L`, byte
+//!   `16L + j` is word `8L + j` of the first vector and byte `16L + 8 + j` word `8L + j` of the
+//!   second (`j < 8`). Every byte vector below uses that order.
 //! - The segment `i >> 7` is bit 7 of that byte (`vpmovb2m`) and the inverted sign of `x`
 //!   (`vpmovb2m` of the words' high bytes, picked by one `vpermt2b`): four disjoint lane masks.
-//! - Each plane is a chain of four merge-masked `vpermi2b`, one per segment, each writing only
-//!   its segment's lanes. `vpermi2b` keeps its index operand in the lanes it does not write, so
-//!   a lane still holds its index until the one step that replaces it: no blends.
-//! - Two `vpermt2b` interleave the low and high planes back into words in natural order.
+//! - Each plane is four `vpermi2b`, one per segment, independent of each other, merged by their
+//!   segment masks in a tree of three blends (two deep; a chain of four merge-masked `vpermi2b`
+//!   through the index register, the first version, added up their latencies on a recurrent
+//!   step's critical path).
+//! - `vpunpck{l,h}bw` of the low and high planes give the words of both vectors in natural
+//!   order (the index order above is chosen for this: in-lane interleaves instead of two
+//!   `vpermt2b` per plane pair).
 //!
 //! **Interpolation**: in [`lut16_x64`], `b = tab[i + 1]` comes from a second set of planes
 //! holding `tab[1..513]` (`Lut16Prep::next`), looked up with `a`'s index bytes and segment
@@ -163,7 +168,7 @@ const fn qwords(b: [u8; 64]) -> [i64; 8] {
 
 /// Byte position, in the interleaved order (module doc), of lane `w` of vector `half`.
 const fn interleaved(half: usize, w: usize) -> usize {
-    8 * (w / 4) + 4 * half + w % 4
+    16 * (w / 8) + 8 * half + w % 8
 }
 
 /// `vpermt2b` selector of the high byte of every word of two vectors, in the interleaved order.
@@ -180,22 +185,6 @@ const HIGH_BYTES: [i64; 8] = {
     }
     qwords(b)
 };
-
-/// `vpermt2b` selectors (low plane, high plane) back to the words of vector `half` in natural
-/// order.
-const fn words_of(half: usize) -> [i64; 8] {
-    let mut b = [0u8; 64];
-    let mut w = 0;
-    while w < 32 {
-        let p = interleaved(half, w) as u8;
-        b[2 * w] = p;
-        b[2 * w + 1] = 64 + p;
-        w += 1;
-    }
-    qwords(b)
-}
-const WORDS_0: [i64; 8] = words_of(0);
-const WORDS_1: [i64; 8] = words_of(1);
 
 /// `vpmultishiftqb` control: bits 7..14 of each of a qword's four words, twice.
 const INDEX_BITS: i64 = 0x3727_1707_3727_1707;
@@ -245,8 +234,11 @@ struct Index64 {
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 fn index_x64(x0: __m512i, x1: __m512i) -> Index64 {
     let ctl = _mm512_set1_epi64(INDEX_BITS);
-    let idx = _mm512_multishift_epi64_epi8(ctl, x0);
-    let idx = _mm512_mask_multishift_epi64_epi8(idx, 0xF0F0_F0F0_F0F0_F0F0, ctl, x1);
+    // Per 128-bit lane, the first qwords of both vectors, then their second qwords: each
+    // byte of the index then comes from its own qword (module doc).
+    let (first, second) = (_mm512_unpacklo_epi64(x0, x1), _mm512_unpackhi_epi64(x0, x1));
+    let idx = _mm512_multishift_epi64_epi8(ctl, first);
+    let idx = _mm512_mask_multishift_epi64_epi8(idx, 0xF0F0_F0F0_F0F0_F0F0, ctl, second);
     // `x < 0` ⇔ `i < 256` (bit 8 of `i` clear); bit 7 of `i` is bit 7 of the index byte.
     let neg = _mm512_movepi8_mask(_mm512_permutex2var_epi8(x0, vec(HIGH_BYTES), x1));
     let b7 = _mm512_movepi8_mask(idx);
@@ -273,10 +265,9 @@ fn chains_x64(t: &[__m512i; 16], ix: &Index64) -> (__m512i, __m512i) {
     };
     let lo = chain(&t[..8]);
     let hi = chain(&t[8..]);
-    (
-        _mm512_permutex2var_epi8(lo, vec(WORDS_0), hi),
-        _mm512_permutex2var_epi8(lo, vec(WORDS_1), hi),
-    )
+    // Bytes `16L + j` (`j < 8`) are the first vector's words `8L + j`, bytes `16L + 8 + j` the
+    // second's: the in-lane byte interleaves give both in natural order.
+    (_mm512_unpacklo_epi8(lo, hi), _mm512_unpackhi_epi8(lo, hi))
 }
 
 /// `a + ((b' − a) · f + 64) >> 7` with `b' = b`, or `tab[512]` where `i = 511`.
