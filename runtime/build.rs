@@ -16,7 +16,10 @@
 //! names the core (`.cpu`), which must match the architecture.
 //!
 //! Sets `cfg(kinglet_avx512)` when the compiler is at least 1.89, which stabilised the AVX-512
-//! intrinsics of the VNNI kernel (the crate's MSRV is older).
+//! intrinsics of the VNNI kernel (the crate's MSRV is older), and with it, on x86-64,
+//! `cfg(kinglet_prep)`: the sessions' prepared operands (`Model::prepared_bytes`), which no other
+//! target keeps and which are compiled out there (not a byte or an instruction on a
+//! microcontroller).
 
 use std::env;
 use std::process::Command;
@@ -25,8 +28,12 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(kinglet_dsp)");
     println!("cargo::rustc-check-cfg=cfg(kinglet_avx512)");
     println!("cargo::rustc-check-cfg=cfg(kinglet_v8m)");
+    println!("cargo::rustc-check-cfg=cfg(kinglet_prep)");
     if rustc_minor().is_some_and(|m| m >= 89) {
         println!("cargo::rustc-cfg=kinglet_avx512");
+        if env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|a| a == "x86_64") {
+            println!("cargo::rustc-cfg=kinglet_prep");
+        }
     }
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=KINGLET_NO_DSP");

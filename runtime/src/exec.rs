@@ -496,6 +496,7 @@ impl<'a> Ctx<'_, 'a> {
             bias_h: self.konst_i32(4, gh, "bias_h must be int32 constant [G·H]")?,
             rq_x: self.konst_rq(5, gh, "rq_x must be int32 constant [G·H, 2]")?,
             rq_h: self.konst_rq(6, gh, "rq_h must be int32 constant [G·H, 2]")?,
+            #[cfg(kinglet_prep)]
             prep: None,
         })
     }
@@ -1350,8 +1351,8 @@ fn i32s(b: &mut [u8]) -> Option<&mut [i32]> {
 
 /// Bytes of one recurrent op's prepared operands on this CPU (0: the active SIMD level keeps
 /// none).
+#[cfg(kinglet_prep)]
 fn prep_slot_bytes() -> usize {
-    #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
     if crate::kernels::matvec::active_isa() == crate::kernels::Isa::Avx512Vnni {
         return crate::kernels::x86_rnn::RNN_PREP_BYTES;
     }
@@ -1360,25 +1361,40 @@ fn prep_slot_bytes() -> usize {
 
 /// Whether op `i` owns a slot of prepared operands: the LSTM and GRU ops, one slot each, in op
 /// order.
+#[cfg(kinglet_prep)]
 fn has_prep_slot(m: &Model<'_>, i: usize) -> bool {
     m.op(i)
         .is_some_and(|o| o.opcode() == OP_LSTM || o.opcode() == OP_GRU)
 }
 
-/// [`Model::prepared_bytes`]: a slot per recurrent op, plus room to align the first to 64.
+/// [`Model::prepared_bytes`]: a slot per recurrent op, plus room to align the first to 64; 0
+/// where the active level keeps none, and on every target but x86-64 (`cfg(kinglet_prep)`,
+/// `build.rs`).
 pub(crate) fn prepared_bytes(m: &Model<'_>) -> usize {
-    let slot = prep_slot_bytes();
-    let n = (0..m.n_ops()).filter(|&i| has_prep_slot(m, i)).count();
-    if slot == 0 || n == 0 {
-        return 0;
+    #[cfg(kinglet_prep)]
+    {
+        let slot = prep_slot_bytes();
+        if slot == 0 {
+            return 0;
+        }
+        match (0..m.n_ops()).filter(|&i| has_prep_slot(m, i)).count() {
+            0 => 0,
+            n => n * slot + PREP_ALIGN,
+        }
     }
-    n * slot + PREP_ALIGN
+    #[cfg(not(kinglet_prep))]
+    {
+        let _ = m;
+        0
+    }
 }
 
 /// Alignment of the prepared operands (the packed weights' vectors).
+#[cfg(kinglet_prep)]
 pub(crate) const PREP_ALIGN: usize = 64;
 
 /// Op `i`'s slot in `prep` (the session's prepared bytes, 64-aligned), if it has one there.
+#[cfg(kinglet_prep)]
 fn prep_slot<'p>(m: &Model<'_>, prep: &'p [u8], i: usize) -> Option<&'p [u8]> {
     let slot = prep_slot_bytes();
     if slot == 0 || !has_prep_slot(m, i) {
@@ -1391,7 +1407,9 @@ fn prep_slot<'p>(m: &Model<'_>, prep: &'p [u8], i: usize) -> Option<&'p [u8]> {
 /// Prepares every recurrent op's operands in `prep` (the session's prepared bytes,
 /// 64-aligned), where the active SIMD level keeps them (AVX-512 VNNI); a slot that does not fit
 /// or an op that takes the general path stays unprepared. Runs once, when a session is made.
+#[cfg(kinglet_prep)]
 pub(crate) fn prepare(m: &Model<'_>, prep: &mut [u8]) {
+    use crate::kernels::x86_rnn::avx512_rnn_prepare;
     let slot = prep_slot_bytes();
     if slot == 0 {
         return;
@@ -1405,31 +1423,25 @@ pub(crate) fn prepare(m: &Model<'_>, prep: &mut [u8]) {
             return;
         };
         k += 1;
-        #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
-        {
-            use crate::kernels::x86_rnn::avx512_rnn_prepare;
-            match decode(m, i, false, Decode::Run) {
-                Ok(Exec::Lstm {
-                    p,
-                    wt: LstmWeights::Int8(wt),
-                    tabs,
-                    ..
-                }) => {
-                    avx512_rnn_prepare(4, p.input, p.hidden, &wt, &tabs, bytes);
-                }
-                Ok(Exec::Gru { p, wt, tabs, .. }) => {
-                    avx512_rnn_prepare(3, p.input, p.hidden, &wt, &tabs, bytes);
-                }
-                _ => bytes.fill(0),
+        match decode(m, i, false, Decode::Run) {
+            Ok(Exec::Lstm {
+                p,
+                wt: LstmWeights::Int8(wt),
+                tabs,
+                ..
+            }) => {
+                avx512_rnn_prepare(4, p.input, p.hidden, &wt, &tabs, bytes);
             }
+            Ok(Exec::Gru { p, wt, tabs, .. }) => {
+                avx512_rnn_prepare(3, p.input, p.hidden, &wt, &tabs, bytes);
+            }
+            _ => bytes.fill(0),
         }
-        #[cfg(not(all(target_arch = "x86_64", kinglet_avx512)))]
-        bytes.fill(0);
     }
 }
 
 /// Runs op `i` of `m` on the (16-aligned) `arena`, with the session's prepared operands `prep`
-/// ([`prepare`]; empty when it keeps none).
+/// ([`prepare`]; empty when it keeps none, and always elsewhere than on x86-64).
 pub(crate) fn run_op(
     m: &Model<'_>,
     arena: &mut [u8],
@@ -1437,6 +1449,8 @@ pub(crate) fn run_op(
     i: usize,
     streaming: bool,
 ) -> Result<(), Error> {
+    #[cfg(not(kinglet_prep))]
+    let _ = prep;
     let err = Error::Arena { op: i };
     match decode(m, i, streaming, Decode::Run)? {
         Exec::Fc {
@@ -1469,13 +1483,18 @@ pub(crate) fn run_op(
             let s = i16s(s).ok_or(err)?;
             let (x, h, y) = (i8s(x), i8s_mut(h), i8s_mut(y));
             match wt {
+                #[cfg_attr(not(kinglet_prep), allow(unused_mut))]
                 LstmWeights::Int8(mut wt) => {
-                    wt.prep = prep_slot(m, prep, i);
+                    #[cfg(kinglet_prep)]
+                    {
+                        wt.prep = prep_slot(m, prep, i);
+                    }
                     lstm_i8(&p, &wt, &tabs, x, h, c, y, s)
                 }
                 LstmWeights::Unit16(wt) => lstm16_i8(&p, &wt, &tabs, x, h, c, y, s),
             }
         }
+        #[cfg_attr(not(kinglet_prep), allow(unused_mut))]
         Exec::Gru {
             p,
             mut wt,
@@ -1486,7 +1505,10 @@ pub(crate) fn run_op(
             scratch,
             h16,
         } => {
-            wt.prep = prep_slot(m, prep, i);
+            #[cfg(kinglet_prep)]
+            {
+                wt.prep = prep_slot(m, prep, i);
+            }
             let ([x], [h, y, s, h16]) = carve(arena, [x], [h, y, scratch, h16]).ok_or(err)?;
             let s = i16s(s).ok_or(err)?;
             let h16 = i16s(h16).ok_or(err)?;

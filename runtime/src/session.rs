@@ -14,7 +14,8 @@ pub struct Session<'m, 'a> {
     /// The 16-aligned part of the caller's buffer, exactly the plan's `arena_bytes` long.
     arena: &'a mut [u8],
     /// The recurrent ops' prepared operands ([`Model::prepared_bytes`]), 64-aligned, past the
-    /// plan in the caller's buffer; empty when it has no room for them.
+    /// plan in the caller's buffer; empty when it has no room for them. (x86-64 only.)
+    #[cfg(kinglet_prep)]
     pub(crate) prep: &'a [u8],
 }
 
@@ -34,16 +35,36 @@ impl<'m, 'a> Session<'m, 'a> {
         let got = arena.len();
         let pad = (ARENA_ALIGN - arena.as_ptr() as usize % ARENA_ALIGN) % ARENA_ALIGN;
         // `pad + plan_bytes ≤ arena_bytes ≤ got`: never `None`, but `get` keeps it panic-free.
-        let (arena, rest) = arena
-            .get_mut(pad..)
-            .and_then(|a| a.split_at_mut_checked(model.plan_bytes()))
-            .ok_or(Error::ArenaTooSmall { needed, got })?;
-        arena.fill(0);
-        let prep = prep_region(model, rest);
-        crate::exec::prepare(model, prep);
-        let mut s = Session { model, arena, prep };
+        #[cfg(kinglet_prep)]
+        let mut s = {
+            let (arena, rest) = arena
+                .get_mut(pad..)
+                .and_then(|a| a.split_at_mut_checked(model.plan_bytes()))
+                .ok_or(Error::ArenaTooSmall { needed, got })?;
+            arena.fill(0);
+            let prep = prep_region(model, rest);
+            crate::exec::prepare(model, prep);
+            Session { model, arena, prep }
+        };
+        #[cfg(not(kinglet_prep))]
+        let mut s = {
+            let arena = arena
+                .get_mut(pad..)
+                .and_then(|a| a.get_mut(..model.plan_bytes()))
+                .ok_or(Error::ArenaTooSmall { needed, got })?;
+            arena.fill(0);
+            Session { model, arena }
+        };
         s.reset();
         Ok(s)
+    }
+
+    /// The prepared operands' bytes (none but on x86-64).
+    pub(crate) fn prep(&self) -> &'a [u8] {
+        #[cfg(kinglet_prep)]
+        return self.prep;
+        #[cfg(not(kinglet_prep))]
+        return &[];
     }
 
     /// The model.
@@ -143,7 +164,7 @@ impl<'m, 'a> Session<'m, 'a> {
     pub fn invoke(&mut self) -> Result<(), Error> {
         self.reset();
         for i in 0..self.model.n_ops() {
-            run_op(self.model, self.arena, self.prep, i, false)?;
+            run_op(self.model, self.arena, self.prep(), i, false)?;
         }
         Ok(())
     }
@@ -155,7 +176,7 @@ impl<'m, 'a> Session<'m, 'a> {
     pub fn invoke_observed(&mut self, mut after_op: impl FnMut(usize, &[u8])) -> Result<(), Error> {
         self.reset();
         for i in 0..self.model.n_ops() {
-            run_op(self.model, self.arena, self.prep, i, false)?;
+            run_op(self.model, self.arena, self.prep(), i, false)?;
             after_op(i, self.arena);
         }
         Ok(())
@@ -168,7 +189,7 @@ impl<'m, 'a> Session<'m, 'a> {
             return Err(Error::NotStreamable);
         }
         for i in 0..self.model.n_ops() {
-            run_op(self.model, self.arena, self.prep, i, true)?;
+            run_op(self.model, self.arena, self.prep(), i, true)?;
         }
         Ok(())
     }
@@ -240,17 +261,16 @@ impl<'m, 'a> Session<'m, 'a> {
 /// The prepared operands' bytes in `rest` (the caller's buffer past the plan): the
 /// [`Model::prepared_bytes`] less their alignment slack, from the first 64-aligned byte; empty
 /// when `rest` is shorter or the model prepares nothing on this CPU.
+#[cfg(kinglet_prep)]
 fn prep_region<'a>(model: &Model<'_>, rest: &'a mut [u8]) -> &'a mut [u8] {
-    let align = crate::exec::PREP_ALIGN;
-    let want = model.prepared_bytes();
+    let (align, want) = (crate::exec::PREP_ALIGN, model.prepared_bytes());
+    let Some(len) = want.checked_sub(align).filter(|_| want > 0) else {
+        return &mut [];
+    };
     let pad = (align - rest.as_ptr() as usize % align) % align;
-    match want.checked_sub(align) {
-        Some(len) if want > 0 => rest
-            .get_mut(pad..)
-            .and_then(|r| r.get_mut(..len))
-            .unwrap_or_default(),
-        _ => &mut [],
-    }
+    rest.get_mut(pad..)
+        .and_then(|r| r.get_mut(..len))
+        .unwrap_or_default()
 }
 
 /// `dst.copy_from_slice(src)` without its length-mismatch panic: the callers have checked both

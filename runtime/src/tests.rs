@@ -1362,14 +1362,14 @@ fn recurrent_ops_prepare_their_operands_once() {
             let mut buf = vec![0u8; m.arena_bytes() + extra + 1];
             let mut s = Session::new(&m, &mut buf[1..]).unwrap();
             let prepared = extra == m.prepared_bytes() && extra > 0;
-            assert_eq!(!s.prep.is_empty(), prepared, "{cell:?} extra {extra}");
-            assert!(s.prep.is_empty() || s.prep.as_ptr() as usize % 64 == 0);
-            #[cfg(all(target_arch = "x86_64", kinglet_avx512))]
+            assert_eq!(!s.prep().is_empty(), prepared, "{cell:?} extra {extra}");
+            assert!(s.prep().is_empty() || s.prep().as_ptr() as usize % 64 == 0);
+            #[cfg(kinglet_prep)]
             if prepared {
                 let slot = crate::kernels::x86_rnn::RNN_PREP_BYTES;
-                assert_eq!(s.prep.len(), slot);
+                assert_eq!(s.prep().len(), slot);
                 // The slot's `meta` (its last 64 bytes) names a prepared op.
-                assert_eq!(&s.prep[slot - 64..slot - 60], b"KRNN", "{cell:?}");
+                assert_eq!(&s.prep()[slot - 64..slot - 60], b"KRNN", "{cell:?}");
             }
             let mut whole = vec![0i8; m.output(0).unwrap().nbytes()];
             s.run(&input, &mut whole).unwrap();

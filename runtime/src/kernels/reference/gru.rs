@@ -235,6 +235,7 @@ pub fn self_test_gru(seed: u32) -> usize {
                     bias_h: &bh[..g],
                     rq_x: &qx[..2 * g],
                     rq_h: &qh[..2 * g],
+                    #[cfg(kinglet_prep)]
                     prep: None,
                 };
                 let tabs = ActTables {
@@ -325,6 +326,7 @@ mod tests {
             bias_h: &bh32,
             rq_x: &rqx32,
             rq_h: &rqh32,
+            #[cfg(kinglet_prep)]
             prep: None,
         };
         let (sig, tanh) = (sigmoid_table(), tanh_table());

@@ -257,6 +257,7 @@ pub fn self_test_lstm(seed: u32) -> usize {
                     bias_h: &bh[..g],
                     rq_x: &qx[..2 * g],
                     rq_h: &qh[..2 * g],
+                    #[cfg(kinglet_prep)]
                     prep: None,
                 };
                 let tabs = ActTables {
@@ -377,6 +378,7 @@ pub(crate) mod tests {
             bias_h: &bh32,
             rq_x: &rqx32,
             rq_h: &rqh32,
+            #[cfg(kinglet_prep)]
             prep: None,
         };
         let (sig, tanh) = (sigmoid_table(), tanh_table());

@@ -226,6 +226,7 @@ fn narrowed<const W: usize, const R: usize>(
         bias_h: bh,
         rq_x: qx,
         rq_h: qh,
+        #[cfg(kinglet_prep)]
         prep: None,
     };
     super::lstm::lstm_i8(p, &wt8, tabs, x, h, c, y, gates);
@@ -477,6 +478,7 @@ mod tests {
                         bias_h: &bh,
                         rq_x: &qx,
                         rq_h: &qh,
+                        #[cfg(kinglet_prep)]
                         prep: None,
                     };
                     let pk = pack(&wt, ni, nh);

@@ -54,6 +54,8 @@ pub struct GateWeights<'w> {
     /// These operands as the active SIMD level prepared them once for a session
     /// ([`Model::prepared_bytes`](crate::Model::prepared_bytes)), or `None`: the kernels then
     /// prepare them at every call. Only a speed matter: results are the same either way.
+    /// (x86-64 only: no other target keeps prepared operands.)
+    #[cfg(kinglet_prep)]
     pub prep: Option<&'w [u8]>,
 }
 

@@ -139,6 +139,7 @@ mod tests {
             bias_h: &bh32,
             rq_x: &rqx32,
             rq_h: &rqh32,
+            #[cfg(kinglet_prep)]
             prep: None,
         };
         let tanh = tanh_table();
