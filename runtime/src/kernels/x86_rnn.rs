@@ -32,7 +32,8 @@
 //! The packed matrices live on the stack, at most [`PACK`] dwords (16 KB) each: a cell with
 //! `G·H ≤ 256` gate rows and `⌈G·H/16⌉ · 16 · ⌈K/4⌉ ≤ 4096` (LSTM or GRU with `H = 64` and
 //! `K ≤ 64`: 16 KB for `R`). Larger cells take the general path. The repack costs about one
-//! product per matrix, paid once per op call rather than once per step.
+//! product per matrix, paid once per op call rather than once per step, or once per session
+//! when the session keeps the operands prepared ([`RnnPrep`], `Model::prepared_bytes`).
 
 #![allow(unsafe_code)]
 
