@@ -6,8 +6,8 @@
 //! commutative, so every summation order — lanes, pairs, blocks of rows — gives exactly the
 //! reference's bits, even past overflow (which a validated model never reaches: `K < 2^17`).
 //! Requantization is the shared scalar [`rq`](super::reference::fixed::rq), except where a level
-//! fuses it ([`matvec_rq_fused`]: Cortex-M DSP, and AVX-512 VNNI, which also runs the GRU and
-//! LSTM cells' elementwise work, [`gru_cell_simd`] / [`lstm_cell_simd`]), bit-identically.
+//! fuses it (`matvec_rq_fused`: Cortex-M DSP, and AVX-512 VNNI, which also runs the GRU and
+//! LSTM cells' elementwise work, `gru_cell_simd` / `lstm_cell_simd`), bit-identically.
 //!
 //! Kernels, one module per instruction set, all behind the signature of
 //! [`reference_matvec_i8`]:

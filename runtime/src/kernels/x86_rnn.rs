@@ -1618,6 +1618,12 @@ mod tests {
         t
     }
 
+    /// A 64-byte-aligned [`RNN_PREP_BYTES`] slot inside `buf` (`RNN_PREP_BYTES + 64` long).
+    fn aligned_slot(buf: &mut [u8]) -> &mut [u8] {
+        let at = buf.as_ptr().align_offset(64);
+        &mut buf[at..at + RNN_PREP_BYTES]
+    }
+
     /// The word-lane LSTM cell against the scalar definition (`reference::lstm`, module doc)
     /// unit by unit: every `cell_exp` from 0 to 17 (capped at 15 as in the scalar cell), `H`
     /// from 1 to 64, the real tables and tame random ones, products at and beyond the gate
@@ -2062,8 +2068,7 @@ mod tests {
                         // same. Prepared from other weights (`R` negated), the kernels run
                         // those: the slot is what they read.
                         let mut buf = std::vec![0u8; RNN_PREP_BYTES + 64];
-                        let at = buf.as_ptr().align_offset(64);
-                        let slot = &mut buf[at..at + RNN_PREP_BYTES];
+                        let slot = aligned_slot(&mut buf);
                         assert!(avx512_rnn_prepare(gates, ni, nh, &wt, &tabs, slot));
                         let with = GateWeights {
                             prep: Some(slot),
@@ -2073,8 +2078,7 @@ mod tests {
                         let r2: Vec<i8> = r.iter().map(|&v| v.wrapping_neg()).collect();
                         let wt2 = GateWeights { r: &r2, ..wt };
                         let mut buf2 = std::vec![0u8; RNN_PREP_BYTES + 64];
-                        let at = buf2.as_ptr().align_offset(64);
-                        let slot2 = &mut buf2[at..at + RNN_PREP_BYTES];
+                        let slot2 = aligned_slot(&mut buf2);
                         assert!(avx512_rnn_prepare(gates, ni, nh, &wt2, &tabs, slot2));
                         let other = GateWeights {
                             prep: Some(slot2),
@@ -2086,8 +2090,7 @@ mod tests {
                         // A slot for another shape is not.
                         let shape = if gates == 4 { 3 } else { 4 };
                         let mut buf3 = std::vec![0u8; RNN_PREP_BYTES + 64];
-                        let at = buf3.as_ptr().align_offset(64);
-                        let slot3 = &mut buf3[at..at + RNN_PREP_BYTES];
+                        let slot3 = aligned_slot(&mut buf3);
                         let prepared3 = avx512_rnn_prepare(shape, ni, nh, &wt, &tabs, slot3);
                         assert!(!prepared3, "{case}: weights of the wrong length");
                         let stale = GateWeights {
