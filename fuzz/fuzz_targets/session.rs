@@ -1,6 +1,8 @@
 //! Parse (with `file_len` and the CRC fixed up, as in `parse`), then `Session::new`, `invoke`,
 //! `invoke_step`, `run` and `step` with inputs taken from the fuzz input. After a successful
-//! parse every session call must succeed (docs/format.md): an `Err` is a bug too.
+//! parse every session call must succeed (docs/format.md): an `Err` is a bug too. A second
+//! session with room for the prepared operands (`Model::prepared_bytes`, x86-64) must give the
+//! same output bytes.
 #![no_main]
 
 use kinglet::{Model, Session};
@@ -35,12 +37,30 @@ fuzz_target!(|data: &[u8]| {
     let mut src = data.iter().rev().cycle().map(|&v| v as i8);
     let mut arena = vec![0u8; need];
     let mut s = Session::new(&m, &mut arena).expect("Session::new on a parsed model");
+    let mut inputs = Vec::new();
     for i in 0..m.n_inputs() {
-        for v in s.input_mut(i).expect("input").iter_mut() {
+        let x = s.input_mut(i).expect("input");
+        for v in x.iter_mut() {
             *v = src.next().unwrap_or(0);
         }
+        inputs.push(x.to_vec());
     }
     s.invoke().expect("invoke on a parsed model");
+    if m.prepared_bytes() > 0 && need + m.prepared_bytes() <= MAX_ARENA {
+        let mut arena2 = vec![0u8; need + m.prepared_bytes()];
+        let mut p = Session::new(&m, &mut arena2).expect("Session::new, prepared");
+        for (i, x) in inputs.iter().enumerate() {
+            p.input_mut(i).expect("input").copy_from_slice(x);
+        }
+        p.invoke().expect("invoke, prepared");
+        for i in 0..m.n_outputs() {
+            assert_eq!(
+                p.output(i).expect("output"),
+                s.output(i).expect("output"),
+                "output {i}: prepared operands change the result"
+            );
+        }
+    }
     if m.is_streamable() {
         s.reset();
         for _ in 0..m.seq_len().min(4) {
