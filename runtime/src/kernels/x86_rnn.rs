@@ -1284,7 +1284,8 @@ unsafe fn packed_matmat<const FAST: bool>(
 /// call (about a tenth of `kws_lstm`'s time in `perf`). Plain bytes (`zerocopy`), read back
 /// only when `meta` names the same shape ([`prepared`]); the values are numbers the kernels
 /// compute with, never addresses or lengths, so no contents can make a kernel read or write
-/// outside its operands.
+/// outside its operands, and the one flag that picks instructions (the VBMI tables) is checked
+/// against the CPU again where it is read.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C, align(64))]
 pub(crate) struct RnnPrep {
@@ -1387,9 +1388,11 @@ impl RnnPrep {
         self.meta[4] != 0
     }
 
-    /// The prepared VBMI tables, if any.
+    /// The prepared VBMI tables, if any, and if this CPU has VBMI: the slot's bytes decide
+    /// numbers only, never which instructions run (`GateWeights::prep` is public, so a slot
+    /// need not come from [`avx512_rnn_prepare`] on this CPU).
     fn luts(&self) -> Option<&VbmiLuts> {
-        (self.meta[5] != 0).then_some(&self.luts)
+        (self.meta[5] != 0 && has_vbmi()).then_some(&self.luts)
     }
 }
 
