@@ -35,6 +35,8 @@ impl<'m, 'a> Session<'m, 'a> {
         let got = arena.len();
         let pad = (ARENA_ALIGN - arena.as_ptr() as usize % ARENA_ALIGN) % ARENA_ALIGN;
         // `pad + plan_bytes ≤ arena_bytes ≤ got`: never `None`, but `get` keeps it panic-free.
+        // Two forms: with prepared operands the buffer is split (the rest holds them); without,
+        // the plain slice, which keeps the microcontroller builds' code as it was.
         #[cfg(kinglet_prep)]
         let mut s = {
             let (arena, rest) = arena

@@ -1430,9 +1430,10 @@ fn run_seq(
     if !ok {
         return false;
     }
-    // The operands prepared once per session, or here, once per call.
+    // The operands prepared once per session, or here, once per call (the local buffers
+    // initialised on that path only: a prepared call does not clear them).
     let (mut wbuf, mut rbuf) = (MaybeUninit::uninit(), MaybeUninit::uninit());
-    let (mut wcorr, mut rcorr) = ([0i32; MATVEC_BLOCK], [0i32; MATVEC_BLOCK]);
+    let (mut wcorr, mut rcorr): ([i32; MATVEC_BLOCK], [i32; MATVEC_BLOCK]);
     let local;
     let (wp, rp, rqx, rqh) = match cached {
         Some(pp) => (
@@ -1442,6 +1443,7 @@ fn run_seq(
             &pp.rqh,
         ),
         None => {
+            (wcorr, rcorr) = ([0; MATVEC_BLOCK], [0; MATVEC_BLOCK]);
             let wp = pack(wt.w, g, ni, &mut wbuf, &mut wcorr[..g]);
             let rp = pack(wt.r, g, nh, &mut rbuf, &mut rcorr[..g]);
             let (Some(rqx), Some(rqh)) = (
